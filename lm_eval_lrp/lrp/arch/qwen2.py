@@ -1,0 +1,13 @@
+"""Qwen2: pre-norm blocks, RMSNorm, SiLU-gated MLP, separate q/k/v projections."""
+
+from . import Architecture
+from ._gated import gated_decoder_rules
+
+ARCHITECTURE = Architecture(
+    name="qwen2",
+    model_types=("qwen2",),
+    rules=gated_decoder_rules,
+    layers="model.layers",
+    mid="post_attention_layernorm",
+    final_norm="model.norm",
+)

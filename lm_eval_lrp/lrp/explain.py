@@ -1,0 +1,313 @@
+"""The explain API: one contrastive LRP backward on a Hugging Face causal LM.
+
+``explain(model, ids, position, target, contrast)`` explains Δℓ = ℓ(target) − ℓ(contrast), the logits of the
+next token after ``ids[position]``. Relevance of an activation x is ``x · g̃(x)`` with g̃ the gradient of Δℓ under
+the LRP rules (:mod:`lm_eval_lrp.lrp.rules`). Gradients go to the input embeddings and the residual-stream nodes
+only (no parameter gradients); the LM head is applied only at the explained position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .arch import Architecture, architecture_of
+from .composite import Composite
+
+
+@dataclass
+class Explanation:
+    """Result of one (contrastive) LRP backward. Relevance tensors are float32 on the CPU."""
+
+    input_ids: list[int]
+    position: int
+    target_id: int
+    contrast_id: int | None
+    target_logit: float
+    contrast_logit: float | None
+    delta: float
+    input_relevance: torch.Tensor  # [T]: summed over hidden dims
+    node_names: list[str]  # "embed", "<l>.mid", "<l>.out"
+    node_relevance: torch.Tensor  # [len(node_names), T]
+    rule: str
+    topk: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.input_relevance).all() and torch.isfinite(self.node_relevance).all())
+
+    def node(self, name: str) -> torch.Tensor:
+        return self.node_relevance[self.node_names.index(name)]
+
+    @property
+    def conservation(self) -> dict:
+        """ΣR_input/Δℓ and, per block, relevance lost going back through attention and MLP (out − in)."""
+        sums = self.node_relevance.double().sum(-1)
+        total_in = float(self.input_relevance.double().sum())
+        blocks = []
+        n_layers = (len(self.node_names) - 1) // 2
+        for layer in range(n_layers):
+            s_in = float(sums[2 * layer])
+            s_mid = float(sums[2 * layer + 1])
+            s_out = float(sums[2 * layer + 2])
+            blocks.append({"layer": layer, "attn_lost": s_mid - s_in, "mlp_lost": s_out - s_mid, "lost": s_out - s_in})
+        head_in = float(sums[-1]) if len(sums) else float("nan")
+        return {
+            "sum_input": total_in,
+            "delta": self.delta,
+            "ratio": total_in / self.delta if self.delta else float("nan"),
+            "head_lost": self.delta - head_in,
+            "blocks": blocks,
+        }
+
+
+@dataclass
+class SequenceExplanation:
+    """Sequence-level contrast: relevance of the shared context for Σ log p(wrong) − Σ log p(gold)."""
+
+    context_ids: list[int]
+    wrong_ids: list[int]
+    gold_ids: list[int]
+    logprob_wrong: float
+    logprob_gold: float
+    delta: float
+    context_relevance: torch.Tensor  # [len(context_ids)]
+    rule: str
+
+    @property
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.context_relevance).all())
+
+
+class _NodeRecorder:
+    """Forward hooks that keep the residual-stream tensors: block inputs, mid-block, and the last block's output."""
+
+    def __init__(self, model: nn.Module, arch: Architecture):
+        self.layers = list(model.get_submodule(arch.layers))
+        self.arch = arch
+        self.tensors: list[torch.Tensor] = []
+        self.handles: list = []
+
+    def __enter__(self):
+        def keep(args, kwargs):
+            t = args[0] if args else kwargs.get("hidden_states")
+            self.tensors.append(t)
+
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            self.handles.append(layer.register_forward_pre_hook(lambda m, a, k: keep(a, k), with_kwargs=True))
+            self.handles.append(
+                layer.get_submodule(self.arch.mid).register_forward_pre_hook(lambda m, a, k: keep(a, k), with_kwargs=True)
+            )
+            if i == last:
+                self.handles.append(
+                    layer.register_forward_hook(lambda m, a, out: self.tensors.append(out[0] if isinstance(out, tuple) else out))
+                )
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    def names(self) -> list[str]:
+        names = ["embed"]
+        for i in range(len(self.layers)):
+            names += [f"{i}.mid", f"{i}.out"]
+        return names
+
+
+def _as_ids(input_ids, device) -> torch.Tensor:
+    ids = torch.as_tensor(input_ids, dtype=torch.long)
+    if ids.dim() == 2:
+        if ids.shape[0] != 1:
+            raise ValueError("explain() takes one sequence (batch size 1)")
+        ids = ids[0]
+    if ids.dim() != 1 or ids.numel() == 0:
+        raise ValueError("input_ids must be a non-empty 1-D sequence of token ids")
+    return ids.to(device)
+
+
+def _head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """LM head on selected rows of the final hidden state (with the model's logit soft-capping, if any)."""
+    head = model.get_output_embeddings()
+    hidden = hidden.to(head.weight.device)
+    logits = head(hidden)
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def _lrp_backward(
+    model: nn.Module,
+    ids: torch.Tensor,
+    objective: Callable[[torch.Tensor], tuple[torch.Tensor, dict]],
+    rule: str,
+    nodes: bool,
+):
+    """Forward under the rules, ``objective(last_hidden[T, d]) -> (scalar, extras)``, one backward.
+
+    Returns (extras, input relevance [T], node names, node relevance [N, T]).
+    """
+    arch = architecture_of(model)
+    embed = model.get_input_embeddings()
+    with Composite(model, rule, arch), torch.enable_grad():
+        emb = embed(ids.unsqueeze(0)).detach().requires_grad_(True)
+        recorder = _NodeRecorder(model, arch) if nodes else None
+        mask = torch.ones_like(ids).unsqueeze(0)
+        if recorder is not None:
+            with recorder:
+                out = model.base_model(inputs_embeds=emb, attention_mask=mask, use_cache=False)
+        else:
+            out = model.base_model(inputs_embeds=emb, attention_mask=mask, use_cache=False)
+        value, extras = objective(out.last_hidden_state[0])
+        tensors = [emb] + (recorder.tensors if recorder is not None else [])
+        grads = torch.autograd.grad(value, tensors, allow_unused=True)
+
+    def rel(t, g):
+        if g is None:
+            return torch.zeros(t.shape[-2], dtype=torch.float32)
+        return (t.detach().float() * g.float()).sum(-1).reshape(-1).cpu()
+
+    input_rel = rel(emb, grads[0])
+    if recorder is None:
+        return extras, input_rel, [], torch.zeros(0, ids.numel())
+    node_rel = torch.stack([rel(t, g) for t, g in zip(recorder.tensors, grads[1:])])
+    return extras, input_rel, recorder.names(), node_rel
+
+
+def explain(
+    model: nn.Module,
+    input_ids: Sequence[int] | torch.Tensor,
+    position: int = -1,
+    target: int | None = None,
+    contrast: int | None = None,
+    *,
+    rule: str = "attnlrp",
+    topk: int = 5,
+    nodes: bool = True,
+) -> Explanation:
+    """Explain the logit difference ℓ(target) − ℓ(contrast) of the next token after ``input_ids[position]``.
+
+    ``target`` is the token the model preferred (the wrong one); ``contrast`` the correct one. With
+    ``contrast=None`` the single logit ℓ(target) is explained. With ``target=None`` the model's top token is used.
+    ``rule`` is ``"attnlrp"`` or ``"cp"`` (CP-LRP). Positive relevance pushes towards ``target``.
+    """
+    device = model.get_input_embeddings().weight.device
+    ids = _as_ids(input_ids, device)
+    T = ids.numel()
+    pos = position % T
+    if not -T <= position < T:
+        raise IndexError(f"position {position} outside a sequence of {T} tokens")
+    vocab = model.get_output_embeddings().weight.shape[0]
+    for name, tok in (("target", target), ("contrast", contrast)):
+        if tok is not None and not 0 <= int(tok) < vocab:
+            raise ValueError(f"{name} token id {tok} outside the vocabulary (size {vocab})")
+    if target is not None and contrast is not None and int(target) == int(contrast):
+        raise ValueError("target and contrast are the same token: nothing to contrast")
+
+    def objective(hidden):
+        logits = _head_logits(model, hidden[pos : pos + 1])[0]
+        tgt = int(logits.detach().argmax()) if target is None else int(target)
+        value = logits[tgt] - (logits[int(contrast)] if contrast is not None else 0.0)
+        k = min(topk, logits.numel())
+        top = logits.detach().float().topk(k)
+        extras = {
+            "target": tgt,
+            "target_logit": float(logits[tgt].detach()),
+            "contrast_logit": float(logits[int(contrast)].detach()) if contrast is not None else None,
+            "delta": float(value.detach()),
+            "topk": [(int(i), float(v)) for v, i in zip(top.values.cpu(), top.indices.cpu())],
+        }
+        return value, extras
+
+    extras, input_rel, names, node_rel = _lrp_backward(model, ids, objective, rule, nodes)
+    return Explanation(
+        input_ids=ids.tolist(),
+        position=pos,
+        target_id=extras["target"],
+        contrast_id=None if contrast is None else int(contrast),
+        target_logit=extras["target_logit"],
+        contrast_logit=extras["contrast_logit"],
+        delta=extras["delta"],
+        input_relevance=input_rel,
+        node_names=names,
+        node_relevance=node_rel,
+        rule=rule,
+        topk=extras["topk"],
+    )
+
+
+def _sequence_logprob(model, ids: torch.Tensor, n_context: int, rule: str):
+    """Σ log p(continuation tokens | prefix) and the relevance of every input token for it."""
+
+    def objective(hidden):
+        rows = hidden[n_context - 1 : ids.numel() - 1]
+        logp = torch.log_softmax(_head_logits(model, rows).float(), dim=-1)
+        cont = ids[n_context:].to(logp.device)
+        value = logp.gather(-1, cont.unsqueeze(-1)).sum()
+        return value, {"logprob": float(value.detach())}
+
+    extras, input_rel, _, _ = _lrp_backward(model, ids, objective, rule, nodes=False)
+    return extras["logprob"], input_rel
+
+
+def explain_sequences(
+    model: nn.Module,
+    context_ids: Sequence[int],
+    wrong_ids: Sequence[int],
+    gold_ids: Sequence[int],
+    *,
+    rule: str = "attnlrp",
+) -> SequenceExplanation:
+    """Sequence-level contrast of two continuations sharing ``context_ids``.
+
+    Explains Σ log p(wrong | context) − Σ log p(gold | context): the relevance of each context token is its
+    relevance for the wrong continuation minus that for the gold one (the backward is linear in its seed).
+    """
+    context_ids, wrong_ids, gold_ids = list(context_ids), list(wrong_ids), list(gold_ids)
+    if not context_ids:
+        raise ValueError("the context is empty")
+    if not wrong_ids or not gold_ids:
+        raise ValueError("both continuations must be non-empty")
+    if wrong_ids == gold_ids:
+        raise ValueError("the two continuations are identical: nothing to contrast")
+    device = model.get_input_embeddings().weight.device
+    n = len(context_ids)
+    lp_w, r_w = _sequence_logprob(model, _as_ids(context_ids + wrong_ids, device), n, rule)
+    lp_g, r_g = _sequence_logprob(model, _as_ids(context_ids + gold_ids, device), n, rule)
+    return SequenceExplanation(
+        context_ids=context_ids,
+        wrong_ids=wrong_ids,
+        gold_ids=gold_ids,
+        logprob_wrong=lp_w,
+        logprob_gold=lp_g,
+        delta=lp_w - lp_g,
+        context_relevance=r_w[:n] - r_g[:n],
+        rule=rule,
+    )
+
+
+def gradient_x_input(model: nn.Module, input_ids, position: int, target: int, contrast: int | None = None) -> torch.Tensor:
+    """Plain (unmodified) gradient × input of the same objective, as a baseline. Returns [T] float32."""
+    device = model.get_input_embeddings().weight.device
+    ids = _as_ids(input_ids, device)
+    pos = position % ids.numel()
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        with torch.enable_grad():
+            emb = model.get_input_embeddings()(ids.unsqueeze(0)).detach().requires_grad_(True)
+            out = model.base_model(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
+            logits = _head_logits(model, out.last_hidden_state[0, pos : pos + 1])[0]
+            value = logits[target] - (logits[contrast] if contrast is not None else 0.0)
+            (g,) = torch.autograd.grad(value, [emb])
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    return (emb.detach().float() * g.float()).sum(-1)[0].cpu()

@@ -1,0 +1,190 @@
+"""LRP rules as small objects, each applied to one module instance through removable hooks.
+
+Every rule leaves the forward value untouched (bit for bit) and only changes what the backward pass
+propagates, so that relevance = input x modified gradient (AttnLRP, Achtibat et al. 2024):
+
+* :class:`NormIdentity`   -- RMSNorm/LayerNorm with the normaliser 1/sigma held constant (identity rule);
+* :class:`ActivationIdentity` -- element-wise activation f with backward g * f(x)/x (identity rule);
+* :class:`GradScale`      -- multiply the gradient of a module's output (or input) by a constant; this
+  realises the uniform rule on products (1/2 per factor) and, with 0, CP-LRP's "no relevance through";
+* :class:`StopGradient`   -- the module's output is a constant in the backward.
+
+Rules only act while autograd records a graph; under ``torch.no_grad`` they are inert.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+def _straight_through(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+    """``value`` in the forward (exactly), ``surrogate``'s gradient in the backward."""
+    return value.detach() + (surrogate - surrogate.detach())
+
+
+def _recording(x) -> bool:
+    return torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad
+
+
+class Rule:
+    """A rule attaches hooks to one module and returns their handles."""
+
+    def register(self, module: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+
+class NormIdentity(Rule):
+    """Identity rule through a normalisation layer: backward of ``x * (w / sigma(x))`` with ``sigma`` constant.
+
+    ``kind`` is ``"rms"`` (Llama-style RMSNorm, weight ``w + weight_offset``) or ``"layer"`` (LayerNorm: the mean
+    subtraction is linear and stays in the backward; the bias is a constant that absorbs relevance).
+    """
+
+    def __init__(self, kind: str = "rms", weight_offset: float = 0.0):
+        if kind not in ("rms", "layer"):
+            raise ValueError(f"unknown norm kind {kind!r}")
+        self.kind = kind
+        self.weight_offset = weight_offset
+
+    def _surrogate(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        eps = getattr(module, "variance_epsilon", None)
+        if eps is None:
+            eps = getattr(module, "eps", 1e-6)
+        xf = x.float()
+        if self.kind == "layer":
+            xf = xf - xf.mean(-1, keepdim=True)
+        inv_sigma = torch.rsqrt(xf.detach().pow(2).mean(-1, keepdim=True) + eps)
+        scale = inv_sigma
+        weight = getattr(module, "weight", None)
+        if weight is not None:
+            scale = scale * (weight.detach().float() + self.weight_offset)
+        return (xf * scale).to(x.dtype)
+
+    def register(self, module):
+        def hook(mod, args, output):
+            x = args[0] if args else None
+            if not _recording(x):
+                return None
+            return _straight_through(output, self._surrogate(mod, x))
+
+        return [module.register_forward_hook(hook)]
+
+
+def _silu_ratio(x: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(x)
+
+
+def _gelu_ratio(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+def _gelu_tanh_ratio(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+
+
+#: f(x)/x for the element-wise activations we know, written without a division (stable at x = 0).
+ACTIVATION_RATIOS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "silu": _silu_ratio,
+    "gelu": _gelu_ratio,
+    "gelu_tanh": _gelu_tanh_ratio,
+}
+
+_ACTIVATION_CLASSES = {
+    "SiLU": "silu",
+    "SiLUActivation": "silu",
+    "GELU": "gelu",
+    "GELUActivation": "gelu",
+    "GELUTanh": "gelu_tanh",
+    "NewGELUActivation": "gelu_tanh",
+    "PytorchGELUTanh": "gelu_tanh",
+    "GELUPytorchTanh": "gelu_tanh",
+    "FastGELUActivation": "gelu_tanh",
+}
+
+
+def activation_kind(module: nn.Module) -> str:
+    """Name of the activation implemented by ``module`` (``silu``, ``gelu`` or ``gelu_tanh``)."""
+    name = type(module).__name__
+    if name == "GELU" and getattr(module, "approximate", "none") == "tanh":
+        return "gelu_tanh"
+    if name in _ACTIVATION_CLASSES:
+        return _ACTIVATION_CLASSES[name]
+    raise TypeError(
+        f"no identity rule for activation {name}; known: {sorted(_ACTIVATION_CLASSES)} "
+        "(add its f(x)/x to lm_eval_lrp/lrp/rules.py)"
+    )
+
+
+class ActivationIdentity(Rule):
+    """Identity rule through an element-wise activation: backward ``g * f(x)/x`` (so R(x) = R(f(x)))."""
+
+    def __init__(self, kind: str | None = None):
+        self.kind = kind
+
+    def register(self, module):
+        ratio = ACTIVATION_RATIOS[self.kind or activation_kind(module)]
+
+        def hook(mod, args, output):
+            x = args[0] if args else None
+            if not _recording(x):
+                return None
+            return _straight_through(output, x * ratio(x.detach()))
+
+        return [module.register_forward_hook(hook)]
+
+
+class GradScale(Rule):
+    """Multiply the gradient that reaches a module's output (``where="output"``) or first input (``"input"``).
+
+    ``factor`` is a number or a 1-D tensor broadcast over the last dimension (fused q|k|v projections).
+    A factor of 1/2 on the input of ``down_proj`` is the uniform rule on ``act(gate) * up``; 1/4 on q and k,
+    1/2 on v is the uniform rule on the two attention matmuls.
+    """
+
+    def __init__(self, factor, where: str = "output"):
+        if where not in ("output", "input"):
+            raise ValueError(f"where must be 'output' or 'input', not {where!r}")
+        self.factor = factor
+        self.where = where
+
+    def _scale(self, t: torch.Tensor) -> None:
+        f = self.factor
+        if isinstance(f, torch.Tensor):
+            f = f.to(device=t.device, dtype=t.dtype)
+        t.register_hook(lambda g: g * f)
+
+    def register(self, module):
+        if self.where == "output":
+
+            def hook(mod, args, output):
+                t = output[0] if isinstance(output, tuple) else output
+                if _recording(t):
+                    self._scale(t)
+
+            return [module.register_forward_hook(hook)]
+
+        def pre_hook(mod, args):
+            if args and _recording(args[0]):
+                self._scale(args[0])
+
+        return [module.register_forward_pre_hook(pre_hook)]
+
+
+class StopGradient(Rule):
+    """The module's output is a constant in the backward (CP-LRP on q, k and the MLP gate)."""
+
+    def register(self, module):
+        def hook(mod, args, output):
+            if isinstance(output, torch.Tensor) and _recording(output):
+                return output.detach()
+            return None
+
+        return [module.register_forward_hook(hook)]
