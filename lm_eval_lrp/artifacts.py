@@ -1,0 +1,169 @@
+"""Attribution artifacts beside lm-eval's output, and the loader that reads a run back.
+
+Per task: ``attributions_<task>_<timestamp>.jsonl`` (one JSON record per failure, written and flushed one by one)
+and, for per-layer node relevance, a sidecar folder ``attributions_<task>_<timestamp>.nodes/`` holding one
+``<doc_id>.safetensors`` per record. Nothing here unpickles: JSON and safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import jsonlines
+import torch
+from safetensors.torch import load_file, save_file
+
+RECORD_GLOB = "attributions_*.jsonl"
+_NAME = re.compile(r"^attributions_(?P<task>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d\-\.]+)(?:\.rank(?P<rank>\d+))?\.jsonl$")
+
+
+def _clean(value):
+    """JSON-safe: NaN/inf become None (records with them are flagged, never silently written as numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class AttributionWriter:
+    """Appends records to one task's JSONL file, flushing after each; node relevance goes to the sidecar."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.sidecar = self.path.with_suffix(".nodes")
+        self._fh = open(self.path, "a", encoding="utf-8")
+        self._writer = jsonlines.Writer(self._fh, flush=True, compact=True)
+        self.count = 0
+
+    def write(self, record: dict, node_relevance: torch.Tensor | None = None, node_names: list[str] | None = None):
+        if node_relevance is not None and node_relevance.numel():
+            self.sidecar.mkdir(exist_ok=True)
+            file = self.sidecar / f"{record['doc_id']}.safetensors"
+            save_file(
+                {"node_relevance": node_relevance.contiguous().float()},
+                str(file),
+                metadata={"node_names": json.dumps(node_names or [])},
+            )
+            record = {**record, "node_relevance_file": f"{self.sidecar.name}/{file.name}"}
+        self._writer.write(_clean(record))
+        self.count += 1
+
+    def close(self):
+        self._writer.close()
+        self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_records(path: Path) -> list[dict]:
+    """Records of one JSONL file; a truncated last line (a killed run) is ignored."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return out
+
+
+def load_node_relevance(run_dir: Path, record: dict) -> tuple[list[str], torch.Tensor] | None:
+    rel = record.get("node_relevance_file")
+    if not rel:
+        return None
+    file = Path(run_dir) / rel
+    tensors = load_file(str(file))
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="pt") as fh:
+        names = json.loads((fh.metadata() or {}).get("node_names", "[]"))
+    return names, tensors["node_relevance"]
+
+
+@dataclass
+class TaskAttributions:
+    task: str
+    path: Path
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def attributed(self) -> list[dict]:
+        return [r for r in self.records if r.get("status") == "attributed"]
+
+    def by_doc_id(self) -> dict[int, dict]:
+        return {r["doc_id"]: r for r in self.records}
+
+    def node_relevance(self, record: dict):
+        return load_node_relevance(self.path.parent, record)
+
+
+@dataclass
+class Run:
+    """A run read back: lm-eval's results JSON (with the ``lrp`` summary) and the attribution records per task."""
+
+    path: Path
+    results: dict | None
+    tasks: dict[str, TaskAttributions]
+
+    def __getitem__(self, task: str) -> TaskAttributions:
+        return self.tasks[task]
+
+    def records(self) -> Iterator[dict]:
+        for t in self.tasks.values():
+            yield from t.records
+
+
+def _latest(files: list[Path]) -> list[Path]:
+    """Per task, the newest attribution file (a re-run into the same folder adds a new timestamp)."""
+    newest: dict[str, tuple[str, Path]] = {}
+    for f in files:
+        m = _NAME.match(f.name)
+        if not m or m.group("rank") is not None:
+            continue
+        task, stamp = m.group("task"), m.group("stamp")
+        if task not in newest or stamp > newest[task][0]:
+            newest[task] = (stamp, f)
+    return [p for _, p in newest.values()]
+
+
+def find_run_dir(path: str | Path) -> Path:
+    """The folder holding the artifacts: ``path`` itself or its single model sub-folder."""
+    path = Path(path)
+    if path.is_file():
+        return path.parent
+    if list(path.glob(RECORD_GLOB)) or list(path.glob("results_*.json")):
+        return path
+    subs = [d for d in path.iterdir() if d.is_dir() and (list(d.glob(RECORD_GLOB)) or list(d.glob("results_*.json")))]
+    if len(subs) == 1:
+        return subs[0]
+    if not subs:
+        raise FileNotFoundError(f"no lm-eval results or attribution files under {path}")
+    raise ValueError(f"{path} holds several model folders; pass one of: {', '.join(str(s) for s in subs)}")
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run back: ``<output_path>`` or ``<output_path>/<model_name_sanitized>``."""
+    run_dir = find_run_dir(path)
+    results_files = sorted(run_dir.glob("results_*.json"))
+    results = json.loads(results_files[-1].read_text(encoding="utf-8")) if results_files else None
+    tasks = {}
+    for f in _latest(sorted(run_dir.glob(RECORD_GLOB))):
+        task = _NAME.match(f.name).group("task")
+        tasks[task] = TaskAttributions(task, f, read_records(f))
+    return Run(run_dir, results, tasks)

@@ -1,0 +1,107 @@
+"""``lm-eval-lrp``: a drop-in for the ``lm_eval`` command, plus ``--lrp`` and a few ``--lrp_*`` options.
+
+Every ``lm_eval`` argument is accepted unchanged. ``--lrp`` turns ``--model hf`` into ``hf-lrp`` and hands the
+``--lrp_*`` options to it as ``lrp_*`` model arguments (lm-eval's own parser would reject unknown flags, so they
+are taken out first). Without ``--lrp`` the command is exactly ``lm_eval``. Sub-commands of our own:
+``lm-eval-lrp report RUN_DIR`` and ``lm-eval-lrp graph RECORD`` where installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HF_NAMES = ("hf", "hf-auto", "huggingface", "hf-lrp")
+
+
+def lrp_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lm-eval-lrp",
+        add_help=False,
+        allow_abbrev=False,
+        description="lm-eval-lrp: the lm_eval command, plus contrastive LRP explanations of every wrong prediction. "
+        "All lm_eval options (listed after this section) are accepted unchanged.",
+    )
+    g = p.add_argument_group("attribution (lm-eval-lrp)")
+    g.add_argument("--lrp", action="store_true", help="explain each wrong prediction (turns --model hf into hf-lrp)")
+    g.add_argument("--lrp_rule", choices=("attnlrp", "cp"), help="LRP variant: attnlrp (default) or cp (CP-LRP)")
+    g.add_argument("--lrp_min_delta", type=float, help="clean-case filter: skip cases with Δℓ ≤ this (default 1.0)")
+    g.add_argument("--lrp_max_failures", type=int, help="attribute at most this many failures per task")
+    g.add_argument("--lrp_topk", type=int, help="top-k alternative tokens recorded (default 5)")
+    g.add_argument("--lrp_nodes", choices=("true", "false"), help="write per-layer node relevance (default true)")
+    g.add_argument("--lrp_sequence", action="store_true", help="also the sequence-level contrast (multiple choice)")
+    g.add_argument("--lrp_metric", help="the task metric that decides 'wrong' (default: the task's first)")
+    g.add_argument("--lrp_filter", help="the filter whose answers are judged (default: the task's first)")
+    g.add_argument("--lrp_hooks_path", help="folder of your own task hooks (*.py defining HOOK)")
+    g.add_argument("--lrp_max_length", type=int, help="left-truncate attributed contexts to this many tokens")
+    return p
+
+
+def _find(rest: list[str], *names: str) -> tuple[int, str | None]:
+    for i, arg in enumerate(rest):
+        for name in names:
+            if arg == name and i + 1 < len(rest):
+                return i, rest[i + 1]
+            if arg.startswith(name + "="):
+                return i, arg.split("=", 1)[1]
+    return -1, None
+
+
+def translate(argv: list[str]) -> list[str]:
+    """lm_eval arguments for ``argv``: our options removed and, with ``--lrp``, turned into model arguments."""
+    ns, rest = lrp_parser().parse_known_args(argv)
+    unknown = [a for a in rest if a.startswith("--lrp")]
+    if unknown:
+        names = sorted(a.option_strings[0] for a in lrp_parser()._actions if a.option_strings)
+        raise SystemExit(f"lm-eval-lrp: unknown option {unknown[0].split('=')[0]}; the attribution options are: {', '.join(names)}")
+    given = {k: v for k, v in vars(ns).items() if k != "lrp" and v is not None and v is not False}
+    if not ns.lrp:
+        if given:
+            print(f"lm-eval-lrp: {', '.join('--' + k for k in given)} ignored without --lrp", file=sys.stderr)
+        return rest
+    i, model = _find(rest, "--model")
+    if model is None:
+        rest = rest + ["--model", "hf-lrp"]
+    elif model not in HF_NAMES:
+        raise SystemExit(f"lm-eval-lrp: --lrp explains Hugging Face models: use --model hf (got --model {model})")
+    else:
+        rest = list(rest)
+        if rest[i] == "--model":
+            rest[i + 1] = "hf-lrp"
+        else:
+            rest[i] = "--model=hf-lrp"
+    _, output = _find(rest, "--output_path", "-o")
+    model_args = [f"{k}={v}" for k, v in given.items()]
+    if output:
+        model_args.append(f"lrp_output_path={output}")
+    if model_args:
+        rest = rest + ["--model_args", *model_args]
+    return rest
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("report", "graph", "compare"):
+        from importlib import import_module
+
+        try:
+            command = import_module(f"lm_eval_lrp.commands.{argv[0]}")
+        except ModuleNotFoundError:
+            raise SystemExit(f"lm-eval-lrp {argv[0]}: not available in this version") from None
+        raise SystemExit(command.main(argv[1:]))
+    if "-h" in argv or "--help" in argv:
+        lrp_parser().print_help()
+        print("\n" + "=" * 30 + " lm_eval options " + "=" * 30 + "\n")
+        argv = ["run", "--help"]
+    else:
+        argv = translate(argv)
+
+    import lm_eval_lrp  # noqa: F401 - registers hf-lrp and the evaluate wrapper
+    from lm_eval.__main__ import cli_evaluate
+
+    sys.argv = ["lm-eval-lrp", *argv]
+    cli_evaluate()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""The harness loop: after lm-eval judged the documents, explain each wrong one on the same model object.
+
+The route to the tasks is lm-eval's own ``evaluate(lm, task_dict, ...)`` call, which :func:`install` wraps
+(transparently for every model but ``hf-lrp``). Inside, lm-eval runs unchanged with ``log_samples=True``; its
+logged samples carry the task's own verdicts (filters, ``process_results``, metrics). Samples the caller did not
+ask for are removed again, so results and outputs equal those of the same run without attribution, plus an
+``lrp`` summary. Under data parallelism rank 0 judges, every rank explains its share and writes its own shard,
+and rank 0 merges the shards.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import statistics
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from .artifacts import AttributionWriter, read_records
+from .failures import Failure, find_failures, generate_until_case, multiple_choice_case
+from .lrp import explain, explain_sequences
+from .model import HFLRP
+from .records import base_record, error_record, explained_record, skipped_record
+
+log = logging.getLogger("lm_eval_lrp")
+
+OOM_ADVICE = "out of memory during attribution: use a shorter context (lrp_max_length) or turn node relevance off (lrp_nodes=false)"
+
+
+def _unwrap(lm):
+    """The HFLRP behind lm-eval's wrappers (``--use_cache`` wraps the model in a CachingLM)."""
+    seen = 0
+    while lm is not None and not isinstance(lm, HFLRP) and hasattr(lm, "lm") and seen < 3:
+        lm, seen = lm.lm, seen + 1
+    return lm if isinstance(lm, HFLRP) else None
+
+
+def install() -> None:
+    """Wrap ``lm_eval.evaluator.evaluate`` once; models other than ``hf-lrp`` pass straight through."""
+    import lm_eval.evaluator as evaluator
+
+    if getattr(evaluator.evaluate, "_lm_eval_lrp", False):
+        return
+    original = evaluator.evaluate
+
+    @functools.wraps(original)
+    def evaluate(*args, **kwargs):
+        lm = kwargs.get("lm", args[0] if args else None)
+        model = _unwrap(lm)
+        if model is None:
+            return original(*args, **kwargs)
+        wanted = kwargs.get("log_samples", True)
+        kwargs["log_samples"] = True
+        results = original(*args, **kwargs)
+        task_dict = kwargs.get("task_dict", args[1] if len(args) > 1 else None)
+        samples = results.get("samples") if results is not None else None
+        try:
+            summary = attribute_run(model, task_dict, samples, results)
+        except Exception as err:  # noqa: BLE001 - attribution never costs the user the evaluation
+            log.exception("lm-eval-lrp: attribution failed; the evaluation's results are kept")
+            summary = {"error": f"{type(err).__name__}: {err}"}
+        if results is not None:
+            results["lrp"] = summary
+            if not wanted:
+                results.pop("samples", None)
+        return results
+
+    evaluate._lm_eval_lrp = True
+    evaluator.evaluate = evaluate
+
+
+def run_dir(model: HFLRP) -> Path | None:
+    """``<output_path>/<model_name_sanitized>``, exactly where lm-eval writes its results."""
+    if not model.lrp.output_path:
+        return None
+    from lm_eval.loggers.evaluation_tracker import GeneralConfigTracker
+    from lm_eval.loggers.evaluation_tracker import sanitize_model_name
+
+    path = Path(model.lrp.output_path)
+    if path.suffix == ".json":
+        return path.parent
+    name = GeneralConfigTracker._get_model_name(model.lrp_name_args) or "model"
+    return path / sanitize_model_name(name)
+
+
+def _task_objects(task_dict) -> dict:
+    """Task name -> task object, from what ``simple_evaluate`` hands ``evaluate`` (``{"tasks": ..., "groups": ...}``)."""
+    if isinstance(task_dict, dict) and "tasks" in task_dict:
+        return dict(task_dict["tasks"])
+    return {k: v for k, v in (task_dict or {}).items() if hasattr(v, "process_results")}
+
+
+def _greedy_fn(model: HFLRP):
+    device = model.model.get_input_embeddings().weight.device
+
+    def greedy(ids: list[int]) -> list[int]:
+        with torch.no_grad():
+            logits = model.model(torch.tensor([ids], device=device), use_cache=False).logits[0]
+        return logits.argmax(-1).tolist()
+
+    return greedy
+
+
+class TaskAttribution:
+    """Explains the failures of one task and writes their records."""
+
+    def __init__(self, model: HFLRP, task, hook, writer: AttributionWriter | None):
+        self.model, self.task, self.hook, self.writer = model, task, hook, writer
+        self.cfg = model.lrp
+        self.records: list[dict] = []
+        self.max_length = self.cfg.max_length or model.max_length
+
+    def case(self, failure: Failure):
+        if failure.kind == "multiple_choice":
+            return multiple_choice_case(failure, self.task, self.model._encode_pair, self.max_length)
+        return generate_until_case(
+            failure,
+            self.task,
+            self.hook,
+            self.model._encode_pair,
+            _greedy_fn(self.model),
+            self.model.tokenizer.decode,
+            self.max_length,
+        )
+
+    def explain_one(self, failure: Failure) -> dict:
+        tok = self.model.tokenizer
+        base = base_record(failure, None, tok)
+        start = time.perf_counter()
+        try:
+            case = self.case(failure)
+            base = base_record(failure, case, tok)
+            if case.skip:
+                return self._emit(skipped_record(base, case.skip))
+            expl = explain(self.model.model, case.ids, case.position, case.target, case.contrast,
+                           rule=self.cfg.rule, topk=self.cfg.topk, nodes=self.cfg.nodes)
+            if not (expl.finite and torch.isfinite(torch.tensor(expl.delta))):
+                return self._emit(error_record(base, "non-finite relevance or logits (NaN/inf): not written as numbers"))
+            if expl.delta <= self.cfg.min_delta:
+                return self._emit(skipped_record(base, f"weak preference (delta <= {self.cfg.min_delta:g})", case, tok, expl.delta))
+            segments = self.hook.segments(self.task, failure.doc, case.prompt) if case.prompt else []
+            record = explained_record(base, case, expl, tok, segments, time.perf_counter() - start)
+            if self.cfg.sequence and case.sequence is not None:
+                seq = explain_sequences(self.model.model, *case.sequence, rule=self.cfg.rule)
+                record["sequence"] = {"delta": seq.delta, "logprob_wrong": seq.logprob_wrong, "logprob_gold": seq.logprob_gold,
+                                      "context_relevance": [round(float(x), 7) for x in seq.context_relevance]}
+            return self._emit(record, expl)
+        except torch.OutOfMemoryError:
+            return self._emit(error_record(base, "out of memory", OOM_ADVICE))
+        except RuntimeError as err:
+            if "out of memory" in str(err).lower() or "can't allocate memory" in str(err).lower():
+                return self._emit(error_record(base, "out of memory", OOM_ADVICE))
+            log.warning("lm-eval-lrp: %s doc %s: %s", failure.task, failure.doc_id, err)
+            return self._emit(error_record(base, f"{type(err).__name__}: {err}"))
+        except Exception as err:  # noqa: BLE001 - one bad document never stops the others
+            log.warning("lm-eval-lrp: %s doc %s: %s", failure.task, failure.doc_id, err)
+            return self._emit(error_record(base, f"{type(err).__name__}: {err}"))
+
+    def _emit(self, record: dict, expl=None) -> dict:
+        if self.writer is not None:
+            nodes = expl.node_relevance if (expl is not None and self.cfg.nodes) else None
+            self.writer.write(record, nodes, expl.node_names if expl is not None else None)
+        self.records.append(record)
+        return record
+
+
+def _select(failures: list[Failure], cap: int | None) -> list[Failure]:
+    return failures if cap is None else failures[: int(cap)]
+
+
+def judge(model: HFLRP, tasks: dict, samples: dict) -> tuple[dict[str, list[Failure]], list[str]]:
+    """Rank 0: the failures of every task by its own metrics."""
+    by_task, notes = {}, []
+    for name, task_samples in samples.items():
+        task = tasks.get(name)
+        if task is None:
+            continue
+        output_type = task.get_config("output_type") or getattr(task, "OUTPUT_TYPE", None)
+        hib = task.higher_is_better() if hasattr(task, "higher_is_better") else {}
+        failures, task_notes = find_failures(name, output_type, task_samples, hib, model.lrp.metric, model.lrp.filter)
+        by_task[name] = _select(sorted(failures, key=lambda f: f.doc_id), model.lrp.max_failures)
+        notes += task_notes
+    return by_task, notes
+
+
+def attribute_run(model: HFLRP, task_dict, samples: dict | None, results: dict | None) -> dict:
+    from rich.console import Console
+
+    from task_hooks import HookRegistry, load_hooks_from
+
+    console = Console(stderr=True)
+    rank, world = model.rank, model.world_size
+    payload = None
+    if rank == 0:
+        if model.lrp_unsupported:
+            payload = {"error": model.lrp_unsupported}
+        else:
+            by_task, notes = judge(model, _task_objects(task_dict), samples or {})
+            for note in dict.fromkeys(notes):
+                console.print(f"[yellow]lm-eval-lrp:[/] {note}")
+            stamp = datetime.now().isoformat().replace(":", "-")
+            payload = {"stamp": stamp, "failures": by_task, "notes": list(dict.fromkeys(notes))}
+    if world > 1:
+        box = [payload]
+        torch.distributed.broadcast_object_list(box, src=0)
+        payload = box[0]
+    if "error" in payload:
+        return {"error": payload["error"], "tasks": {}}
+
+    hooks = HookRegistry(load_hooks_from(model.lrp.hooks_path) if model.lrp.hooks_path else None)
+    out_dir = run_dir(model)
+    tasks = _task_objects(task_dict)
+    mine = {t: [f for i, f in enumerate(fs) if i % world == rank] for t, fs in payload["failures"].items()}
+    total = sum(len(v) for v in mine.values())
+    per_task_records: dict[str, list[dict]] = {}
+    files: dict[str, Path] = {}
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]LRP[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=total == 0) as progress:
+        bar = progress.add_task("attributing failures", total=total)
+        for name, failures in mine.items():
+            task = tasks[name]
+            output_type = task.get_config("output_type")
+            writer = None
+            if out_dir is not None:
+                final = out_dir / f"attributions_{name}_{payload['stamp']}.jsonl"
+                files[name] = final
+                path = final if world == 1 else final.with_name(final.stem + f".rank{rank}.jsonl")
+                writer = AttributionWriter(path)
+            job = TaskAttribution(model, task, hooks.for_task(name, output_type), writer)
+            try:
+                for failure in failures:
+                    progress.update(bar, description=f"{name} doc {failure.doc_id}")
+                    job.explain_one(failure)
+                    progress.advance(bar)
+            finally:
+                if writer is not None:
+                    writer.close()
+            per_task_records[name] = job.records
+
+    if world > 1:
+        model.barrier()
+        gathered = model.gather_object(per_task_records, dst=0)
+        if rank != 0:
+            return {}
+        merged: dict[str, list[dict]] = {}
+        for part in gathered:
+            for name, recs in part.items():
+                merged.setdefault(name, []).extend(recs)
+        per_task_records = {n: sorted(r, key=lambda x: x["doc_id"]) for n, r in merged.items()}
+        if out_dir is not None:
+            _merge_shards(files, world)
+
+    summary = summarize(per_task_records, payload, results, files, model)
+    if rank == 0:
+        from .console import print_summary
+
+        print_summary(summary, console)
+    return summary
+
+
+def _merge_shards(files: dict[str, Path], world: int) -> None:
+    for name, final in files.items():
+        shards = [final.with_name(final.stem + f".rank{r}.jsonl") for r in range(world)]
+        records = []
+        for shard in shards:
+            if shard.exists():
+                records.extend(read_records(shard))
+        records.sort(key=lambda r: r["doc_id"])
+        with open(final, "w", encoding="utf-8") as fh:
+            import json
+
+            for r in records:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        for shard in shards:
+            if shard.exists():
+                os.remove(shard)
+
+
+def _top_wrong_tokens(records: list[dict], k: int = 3, n: int = 10) -> list[tuple[str, int]]:
+    counts: Counter = Counter()
+    for r in records:
+        rel, toks = r.get("input_relevance") or [], r.get("tokens") or []
+        order = sorted(range(1, len(rel)), key=lambda i: -rel[i])[:k]  # index 0 (BOS / attention sink) excluded
+        counts.update(toks[i] for i in order if rel[i] > 0)
+    return counts.most_common(n)
+
+
+def summarize(per_task: dict[str, list[dict]], payload: dict, results: dict | None, files: dict, model: HFLRP) -> dict:
+    tasks = {}
+    for name, records in per_task.items():
+        attributed = [r for r in records if r["status"] == "attributed"]
+        skipped = Counter(r["reason"] for r in records if r["status"] == "skipped")
+        errors = Counter(r["reason"] for r in records if r["status"] == "error")
+        deltas = [r["delta"] for r in attributed]
+        ratios = [r["conservation"]["ratio"] for r in attributed if r["conservation"].get("ratio") is not None]
+        metric = records[0]["metric"] if records else None
+        accuracy = None
+        if results is not None and metric and records:
+            accuracy = results.get("results", {}).get(name, {}).get(f"{metric},{records[0]['filter']}")
+        tasks[name] = {
+            "metric": metric,
+            "accuracy": accuracy,
+            "failures": len(records),
+            "attributed": len(attributed),
+            "skipped": dict(skipped),
+            "errors": dict(errors),
+            "clean_case_rate": (len(attributed) / len(records)) if records else None,
+            "median_delta": statistics.median(deltas) if deltas else None,
+            "median_conservation_ratio": statistics.median(ratios) if ratios else None,
+            "top_wrong_tokens": _top_wrong_tokens(attributed),
+            "file": files[name].name if name in files else None,
+        }
+    return {
+        "rule": model.lrp.rule,
+        "min_delta": model.lrp.min_delta,
+        "output_dir": str(run_dir(model)) if run_dir(model) else None,
+        "notes": payload.get("notes", []),
+        "tasks": tasks,
+    }

@@ -1,0 +1,65 @@
+"""The task-hook interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A labelled character span of the prompt (``label`` in few-shot / instruction / query / answer_so_far)."""
+
+    label: str
+    start: int
+    end: int
+
+
+class TaskHook:
+    """Defaults that suit most tasks; subclasses override what their family needs."""
+
+    #: task-name prefixes this hook serves (e.g. ``("arc_",)``)
+    families: tuple[str, ...] = ()
+
+    def gold_continuation(self, task, doc, sample) -> str | None:
+        """Text to teacher-force after the prompt for a generate_until task (None: the task has no gold)."""
+        target = sample.get("target")
+        if isinstance(target, list):
+            target = target[0] if target else None
+        if target is None or (isinstance(target, str) and not target.strip()):
+            return None
+        if isinstance(target, int) and not isinstance(target, bool):
+            try:
+                choices = task.doc_to_choice(doc)
+                target = choices[target]
+            except Exception:  # noqa: BLE001 - a task without choices: the int is the answer itself
+                pass
+        delimiter = getattr(task.config, "target_delimiter", " ") or ""
+        return f"{delimiter}{target}"
+
+    def locate_divergence(self, gold_text: str, gold_ids: list[int], greedy_ids: list[int], decode) -> int | None:
+        """Index into the gold continuation to explain; default: the first token where greedy ≠ gold."""
+        for k, (g, p) in enumerate(zip(gold_ids, greedy_ids)):
+            if g != p:
+                return k
+        return None
+
+    def segments(self, task, doc, prompt: str) -> list[Segment]:
+        """Label the prompt: instruction (task description), few-shot examples, query (this document's text)."""
+        out: list[Segment] = []
+        try:
+            query = task.doc_to_text(doc)
+        except Exception:  # noqa: BLE001 - a task whose doc_to_text needs more than the doc
+            query = None
+        q_start = prompt.rfind(query) if isinstance(query, str) and query else -1
+        if q_start < 0:
+            return out
+        description = getattr(task.config, "description", "") or ""
+        d_end = len(description) if description and prompt.startswith(description) else 0
+        if d_end:
+            out.append(Segment("instruction", 0, d_end))
+        if q_start > d_end:
+            out.append(Segment("fewshot", d_end, q_start))
+        out.append(Segment("query", q_start, q_start + len(query)))
+        if q_start + len(query) < len(prompt):
+            out.append(Segment("answer_so_far", q_start + len(query), len(prompt)))
+        return out

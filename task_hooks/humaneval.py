@@ -1,0 +1,26 @@
+"""HumanEval: the prompt is the function signature + docstring; the gold is the canonical solution body."""
+
+from .default import GenerateUntilHook
+
+
+class HumanEvalHook(GenerateUntilHook):
+    families = ("humaneval",)
+
+    def gold_continuation(self, task, doc, sample):
+        solution = doc.get("canonical_solution") if isinstance(doc, dict) else None
+        return solution or None
+
+    def segments(self, task, doc, prompt):
+        from .base import Segment
+
+        segs = []
+        doc_start = prompt.find('"""')
+        if doc_start < 0:
+            doc_start = prompt.find("'''")
+        if doc_start > 0:
+            segs.append(Segment("signature", 0, doc_start))
+            segs.append(Segment("docstring", doc_start, len(prompt)))
+        return segs or super().segments(task, doc, prompt)
+
+
+HOOK = HumanEvalHook()
