@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -29,10 +30,10 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         )
         reasons = {**t["skipped"], **{f"error: {k}": v for k, v in t["errors"].items()}}
         if reasons:
-            details.append(f"[bold]{name}[/] skipped: " + "; ".join(f"{v}× {k}" for k, v in reasons.items()))
+            details.append(f"[bold]{name}[/] skipped: " + "; ".join(escape(f"{v}× {k}") for k, v in reasons.items()))
         if t["top_wrong_tokens"]:
             details.append(f"[bold]{name}[/] tokens pushing towards the wrong answer: "
-                           + ", ".join(f"{tok!r}×{n}" for tok, n in t["top_wrong_tokens"][:8]))
+                           + ", ".join(escape(f"{tok!r}×{n}") for tok, n in t["top_wrong_tokens"][:8]))
     console.print(table)
     for line in details:
         console.print(line, highlight=False, markup=True)

@@ -1,0 +1,187 @@
+"""End to end through the real CLI (subprocess) on a tiny random model and tiny local tasks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tiny_harness as th
+
+TASKS = "tiny_mc,tiny_gen"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("harness")
+    return {"root": root, "model": th.build(root), "tasks": th.write_tasks(root)}
+
+
+def _args(world, out, tasks=TASKS, extra=()):
+    return ["--model", "hf", "--model_args", f"pretrained={world['model']}", "--include_path", str(world["tasks"]),
+            "--tasks", tasks, "--device", "cpu", "--output_path", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def plain(world):
+    out = world["root"] / "plain"
+    proc = th.run_cli(_args(world, out, extra=["--log_samples"]), world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def attributed(world):
+    out = world["root"] / "lrp"
+    proc = th.run_cli(_args(world, out, extra=["--log_samples", "--lrp", "--lrp_min_delta", "0", "--lrp_topk", "3"]),
+                      world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def _wrong_doc_ids(out, task, metric):
+    return {s["doc_id"] for s in th.samples(out, task) if s[metric] < 1}
+
+
+def test_accuracy_identical_with_and_without_lrp(plain, attributed):
+    a, b = th.results_json(plain), th.results_json(attributed[0])
+    assert a["results"] == b["results"]
+    assert "lrp" not in a and "lrp" in b
+
+
+def test_records_are_exactly_lm_evals_wrong_samples(plain, attributed):
+    import lm_eval_lrp
+
+    run = lm_eval_lrp.load_run(attributed[0])
+    for task, metric in (("tiny_mc", "acc"), ("tiny_gen", "exact_match")):
+        wrong = _wrong_doc_ids(plain, task, metric)
+        assert wrong, f"the tiny model should fail some {task} documents"
+        recs = run[task].records
+        assert {r["doc_id"] for r in recs} == wrong
+        assert len(recs) == len(wrong)
+        # lined up with lm-eval's --log_samples lines by doc_id and doc hash
+        by_id = {s["doc_id"]: s for s in th.samples(attributed[0], task)}
+        for r in recs:
+            assert r["doc_hash"] == by_id[r["doc_id"]]["doc_hash"]
+
+
+def test_artifacts_load_back_and_make_sense(attributed):
+    import lm_eval_lrp
+
+    run = lm_eval_lrp.load_run(attributed[0])
+    mc = run["tiny_mc"]
+    attributed_recs = mc.attributed
+    assert attributed_recs
+    for r in attributed_recs:
+        assert len(r["input_relevance"]) == len(r["tokens"]) == len(r["token_ids"])
+        assert r["target"]["id"] != r["contrast"]["id"]
+        assert r["delta"] == pytest.approx(r["target"]["logit"] - r["contrast"]["logit"], abs=1e-4)
+        assert len(r["topk"]) == 3
+        names, nodes = mc.node_relevance(r)
+        assert names[0] == "embed" and nodes.shape == (len(names), len(r["tokens"]))
+        # the embedding node is the input relevance
+        assert nodes[0].tolist() == pytest.approx(r["input_relevance"], abs=1e-5)
+        assert "query" in r["segments"]
+    gen = run["tiny_gen"].attributed
+    assert gen and all(r["kind"] == "generate_until" and r["gold"] for r in gen)
+    summary = run.results["lrp"]["tasks"]["tiny_mc"]
+    assert summary["failures"] == len(mc.records)
+    assert summary["attributed"] == len(attributed_recs)
+    assert summary["clean_case_rate"] == pytest.approx(len(attributed_recs) / len(mc.records))
+
+
+def test_options_reach_the_wrapper(attributed):
+    cfg = th.results_json(attributed[0])["config"]
+    assert cfg["model"] == "hf-lrp"
+    assert cfg["lrp"]["min_delta"] == 0.0 and cfg["lrp"]["topk"] == 3 and cfg["lrp"]["rule"] == "attnlrp"
+
+
+def test_without_log_samples_no_samples_are_written(world):
+    out = world["root"] / "nosamples"
+    proc = th.run_cli(_args(world, out, tasks="tiny_mc", extra=["--lrp", "--lrp_rule", "cp", "--lrp_nodes", "false"]),
+                      world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sub = th.model_dir(out)
+    assert not list(sub.glob("samples_*.jsonl"))
+    res = th.results_json(out)
+    assert "samples" not in res and res["task_hashes"] == {}
+    recs = [json.loads(x) for f in sub.glob("attributions_tiny_mc_*.jsonl") for x in f.read_text().splitlines()]
+    assert recs and all(r.get("rule", "cp") == "cp" for r in recs)
+    assert not list(sub.glob("*.nodes"))
+    # CP-LRP is conservative on this bias-free model
+    for r in recs:
+        if r["status"] == "attributed":
+            assert r["conservation"]["ratio"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_weak_preferences_are_skipped_with_reason(world):
+    out = world["root"] / "strict"
+    proc = th.run_cli(_args(world, out, tasks="tiny_mc", extra=["--lrp", "--lrp_min_delta", "1000"]), world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = [json.loads(x) for f in th.model_dir(out).glob("attributions_*.jsonl") for x in f.read_text().splitlines()]
+    assert recs and all(r["status"] == "skipped" and "weak preference" in r["reason"] for r in recs)
+    assert th.results_json(out)["lrp"]["tasks"]["tiny_mc"]["clean_case_rate"] == 0.0
+
+
+def test_task_without_gold_and_long_context(world):
+    out = world["root"] / "nogold"
+    proc = th.run_cli(_args(world, out, tasks="tiny_nogold,tiny_mc",
+                            extra=["--lrp", "--lrp_min_delta", "0", "--lrp_max_length", "6"]), world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = th.results_json(out)
+    assert "tiny_nogold" in res["results"]
+    recs = {t: [json.loads(x) for f in th.model_dir(out).glob(f"attributions_{t}_*.jsonl") for x in f.read_text().splitlines()]
+            for t in ("tiny_nogold", "tiny_mc")}
+    assert recs["tiny_nogold"] and all(r["status"] == "skipped" and "no gold" in r["reason"] for r in recs["tiny_nogold"])
+    att = [r for r in recs["tiny_mc"] if r["status"] == "attributed"]
+    assert att and all(len(r["token_ids"]) <= 6 and r["truncated_tokens"] > 0 for r in att)
+
+
+def test_unsupported_architecture_still_evaluates(world):
+    model = th.build(world["root"], arch="gpt_neox")
+    out = world["root"] / "neox"
+    args = _args(world, out, tasks="tiny_mc", extra=["--lrp"])
+    args[3] = f"pretrained={model}"
+    proc = th.run_cli(args, world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not defined for model_type='gpt_neox'" in proc.stderr
+    res = th.results_json(out)
+    assert res["results"]["tiny_mc"]["acc,none"] is not None
+    assert "gpt_neox" in res["lrp"]["error"] and "lrp/arch" in res["lrp"]["error"]
+
+
+def test_nan_logits_are_flagged_not_written_as_numbers(world):
+    model = th.build(world["root"], nan=True)
+    out = world["root"] / "nan"
+    args = _args(world, out, tasks="tiny_mc", extra=["--lrp", "--lrp_min_delta", "0"])
+    args[3] = f"pretrained={model}"
+    proc = th.run_cli(args, world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = [json.loads(x) for f in th.model_dir(out).glob("attributions_*.jsonl") for x in f.read_text().splitlines()]
+    assert recs and all(r["status"] != "attributed" for r in recs)
+    assert any("non-finite" in r.get("reason", "") for r in recs)
+    assert all("input_relevance" not in r for r in recs)
+
+
+def test_unknown_lrp_option_is_a_clear_error(world):
+    proc = th.run_cli(_args(world, world["root"] / "x", extra=["--lrp", "--lrp_colour", "red"]), world["root"])
+    assert proc.returncode != 0
+    assert "unknown option --lrp_colour" in proc.stderr and "--lrp_rule" in proc.stderr
+
+
+def test_help_documents_the_added_options(world):
+    proc = th.run_cli(["--help"], world["root"])
+    assert proc.returncode == 0
+    assert "--lrp_rule" in proc.stdout and "--model_args" in proc.stdout
+
+
+def test_python_api_simple_evaluate(world):
+    import lm_eval
+
+    import lm_eval_lrp  # noqa: F401
+
+    res = lm_eval.simple_evaluate(model="hf-lrp", model_args={"pretrained": str(world["model"]), "lrp_min_delta": 0.0},
+                                  tasks=["tiny_mc"], device="cpu", log_samples=False,
+                                  task_manager=lm_eval.tasks.TaskManager(include_path=str(world["tasks"])))
+    assert "samples" not in res
+    assert res["lrp"]["tasks"]["tiny_mc"]["failures"] >= 1
