@@ -36,10 +36,10 @@ def _clean(value):
 class AttributionWriter:
     """Appends records to one task's JSONL file, flushing after each; node relevance goes to the sidecar."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, sidecar: Path | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.sidecar = self.path.with_suffix(".nodes")
+        self.sidecar = Path(sidecar) if sidecar is not None else self.path.with_suffix(".nodes")
         self._fh = open(self.path, "a", encoding="utf-8")
         self._writer = jsonlines.Writer(self._fh, flush=True, compact=True)
         self.count = 0
@@ -81,6 +81,21 @@ def read_records(path: Path) -> list[dict]:
             except json.JSONDecodeError:
                 break
     return out
+
+
+def task_of(path: Path) -> str | None:
+    """The task name of a merged attribution file (None for rank shards and other files)."""
+    m = _NAME.match(Path(path).name)
+    return m.group("task") if m and m.group("rank") is None else None
+
+
+def rewrite_records(path: Path, records: list[dict]) -> None:
+    """Replace a JSONL file's content atomically (resume drops a killed run's partial line and error records)."""
+    tmp = Path(path).with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(_clean(r), ensure_ascii=False) + "\n")
+    tmp.replace(path)
 
 
 def load_node_relevance(run_dir: Path, record: dict) -> tuple[list[str], torch.Tensor] | None:

@@ -21,7 +21,11 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import AttributionWriter, read_records
+import hashlib
+import json
+from dataclasses import asdict
+
+from .artifacts import AttributionWriter, read_records, rewrite_records, task_of
 from .failures import Failure, find_failures, generate_until_case, multiple_choice_case
 from .lrp import explain, explain_sequences
 from .model import HFLRP
@@ -114,6 +118,7 @@ class TaskAttribution:
         self.cfg = model.lrp
         self.records: list[dict] = []
         self.max_length = self.cfg.max_length or model.max_length
+        self.fingerprint = fingerprint(model)
 
     def case(self, failure: Failure):
         if failure.kind == "multiple_choice":
@@ -162,11 +167,42 @@ class TaskAttribution:
             return self._emit(error_record(base, f"{type(err).__name__}: {err}"))
 
     def _emit(self, record: dict, expl=None) -> dict:
+        record["fingerprint"] = self.fingerprint
         if self.writer is not None:
             nodes = expl.node_relevance if (expl is not None and self.cfg.nodes) else None
             self.writer.write(record, nodes, expl.node_names if expl is not None else None)
         self.records.append(record)
         return record
+
+
+def fingerprint(model: HFLRP) -> str:
+    """What a record's content depends on besides the document: the model and the attribution settings."""
+    settings = {k: v for k, v in asdict(model.lrp).items() if k not in ("output_path", "max_failures", "hooks_path")}
+    source = {"model": model.lrp_name_args, "revision": getattr(model, "revision", None), "dtype": str(model.model.dtype)}
+    blob = json.dumps({"settings": settings, "source": source}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def resume_state(out_dir: Path | None, task: str, failures: list[Failure], fp: str) -> tuple[Path | None, list[dict]]:
+    """Records of an earlier (possibly killed) run of the same command that can be kept, and their file.
+
+    The newest ``attributions_<task>_*.jsonl`` whose records all carry this run's fingerprint is reused: records of
+    documents that are still failures (same doc_hash) are kept, error records are dropped (redone), and a partial
+    last line is cut away.
+    """
+    if out_dir is None or not out_dir.is_dir():
+        return None, []
+    wanted = {f.doc_id: f.sample.get("doc_hash") for f in failures}
+    for path in sorted(out_dir.glob("attributions_*.jsonl"), reverse=True):
+        if task_of(path) != task:
+            continue
+        records = read_records(path)
+        if not records or any(r.get("fingerprint") != fp for r in records):
+            continue
+        keep = [r for r in records if r.get("status") != "error" and wanted.get(r["doc_id"], object()) == r.get("doc_hash")]
+        rewrite_records(path, keep)
+        return path, keep
+    return None, []
 
 
 def _select(failures: list[Failure], cap: int | None) -> list[Failure]:
@@ -188,52 +224,49 @@ def judge(model: HFLRP, tasks: dict, samples: dict) -> tuple[dict[str, list[Fail
     return by_task, notes
 
 
-def attribute_run(model: HFLRP, task_dict, samples: dict | None, results: dict | None) -> dict:
-    from rich.console import Console
+def plan(model: HFLRP, task_dict, samples: dict | None, console) -> dict:
+    """Rank 0: judge the samples, find what an earlier run of the same command already attributed, name the files."""
+    if model.lrp_unsupported:
+        return {"error": model.lrp_unsupported}
+    by_task, notes = judge(model, _task_objects(task_dict), samples or {})
+    for note in dict.fromkeys(notes):
+        console.print(f"[yellow]lm-eval-lrp:[/] {note}")
+    stamp = datetime.now().isoformat().replace(":", "-")
+    fp, out = fingerprint(model), run_dir(model)
+    files, done = {}, {}
+    for name, failures in by_task.items():
+        path, kept = resume_state(out, name, failures, fp)
+        files[name] = path or (out / f"attributions_{name}_{stamp}.jsonl" if out is not None else None)
+        done[name] = kept
+        if kept:
+            console.print(f"[yellow]lm-eval-lrp:[/] {name}: resuming {path.name}, {len(kept)} records kept")
+    return {"files": files, "done": done, "failures": by_task, "notes": list(dict.fromkeys(notes))}
+
+
+def attribute_share(model: HFLRP, task_dict, payload: dict, rank: int, world: int, console) -> dict[str, list[dict]]:
+    """Explain this rank's share of the failures not yet attributed; write them (a shard when world > 1)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from task_hooks import HookRegistry, load_hooks_from
 
-    console = Console(stderr=True)
-    rank, world = model.rank, model.world_size
-    payload = None
-    if rank == 0:
-        if model.lrp_unsupported:
-            payload = {"error": model.lrp_unsupported}
-        else:
-            by_task, notes = judge(model, _task_objects(task_dict), samples or {})
-            for note in dict.fromkeys(notes):
-                console.print(f"[yellow]lm-eval-lrp:[/] {note}")
-            stamp = datetime.now().isoformat().replace(":", "-")
-            payload = {"stamp": stamp, "failures": by_task, "notes": list(dict.fromkeys(notes))}
-    if world > 1:
-        box = [payload]
-        torch.distributed.broadcast_object_list(box, src=0)
-        payload = box[0]
-    if "error" in payload:
-        return {"error": payload["error"], "tasks": {}}
-
     hooks = HookRegistry(load_hooks_from(model.lrp.hooks_path) if model.lrp.hooks_path else None)
-    out_dir = run_dir(model)
     tasks = _task_objects(task_dict)
-    mine = {t: [f for i, f in enumerate(fs) if i % world == rank] for t, fs in payload["failures"].items()}
+    done_ids = {t: {r["doc_id"] for r in recs} for t, recs in payload["done"].items()}
+    todo = {t: [f for f in fs if f.doc_id not in done_ids[t]] for t, fs in payload["failures"].items()}
+    mine = {t: [f for i, f in enumerate(fs) if i % world == rank] for t, fs in todo.items()}
     total = sum(len(v) for v in mine.values())
-    per_task_records: dict[str, list[dict]] = {}
-    files: dict[str, Path] = {}
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("[bold]LRP[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, disable=total == 0) as progress:
+    records: dict[str, list[dict]] = {}
+    columns = (TextColumn("[bold]LRP[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=total == 0) as progress:
         bar = progress.add_task("attributing failures", total=total)
         for name, failures in mine.items():
             task = tasks[name]
-            output_type = task.get_config("output_type")
+            final = payload["files"].get(name)
             writer = None
-            if out_dir is not None:
-                final = out_dir / f"attributions_{name}_{payload['stamp']}.jsonl"
-                files[name] = final
-                path = final if world == 1 else final.with_name(final.stem + f".rank{rank}.jsonl")
-                writer = AttributionWriter(path)
-            job = TaskAttribution(model, task, hooks.for_task(name, output_type), writer)
+            if final is not None:
+                shard = final if world == 1 else final.with_name(final.stem + f".rank{rank}.jsonl")
+                writer = AttributionWriter(shard, sidecar=final.with_suffix(".nodes"))
+            job = TaskAttribution(model, task, hooks.for_task(name, task.get_config("output_type")), writer)
             try:
                 for failure in failures:
                     progress.update(bar, description=f"{name} doc {failure.doc_id}")
@@ -242,42 +275,54 @@ def attribute_run(model: HFLRP, task_dict, samples: dict | None, results: dict |
             finally:
                 if writer is not None:
                     writer.close()
-            per_task_records[name] = job.records
+            records[name] = (payload["done"][name] if rank == 0 else []) + job.records
+    return records
 
+
+def attribute_run(model: HFLRP, task_dict, samples: dict | None, results: dict | None) -> dict:
+    """The whole attribution step of one evaluation (every rank calls it; rank 0 returns the summary)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    rank, world = model.rank, model.world_size
+    payload = plan(model, task_dict, samples, console) if rank == 0 else None
+    if world > 1:
+        box = [payload]
+        torch.distributed.broadcast_object_list(box, src=0)
+        payload = box[0]
+    if "error" in payload:
+        return {"error": payload["error"], "tasks": {}}
+
+    records = attribute_share(model, task_dict, payload, rank, world, console)
+    files = {name: path for name, path in payload["files"].items() if path is not None}
     if world > 1:
         model.barrier()
-        gathered = model.gather_object(per_task_records, dst=0)
+        gathered = model.gather_object(records, dst=0)
         if rank != 0:
             return {}
         merged: dict[str, list[dict]] = {}
         for part in gathered:
             for name, recs in part.items():
                 merged.setdefault(name, []).extend(recs)
-        per_task_records = {n: sorted(r, key=lambda x: x["doc_id"]) for n, r in merged.items()}
-        if out_dir is not None:
-            _merge_shards(files, world)
+        records = {n: sorted(r, key=lambda x: x["doc_id"]) for n, r in merged.items()}
+        _merge_shards(files, world)
 
-    summary = summarize(per_task_records, payload, results, files, model)
-    if rank == 0:
-        from .console import print_summary
+    summary = summarize(records, payload, results, files, model)
+    from .console import print_summary
 
-        print_summary(summary, console)
+    print_summary(summary, console)
     return summary
 
 
 def _merge_shards(files: dict[str, Path], world: int) -> None:
     for name, final in files.items():
         shards = [final.with_name(final.stem + f".rank{r}.jsonl") for r in range(world)]
-        records = []
+        records = read_records(final) if final.exists() else []  # kept by a resume
         for shard in shards:
             if shard.exists():
                 records.extend(read_records(shard))
         records.sort(key=lambda r: r["doc_id"])
-        with open(final, "w", encoding="utf-8") as fh:
-            import json
-
-            for r in records:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        rewrite_records(final, records)
         for shard in shards:
             if shard.exists():
                 os.remove(shard)

@@ -62,6 +62,7 @@ class HFLRP(HFLM):
         # what lm-eval's tracker names the output folder after (see GeneralConfigTracker._get_model_name)
         self.lrp_name_args = {k: kwargs[k] for k in ("peft", "delta", "pretrained") if isinstance(kwargs.get(k), str)}
         super().__init__(*args, **kwargs)
+        self._data_parallel_on_cpu()
         self.lrp_unsupported: str | None = None
         try:
             architecture_of(self.model)
@@ -69,6 +70,21 @@ class HFLRP(HFLM):
             # Decision: evaluate anyway (the results are never lost), attribute nothing, and say so loudly.
             self.lrp_unsupported = str(err)
             log.warning("lm-eval-lrp: %s The evaluation runs without attribution.", err)
+
+    def _data_parallel_on_cpu(self) -> None:
+        """Under ``accelerate launch --cpu --num_processes N``, split the documents like lm-eval does on GPUs.
+
+        lm-eval's HFLM enables data parallelism only when it counts GPUs; on CPU every process would evaluate every
+        document. The accelerator (gloo process group) is already there, so use it: each rank evaluates and
+        attributes its own documents, lm-eval gathers the metrics, and rank 0 merges the attribution shards.
+        """
+        accelerator = getattr(self, "accelerator", None)
+        if accelerator is None or self.world_size > 1 or accelerator.num_processes <= 1:
+            return
+        if accelerator.device.type != "cpu" or getattr(self.model, "hf_device_map", None):
+            return
+        self._rank = accelerator.process_index
+        self._world_size = accelerator.num_processes
 
     def get_model_info(self) -> dict:
         info = super().get_model_info()

@@ -190,13 +190,22 @@ def explain(
     rule: str = "attnlrp",
     topk: int = 5,
     nodes: bool = True,
+    recompute: bool = False,
 ) -> Explanation:
     """Explain the logit difference ℓ(target) − ℓ(contrast) of the next token after ``input_ids[position]``.
 
     ``target`` is the token the model preferred (the wrong one); ``contrast`` the correct one. With
     ``contrast=None`` the single logit ℓ(target) is explained. With ``target=None`` the model's top token is used.
     ``rule`` is ``"attnlrp"`` or ``"cp"`` (CP-LRP). Positive relevance pushes towards ``target``.
+    ``recompute=True`` runs the same backward block by block, recomputing each block from its stored input
+    (:mod:`lm_eval_lrp.lrp.layerwise`): same result, memory for long contexts.
     """
+    if recompute:
+        from .layerwise import explain_layerwise
+
+        return explain_layerwise(
+            model, input_ids, position, target, contrast, rule=rule, topk=topk, nodes=nodes
+        )
     device = model.get_input_embeddings().weight.device
     ids = _as_ids(input_ids, device)
     T = ids.numel()

@@ -1,0 +1,539 @@
+"""Compare two runs (model sizes, or checkpoints of one model): the paper's scaling study.
+
+For every attributed failure of run A, the *same question* — A's exact token ids, explained position, target
+(A's wrong token) and contrast (the gold token) — is explained again on B's model with the engine's
+:func:`~lm_eval_lrp.lrp.explain`. B's own records are never reused as answers: when B failed the document too,
+its record usually explains a different position or token pair. A case is *corrected* when Δℓ_B < 0, i.e. B
+prefers the correct token at A's position. The tokenizers must be the same (the ids are reused); this is checked.
+
+Segment relevance (instruction / few-shot / query / answer so far) is recomputed for both models from the prompt,
+the task's configuration recorded by lm-eval (description, few-shot delimiter, number of shots) and the tokenizer's
+offsets, so A and B are summed over identical token sets; ``segments_match_run`` says whether that reconstruction
+reproduces A's own recorded sums. Segment values are also given normalised by Σ|R| (special tokens excluded),
+which makes models of different scale comparable.
+
+This is the one place that re-runs attribution; reports never run a model.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from .artifacts import Run, load_run
+from .patterns import Thresholds, classify, special_positions
+
+LOAD_KEYS = ("pretrained", "gguf_file", "revision", "subfolder", "trust_remote_code", "tokenizer")
+SEGMENTS = ("instruction", "fewshot", "signature", "docstring", "query", "answer_so_far")
+
+
+class TokenizerMismatch(ValueError):
+    """A's token ids do not mean the same on B: the comparison would explain a different question."""
+
+
+class CompareError(ValueError):
+    pass
+
+
+# --- model arguments and loading ---------------------------------------------------------------------------------
+
+
+def parse_model_args(args) -> dict:
+    """``pretrained=...,gguf_file=...`` (or lm-eval's dict) → dict of strings / values."""
+    if args is None:
+        return {}
+    if isinstance(args, dict):
+        return dict(args)
+    out = {}
+    for part in str(args).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise CompareError(f"model argument {part!r} is not key=value")
+        k, v = part.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def run_model_args(run: Run) -> dict:
+    return parse_model_args(((run.results or {}).get("config") or {}).get("model_args"))
+
+
+def load_spec(args: dict) -> dict:
+    """The keys that say which weights to load (``lrp_*``, batch and device settings dropped)."""
+    spec = {k: v for k, v in args.items() if k in LOAD_KEYS and v not in (None, "")}
+    if "pretrained" not in spec:
+        raise CompareError("no 'pretrained' among the model arguments: pass --model_args_b pretrained=...")
+    return spec
+
+
+def _truthy(v) -> bool:
+    return str(v).lower() in ("1", "true", "yes")
+
+
+def load_tokenizer(spec: dict):
+    from transformers import AutoTokenizer
+
+    kwargs = {k: spec[k] for k in ("gguf_file", "revision", "subfolder") if spec.get(k)}
+    if spec.get("trust_remote_code") is not None:
+        kwargs["trust_remote_code"] = _truthy(spec["trust_remote_code"])
+    return AutoTokenizer.from_pretrained(spec.get("tokenizer") or spec["pretrained"], **kwargs)
+
+
+def load_model(spec: dict, device: str = "cpu", dtype: str = "float32"):
+    """(model, tokenizer) for ``spec``, in float32 by default (de-quantised when the weights are a GGUF file)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {k: spec[k] for k in ("gguf_file", "revision", "subfolder") if spec.get(k)}
+    if spec.get("trust_remote_code") is not None:
+        kwargs["trust_remote_code"] = _truthy(spec["trust_remote_code"])
+    model = AutoModelForCausalLM.from_pretrained(spec["pretrained"], dtype=getattr(torch, dtype), **kwargs)
+    model = model.to(device).eval()
+    return model, load_tokenizer(spec)
+
+
+def describe(spec: dict) -> str:
+    extra = ", ".join(f"{k}={spec[k]}" for k in ("gguf_file", "revision", "subfolder") if spec.get(k))
+    return str(spec.get("pretrained")) + (f" ({extra})" if extra else "")
+
+
+# --- tokenizer check ---------------------------------------------------------------------------------------------
+
+
+def check_tokenizers(records: list[dict], tok_b, tok_a=None, name_a: str = "A", name_b: str = "B",
+                     vocab_size_b: int | None = None) -> list[str]:
+    """Raise :class:`TokenizerMismatch` unless A's token ids mean the same on B; returns notes on what was checked."""
+    notes = []
+    if tok_a is not None:
+        va, vb = tok_a.get_vocab(), tok_b.get_vocab()
+        if va != vb:
+            inv_b = {i: t for t, i in vb.items()}
+            diff = [(i, t, inv_b.get(i)) for t, i in sorted(va.items(), key=lambda x: x[1]) if inv_b.get(i) != t]
+            example = ", ".join(f"id {i}: {a!r} vs {b!r}" for i, a, b in diff[:3])
+            raise TokenizerMismatch(
+                f"the tokenizers differ: {name_a} has {len(va)} tokens, {name_b} has {len(vb)}; {len(diff)} ids map to "
+                f"different tokens ({example}). compare re-explains A's exact token ids on B, so both models must share "
+                "one tokenizer (e.g. sizes or checkpoints of one model family).")
+        notes.append(f"vocabularies identical ({len(va)} tokens)")
+    bad = []
+    for r in records:
+        ids = r.get("token_ids") or []
+        toks = r.get("tokens") or []
+        pairs = list(zip(ids, toks)) + [((r.get(k) or {}).get("id"), (r.get(k) or {}).get("token")) for k in ("target", "contrast")]
+        for i, t in pairs:
+            if i is None or t is None:
+                continue
+            if vocab_size_b is not None and not 0 <= int(i) < vocab_size_b:
+                bad.append((r, i, t, f"<outside B's vocabulary of {vocab_size_b}>"))
+                break
+            got = tok_b.decode([int(i)])
+            if got != t:
+                bad.append((r, i, t, got))
+                break
+    if bad:
+        r, i, t, got = bad[0]
+        raise TokenizerMismatch(
+            f"the tokenizers differ: in {len(bad)} of {len(records)} records token ids decode differently on {name_b} "
+            f"(e.g. {r.get('task')} doc {r.get('doc_id')}: id {i} is {t!r} for {name_a} but {got!r} for {name_b}). "
+            "compare re-explains A's exact token ids on B, so both models must share one tokenizer.")
+    notes.append(f"token ids of {len(records)} records decode identically on {name_b}")
+    return notes
+
+
+# --- segments ----------------------------------------------------------------------------------------------------
+
+
+def prompt_segments(record: dict, task_config: dict | None, n_shot: int | None):
+    """Labelled character spans of the prompt, from the task configuration lm-eval recorded (see module doc)."""
+    from task_hooks.base import Segment
+
+    prompt = record.get("prompt") or ""
+    if not prompt:
+        return []
+    task = str(record.get("task") or "")
+    if task.startswith("humaneval"):
+        start = prompt.find('"""')
+        if start < 0:
+            start = prompt.find("'''")
+        if start > 0:
+            return [Segment("signature", 0, start), Segment("docstring", start, len(prompt))]
+    cfg = task_config or {}
+    description = cfg.get("description") or ""
+    if not isinstance(description, str) or "{{" in description:
+        description = ""
+    d_end = len(description) if description and prompt.startswith(description) else 0
+    segs = []
+    if d_end:
+        segs.append(Segment("instruction", 0, d_end))
+    q_start = d_end
+    if n_shot:
+        delim = cfg.get("fewshot_delimiter")
+        delim = "\n\n" if not isinstance(delim, str) or not delim else delim
+        cut = prompt.rfind(delim, d_end)
+        if cut >= d_end:
+            q_start = cut + len(delim)
+            segs.append(Segment("fewshot", d_end, q_start))
+    if q_start < len(prompt):
+        segs.append(Segment("query", q_start, len(prompt)))
+    return segs
+
+
+def segment_sums(record: dict, relevance, tokenizer, segments) -> dict:
+    import torch
+
+    from .records import char_spans, segment_sums as _sums
+
+    ids = record.get("token_ids") or []
+    n_prompt = int(record.get("n_prompt_tokens") or len(ids))
+    spans = None
+    if record.get("prompt") and not record.get("truncated_tokens"):
+        spans = char_spans(tokenizer, record["prompt"], ids[:n_prompt])
+    rel = relevance if isinstance(relevance, torch.Tensor) else torch.tensor([float(x or 0.0) for x in relevance])
+    return _sums(segments if spans is not None else [], spans, rel, n_prompt)
+
+
+def normalised(segs: dict, relevance: list[float], special: set[int]) -> dict:
+    total = sum(abs(r) for i, r in enumerate(relevance) if i not in special and r is not None)
+    return {k: (v / total if total else 0.0) for k, v in segs.items()}
+
+
+def _segments_agree(mine: dict, recorded: dict, relevance: list[float]) -> bool:
+    if set(mine) != set(recorded or {}):
+        return False
+    tol = 1e-4 + 1e-3 * sum(abs(r or 0.0) for r in relevance)
+    return all(abs(mine[k] - float(recorded[k] or 0.0)) <= tol for k in mine)
+
+
+def top_tokens(record: dict, relevance: list[float], k: int = 5) -> list[dict]:
+    """The ``k`` tokens pushing hardest towards the wrong token (special tokens excluded), normalised."""
+    special = special_positions(record)
+    toks = record.get("tokens") or []
+    scale = max((abs(r) for i, r in enumerate(relevance) if i not in special), default=0.0) or 1.0
+    order = sorted((i for i in range(len(relevance)) if i not in special and relevance[i] > 0), key=lambda i: -relevance[i])[:k]
+    return [{"index": i, "token": toks[i] if i < len(toks) else None, "value": relevance[i] / scale} for i in order]
+
+
+# --- the comparison ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    name: str
+    run: Run
+    spec: dict
+
+
+def _max_failures(run: Run):
+    cfg = (run.results or {}).get("config") or {}
+    cap = (cfg.get("lrp") or {}).get("max_failures")
+    if cap is None:
+        cap = run_model_args(run).get("lrp_max_failures")
+    return cap
+
+
+def b_outcome(run_b: Run, task: str, doc_id) -> str:
+    """'failed' when B's run recorded the document as a failure, 'right' when it evaluated the task without
+    a failure record for it, 'unknown' when B's run did not evaluate the task or capped its failures."""
+    if task in run_b.tasks and doc_id in run_b.tasks[task].by_doc_id():
+        return "failed"
+    results = (run_b.results or {}).get("results") or {}
+    if task not in results:
+        return "unknown"
+    if _max_failures(run_b) is not None:
+        return "unknown"
+    n = ((run_b.results or {}).get("n-samples") or {}).get(task) or {}
+    effective = n.get("effective") if isinstance(n, dict) else None
+    if isinstance(effective, int) and isinstance(doc_id, int) and doc_id >= effective:
+        return "unknown"
+    return "right"
+
+
+def accuracy_table(run_a: Run, run_b: Run) -> list[dict]:
+    from .report.build import accuracy_of
+
+    rows = []
+    lrp_a = ((run_a.results or {}).get("lrp") or {}).get("tasks") or {}
+    tasks = list(dict.fromkeys(list(((run_a.results or {}).get("results") or {})) + list(((run_b.results or {}).get("results") or {}))))
+    for task in tasks:
+        metric = (lrp_a.get(task) or {}).get("metric")
+        filt = None
+        if task in run_a.tasks and run_a.tasks[task].records:
+            filt = run_a.tasks[task].records[0].get("filter")
+            metric = metric or run_a.tasks[task].records[0].get("metric")
+        key_a, va = accuracy_of(run_a.results, task, metric, filt)
+        key_b, vb = accuracy_of(run_b.results, task, (key_a or "").split(",")[0] or metric, filt)
+        if va is None and vb is None:
+            continue
+        rows.append({"task": task, "metric": key_a or key_b, "a": va, "b": vb,
+                     "difference": (vb - va) if va is not None and vb is not None else None})
+    return rows
+
+
+def compare_one(record: dict, model_b, tokenizer, run_a: Run, run_b: Run, rule: str | None = None,
+                thresholds: Thresholds | None = None, topk: int = 5) -> dict:
+    """Re-explain A's case on B's model; everything the page and the JSON need about it."""
+    from .lrp import explain
+
+    th = thresholds or Thresholds()
+    task = record["task"]
+    t0 = time.perf_counter()
+    expl = explain(model_b, record["token_ids"], record["position"], record["target"]["id"], record["contrast"]["id"],
+                   rule=rule or record.get("rule") or "attnlrp", topk=topk, nodes=False)
+    seconds = time.perf_counter() - t0
+    rel_b = [float(x) for x in expl.input_relevance]
+    rel_a = [float(x or 0.0) for x in record.get("input_relevance") or []]
+    configs = (run_a.results or {}).get("configs") or {}
+    n_shot = ((run_a.results or {}).get("n-shot") or {}).get(task)
+    segs = prompt_segments(record, configs.get(task), n_shot)
+    seg_a = segment_sums(record, rel_a, tokenizer, segs)
+    seg_b = segment_sums(record, rel_b, tokenizer, segs)
+    special = special_positions(record, th.special_tokens)
+    corrected = expl.delta < 0
+    pat_a = classify(record, th, segments=seg_a)
+    pat_b = classify(record, th, relevance=rel_b, segments=seg_b) if not corrected else None
+    b_rec = run_b.tasks[task].by_doc_id().get(record["doc_id"]) if task in run_b.tasks else None
+    same_question = bool(b_rec and b_rec.get("token_ids") == record["token_ids"] and b_rec.get("position") == record["position"]
+                         and (b_rec.get("target") or {}).get("id") == record["target"]["id"]
+                         and (b_rec.get("contrast") or {}).get("id") == record["contrast"]["id"])
+    doc_mismatch = bool(b_rec and b_rec.get("doc_hash") and record.get("doc_hash") and b_rec["doc_hash"] != record["doc_hash"])
+    ta, tb = top_tokens(record, rel_a, 5), top_tokens(record, rel_b, 5)
+    ia, ib = {x["index"] for x in ta}, {x["index"] for x in tb}
+    b_top1 = expl.topk[0][0] if expl.topk else None
+    return {
+        "task": task,
+        "doc_id": record["doc_id"],
+        "doc_hash": record.get("doc_hash"),
+        "target": record["target"],
+        "contrast": record["contrast"],
+        "delta_a": record.get("delta"),
+        "delta_b": expl.delta,
+        "logits_b": {"target": expl.target_logit, "contrast": expl.contrast_logit},
+        "corrected": corrected,
+        "b_top1": {"id": b_top1, "token": tokenizer.decode([b_top1]) if b_top1 is not None else None},
+        "b_outcome": b_outcome(run_b, task, record["doc_id"]),
+        "b_record_same_question": same_question,
+        "doc_hash_mismatch": doc_mismatch,
+        "segments_a": seg_a,
+        "segments_b": seg_b,
+        "segments_norm_a": normalised(seg_a, rel_a, special),
+        "segments_norm_b": normalised(seg_b, rel_b, special),
+        "segments_match_run": _segments_agree(seg_a, record.get("segments") or {}, rel_a),
+        "pattern_a": pat_a.label,
+        "pattern_b": pat_b.label if pat_b else None,
+        "top_tokens_a": ta,
+        "top_tokens_b": tb,
+        "top_overlap": (len(ia & ib) / len(ia | ib)) if (ia | ib) else None,
+        "conservation_ratio_b": (sum(rel_b) / expl.delta) if expl.delta else None,
+        "seconds": round(seconds, 4),
+    }
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return statistics.fmean(xs) if xs else None
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return statistics.median(xs) if xs else None
+
+
+def aggregate(cases: list[dict]) -> dict:
+    """Per-group numbers: corrected rate, median Δℓ, mean normalised segment relevance, patterns, top tokens."""
+    out = {"cases": len(cases), "corrected": sum(c["corrected"] for c in cases)}
+    out["corrected_rate"] = out["corrected"] / len(cases) if cases else None
+    out["median_delta_a"] = _median([c["delta_a"] for c in cases])
+    out["median_delta_b"] = _median([c["delta_b"] for c in cases])
+    out["b_outcome"] = dict(Counter(c["b_outcome"] for c in cases))
+    seg_names = [s for s in SEGMENTS if any(s in c["segments_a"] for c in cases)]
+    segs = {}
+    for group, flag in (("corrected", True), ("not_corrected", False)):
+        sub = [c for c in cases if c["corrected"] == flag]
+        segs[group] = {s: {"a": _mean([c["segments_norm_a"].get(s) for c in sub if s in c["segments_norm_a"]]),
+                           "b": _mean([c["segments_norm_b"].get(s) for c in sub if s in c["segments_norm_b"]]),
+                           "n": sum(1 for c in sub if s in c["segments_norm_a"])} for s in seg_names}
+    out["segments_normalised"] = segs
+    out["patterns_a"] = dict(Counter(c["pattern_a"] for c in cases))
+    out["patterns_b_not_corrected"] = dict(Counter(c["pattern_b"] for c in cases if c["pattern_b"]))
+    out["mean_top_overlap"] = _mean([c["top_overlap"] for c in cases])
+    kept: Counter = Counter()
+    seen: Counter = Counter()
+    for c in cases:
+        b_tokens = {x["index"] for x in c["top_tokens_b"]}
+        for x in c["top_tokens_a"]:
+            seen[x["token"]] += 1
+            kept[x["token"]] += x["index"] in b_tokens
+    out["top_tokens_a"] = [{"token": t, "count": n, "still_top_on_b": kept[t]} for t, n in seen.most_common(15)]
+    out["segments_match_run"] = sum(c["segments_match_run"] for c in cases)
+    return out
+
+
+def compare_runs(run_a: Run, run_b: Run, model_b, tokenizer_b, *, tokenizer_a=None, name_a: str = "A", name_b: str = "B",
+                 rule: str | None = None, tasks: list[str] | None = None, limit: int | None = None,
+                 thresholds: Thresholds | None = None, progress=None) -> dict:
+    """Explain each attributed failure of A on ``model_b``; returns the JSON-ready summary."""
+    records = []
+    for task, ta in run_a.tasks.items():
+        if tasks and task not in tasks:
+            continue
+        recs = [r for r in ta.attributed if r.get("token_ids") and r.get("target") and r.get("contrast")]
+        records += recs[:limit] if limit else recs
+    vocab_b = model_b.get_output_embeddings().weight.shape[0]
+    notes = check_tokenizers(records, tokenizer_b, tokenizer_a, name_a, name_b, vocab_b)
+    cases, errors = [], []
+    for r in records:
+        try:
+            cases.append(compare_one(r, model_b, tokenizer_b, run_a, run_b, rule, thresholds))
+        except Exception as err:  # noqa: BLE001 - one document never stops the comparison
+            errors.append({"task": r.get("task"), "doc_id": r.get("doc_id"), "error": f"{type(err).__name__}: {err}"})
+        if progress is not None:
+            progress()
+    by_task = {}
+    for c in cases:
+        by_task.setdefault(c["task"], []).append(c)
+    if any(c["doc_hash_mismatch"] for c in cases):
+        notes.append("some documents have different hashes in A and B: the runs did not evaluate the same data")
+    return {
+        "format": "lm-eval-lrp-compare/1",
+        "a": {"name": name_a, "run": str(run_a.path)},
+        "b": {"name": name_b, "run": str(run_b.path)},
+        "rule": rule or "as recorded in A",
+        "notes": notes,
+        "accuracy": accuracy_table(run_a, run_b),
+        "overall": aggregate(cases),
+        "tasks": {t: aggregate(cs) for t, cs in by_task.items()},
+        "cases": cases,
+        "errors": errors,
+    }
+
+
+def compare(run_a_path, run_b_path, model_args_b: str | dict | None = None, *, device: str = "cpu",
+            dtype: str = "float32", rule: str | None = None, tasks: list[str] | None = None, limit: int | None = None,
+            thresholds: Thresholds | None = None, progress_factory=None) -> dict:
+    """Load both runs and B's model (from B's recorded model arguments unless given), then :func:`compare_runs`."""
+    run_a, run_b = load_run(run_a_path), load_run(run_b_path)
+    args_b = parse_model_args(model_args_b) if model_args_b else run_model_args(run_b)
+    if not args_b:
+        raise CompareError(f"{run_b.path}: no results JSON with config.model_args; pass --model_args_b pretrained=...")
+    spec_b = load_spec(args_b)
+    tok_a = None
+    try:
+        spec_a = load_spec(run_model_args(run_a))
+        name_a = describe(spec_a)
+        try:
+            tok_a = load_tokenizer(spec_a)
+        except Exception:  # noqa: BLE001 - A's files may be gone: the per-record check still runs
+            tok_a = None
+    except CompareError:
+        name_a = str(run_a.path)
+    name_b = describe(spec_b)
+    model_b, tok_b = load_model(spec_b, device=device, dtype=dtype)
+    try:
+        total = sum(min(len(t.attributed), limit or 10**9) for n, t in run_a.tasks.items() if not tasks or n in tasks)
+        progress = progress_factory(total) if progress_factory else None
+        summary = compare_runs(run_a, run_b, model_b, tok_b, tokenizer_a=tok_a, name_a=name_a, name_b=name_b, rule=rule,
+                               tasks=tasks, limit=limit, thresholds=thresholds, progress=progress)
+    finally:
+        del model_b
+        gc.collect()
+    if tok_a is None:
+        summary["notes"].append("A's tokenizer could not be loaded: the check compared token strings of A's records only")
+    summary["b"]["model_args"] = spec_b
+    return summary
+
+
+# --- output ------------------------------------------------------------------------------------------------------
+
+
+def render_html(summaries: list[dict]) -> str:
+    """One page for one or more comparisons (A against each B)."""
+    from .report.page import page
+    from .report.svg import BLUE, RED, esc, fmt, grouped_bars, pattern_chart, scatter
+
+    parts = []
+    for n, s in enumerate(summaries):
+        a, b = s["a"]["name"], s["b"]["name"]
+        o = s["overall"]
+        parts.append(f'<h2 id="cmp{n}">A: {esc(a)} &nbsp;vs&nbsp; B: {esc(b)}</h2>')
+        parts.append(f'<p class="meta">A run {esc(s["a"]["run"])} · B run {esc(s["b"]["run"])} · rule {esc(s["rule"])}</p>')
+        for note in s["notes"]:
+            parts.append(f'<p class="note">✓ {esc(note)}</p>' if "identical" in note else f'<p class="warn">{esc(note)}</p>')
+        rows = "".join(f"<tr><td>{esc(r['task'])}</td><td>{esc(r['metric'])}</td><td class=num>{fmt(r['a'], '.4f')}</td>"
+                       f"<td class=num>{fmt(r['b'], '.4f')}</td><td class=num>{fmt(r['difference'], '+.4f')}</td></tr>" for r in s["accuracy"])
+        parts.append("<h3>Accuracy</h3><table><tr><th>task</th><th>metric</th><th class=num>A</th><th class=num>B</th>"
+                     f"<th class=num>B − A</th></tr>{rows}</table>")
+        rate = fmt(o["corrected_rate"], ".0%") if o["corrected_rate"] is not None else "–"
+        parts.append(f"<h3>A's failures on B</h3><p>{o['cases']} attributed failures of A re-explained on B (same token ids, "
+                     f"position, target and contrast): <b>{o['corrected']} corrected</b> (Δℓ_B &lt; 0, {rate}); median Δℓ "
+                     f"{fmt(o['median_delta_a'], '+.3f')} on A → {fmt(o['median_delta_b'], '+.3f')} on B. B's own verdict on "
+                     "these documents: " + esc(", ".join(f"{k} {v}" for k, v in o["b_outcome"].items()) or "–") + ".</p>")
+        pts = [{"x": c["delta_a"], "y": c["delta_b"], "colour": BLUE if c["corrected"] else RED,
+                "label": f"{c['task']} doc {c['doc_id']}: Δℓ A {c['delta_a']:+.3f}, B {c['delta_b']:+.3f} "
+                         f"({'corrected' if c['corrected'] else 'not corrected'}; {c['target']['token']!r} vs {c['contrast']['token']!r})"}
+               for c in s["cases"] if c["delta_a"] is not None]
+        chart = scatter(pts, "Δℓ of A's failures: A vs B", "Δℓ on A", "Δℓ on B") if pts else "<p>No cases.</p>"
+        legend = (f'<p class="meta"><span style="color:{BLUE}">●</span> corrected (Δℓ_B &lt; 0) · '
+                  f'<span style="color:{RED}">●</span> not corrected · dashed: y = x</p>')
+        seg = o["segments_normalised"]
+        charts = []
+        for group, title in (("corrected", "corrected cases"), ("not_corrected", "cases not corrected")):
+            names = list(seg.get(group, {}))
+            if not names or not any(seg[group][k]["n"] for k in names):
+                continue
+            charts.append(grouped_bars(names, [("A", "#78909c", [seg[group][k]["a"] for k in names]),
+                                               ("B", "#37474f", [seg[group][k]["b"] for k in names])],
+                                       f"Relevance by segment, {title} (÷ Σ|R|)", "mean share of Σ|R|"))
+        parts.append(f'<div class="grid"><div>{chart}{legend}</div><div>' + "".join(charts)
+                     + '<p class="meta">Positive: towards A\'s wrong token; negative: towards the gold token.</p></div></div>')
+        pat = {f"A (all {o['cases']})": o["patterns_a"], "B (not corrected)": o["patterns_b_not_corrected"]}
+        pat.update({f"A · {t}": v["patterns_a"] for t, v in s["tasks"].items()} if len(s["tasks"]) > 1 else {})
+        tops = "".join(f"<tr><td><span class=chip>{esc(repr(x['token']))}</span></td><td class=num>{x['count']}</td>"
+                       f"<td class=num>{x['still_top_on_b']}</td></tr>" for x in o["top_tokens_a"])
+        parts.append('<div class="grid"><div>' + pattern_chart(pat, "Failure patterns") + "</div><div><h4>Top tokens towards the "
+                     f"wrong answer on A, and on B</h4><p class=meta>mean top-5 overlap (Jaccard) {fmt(o['mean_top_overlap'], '.2f')}</p>"
+                     "<table class=small><tr><th>token (top-5 on A)</th><th>cases</th><th>still top-5 on B</th></tr>"
+                     f"{tops}</table></div></div>")
+        if s["tasks"]:
+            rows = "".join(f"<tr><td>{esc(t)}</td><td class=num>{v['cases']}</td><td class=num>{v['corrected']}</td>"
+                           f"<td class=num>{fmt(v['corrected_rate'], '.0%')}</td><td class=num>{fmt(v['median_delta_a'], '+.3f')}</td>"
+                           f"<td class=num>{fmt(v['median_delta_b'], '+.3f')}</td></tr>" for t, v in s["tasks"].items())
+            parts.append("<h3>Per task</h3><table><tr><th>task</th><th class=num>cases</th><th class=num>corrected</th>"
+                         "<th class=num>rate</th><th class=num>median Δℓ A</th><th class=num>median Δℓ B</th></tr>" + rows + "</table>")
+        rows = []
+        for c in sorted(s["cases"], key=lambda c: (c["task"], c["delta_b"])):
+            ta = " ".join(esc(repr(x["token"])) for x in c["top_tokens_a"][:3])
+            tb = " ".join(esc(repr(x["token"])) for x in c["top_tokens_b"][:3])
+            rows.append(f'<tr class="rrow"><td>{esc(c["task"])}</td><td>{esc(c["doc_id"])}</td>'
+                        f'<td><span class="chip t">{esc(repr(c["target"]["token"]))}</span> vs <span class="chip c">{esc(repr(c["contrast"]["token"]))}</span></td>'
+                        f"<td class=num>{fmt(c['delta_a'], '+.3f')}</td><td class=num>{fmt(c['delta_b'], '+.3f')}</td>"
+                        f"<td>{'corrected' if c['corrected'] else 'no'}</td><td>{esc(c['b_outcome'])}</td>"
+                        f"<td><span class=chip>{esc(repr(c['b_top1']['token']))}</span></td><td>{esc(c['pattern_a'])} → {esc(c['pattern_b'] or '–')}</td>"
+                        f"<td class=mono>{ta}</td><td class=mono>{tb}</td></tr>")
+        parts.append('<h3>Cases</h3><div class="toolbar"><input id="filter" placeholder="filter cases…"></div>'
+                     "<table class=small><tr><th>task</th><th>doc</th><th>target vs contrast</th><th>Δℓ A</th><th>Δℓ B</th>"
+                     "<th>corrected</th><th>B's verdict</th><th>B's top token</th><th>pattern A → B</th><th>top tokens A</th>"
+                     "<th>top tokens B</th></tr>" + "".join(rows) + "</table>")
+        if s["errors"]:
+            parts.append("<h3>Errors</h3><ul>" + "".join(f"<li>{esc(e['task'])} doc {esc(e['doc_id'])}: {esc(e['error'])}</li>"
+                                                         for e in s["errors"]) + "</ul>")
+    title = "lm-eval-lrp compare"
+    subtitle = " · ".join(f"A {s['a']['name']} vs B {s['b']['name']}" for s in summaries)
+    return page(title, subtitle, "".join(parts))
+
+
+def write_outputs(summaries: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    html_path, json_path = out / "compare.html", out / "compare.json"
+    html_path.write_text(render_html(summaries), encoding="utf-8")
+    payload = summaries[0] if len(summaries) == 1 else {"format": "lm-eval-lrp-compare/1", "comparisons": summaries}
+    json_path.write_text(json.dumps(payload, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    return html_path, json_path

@@ -1,0 +1,335 @@
+"""Edges of one residual transition s -> t: ``A[j, i] = Σ_k h_s[i,k] · ∂⟨h_t[j], g_t[j]⟩/∂h_s[i,k]`` (LRP rules on).
+
+Transitions inside decoder block ``l`` (``x`` = block input, ``mid`` = residual after attention, ``out`` = output):
+
+* attention ``x -> mid`` (``"attn"``) and MLP ``mid -> out`` (``"mlp"``).
+
+Ways to compute the rows ``A[j, :]`` of a set of target tokens ``j``, all equal up to float rounding:
+
+* :func:`naive_rows`   -- the reference: one forward + backward of the block per target token;
+* :func:`packed_rows`  -- batch-packing (the seed paper): the block input copied B times, one forward of the
+  batch, element b seeded only at row ``j_b``: ⌈n'/B⌉ passes;
+* :func:`batched_rows` -- one forward, B seeds per ``autograd.grad(..., is_grads_batched=True)`` (vmap);
+* :func:`mlp_diagonal_rows` -- exact shortcut for ``mid -> out``: the MLP half of a block is token-wise, so
+  ``A[j, j] = h_mid[j]·g_mid[j] = R_mid(j)`` and ``A[j, i≠j] = 0``: no backward at all;
+* :func:`closed_form_attention_rows` -- exact shortcut for ``x -> mid`` with softmax attention (Llama family,
+  Qwen2/3, Mistral, Gemma3, OLMo2, GPT-2): the modified backward of one attention layer written out, with
+  P the attention probabilities, U_j = (modified) o_proj-backward of g_j, G_ji = ⟨U^h_j, v^h_i⟩,
+  D_ji = P_ji (G_ji − Σ_i' P_ji' G_ji'), s_ji = scale · q_j·k_i and (f_q, f_k, f_v) the rules' factors
+  on q, k, v (AttnLRP: ¼, ¼, ½; CP-LRP: 0, 0, 1)::
+
+      A[j,i] = f_v Σ_h P^h_ji ⟨U^h_j, v̄^h_i⟩ + f_k Σ_h D^h_ji s̄^h_ji            (value path, key path)
+             + δ_ij ( h_x[j]·g[j] + f_q Σ_h Σ_i' D^h_ji' s̃^h_ji' )             (residual, query path)
+
+  (bars: the key/value without their projection bias -- biases absorb relevance; s̃ with the bias-free query).
+  The norms before q/k/v and after o_proj pass relevance unchanged (identity rule), so they drop out.
+  Before use, the captured q, k, v, mask and scaling are checked to reproduce the block's attention output;
+  anything unexpected (soft-capping, sinks, a bias feeding a q/k norm) returns ``None`` -> autograd path.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from ..lrp.layerwise import _Stop, run_block
+from ..lrp.rules import GradScale, NormIdentity, StopGradient
+
+KINDS = ("attn", "mlp")
+
+
+def _rows_from_grads(src: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """``[B, T]``: Σ_k src[i,k] · grad_b[i,k] for each seed b (src [1|B, T, d], grads [B, T, d])."""
+    return (src.detach().float() * grads.float()).sum(-1)
+
+
+def _seeds(g_t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``[B, T, d]`` zeros except element b, row ``rows[b]``, which holds ``g_t[0, rows[b]]``."""
+    B = rows.numel()
+    seeds = torch.zeros((B,) + tuple(g_t.shape[1:]), dtype=g_t.dtype, device=g_t.device)
+    seeds[torch.arange(B), rows] = g_t[0, rows]
+    return seeds
+
+
+def _block_pair(layer, mid_module, x, args, kwargs, kind):
+    """Run the block from a leaf copy of ``x`` (batch B): returns (source, target) tensors of the transition."""
+    mid, out = run_block(layer, mid_module, x, kwargs, args, stop_at_mid=(kind == "attn"))
+    return (x, mid) if kind == "attn" else (mid, out)
+
+
+def naive_rows(layer, mid_module, x, args, kwargs, kind, g_t, targets) -> torch.Tensor:
+    """Reference: for each target j, one forward and one backward of the block, seeded at row j only."""
+    rows = []
+    for j in targets.tolist():
+        with torch.enable_grad():
+            leaf = x.detach().clone().requires_grad_(True)
+            src, tgt = _block_pair(layer, mid_module, leaf, args, kwargs, kind)
+            seed = _seeds(g_t, torch.tensor([j]))
+            (grad,) = torch.autograd.grad(tgt, [src], grad_outputs=seed.to(tgt.dtype))
+        rows.append(_rows_from_grads(src, grad)[0])
+    return torch.stack(rows) if rows else torch.zeros(0, x.shape[-2])
+
+
+def packed_rows(layer, mid_module, x, args, kwargs, kind, g_t, targets, batch_size: int) -> torch.Tensor:
+    """Batch-packing: the input copied B times, element b seeded only at row ``targets[b]``; ⌈n'/B⌉ passes."""
+    out = []
+    for chunk in targets.split(max(1, int(batch_size))):
+        B = chunk.numel()
+        with torch.enable_grad():
+            leaf = x.detach().expand(B, *x.shape[1:]).clone().requires_grad_(True)
+            src, tgt = _block_pair(layer, mid_module, leaf, args, kwargs, kind)
+            (grad,) = torch.autograd.grad(tgt, [src], grad_outputs=_seeds(g_t, chunk).to(tgt.dtype))
+        out.append(_rows_from_grads(src, grad))
+    return torch.cat(out) if out else torch.zeros(0, x.shape[-2])
+
+
+def batched_rows(src: torch.Tensor, tgt: torch.Tensor, g_t, targets, batch_size: int) -> torch.Tensor:
+    """One forward (``src -> tgt`` already recorded), B seeds per vmapped backward (``is_grads_batched``)."""
+    out = []
+    for chunk in targets.split(max(1, int(batch_size))):
+        seeds = _seeds(g_t, chunk).unsqueeze(1).to(tgt.dtype)  # [B, 1, T, d]
+        (grad,) = torch.autograd.grad(tgt, [src], grad_outputs=seeds, retain_graph=True, is_grads_batched=True)
+        out.append(_rows_from_grads(src, grad[:, 0]))
+    return torch.cat(out) if out else torch.zeros(0, src.shape[-2])
+
+
+def mlp_diagonal_rows(r_mid: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The values ``A[j, j] = R_mid(j)`` of the (diagonal) ``mid -> out`` transition, one per target."""
+    return r_mid[targets].float()
+
+
+# ----------------------------------------------------------------------------- closed form of attention
+
+
+def _factor(rule) -> float | tuple | None:
+    """Gradient factor of a rule on a projection output: GradScale -> its factor, StopGradient -> 0, none -> 1."""
+    if rule is None:
+        return 1.0
+    if isinstance(rule, StopGradient):
+        return 0.0
+    if type(rule).__name__ == "FusedQKV":
+        return tuple(float(v) for v in rule.qkv)
+    if isinstance(rule, GradScale) and rule.where == "output" and not isinstance(rule.factor, torch.Tensor):
+        return float(rule.factor)
+    return None
+
+
+@contextmanager
+def _capture_attention(config, store: list):
+    """Record the (q, k, v, mask, kwargs) handed to the attention function, then run the real one."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS as registry
+
+    name = getattr(config, "_attn_implementation", None) or "eager"
+    saved = registry._local_mapping.get(name)
+    original = registry.get(name) if name != "eager" else None
+
+    def wrapper(module, query, key, value, attention_mask, *a, **kw):
+        fn = original or getattr(sys.modules[type(module).__module__], "eager_attention_forward")
+        store.append({"module": module, "q": query, "k": key, "v": value, "mask": attention_mask, "args": a, "kw": kw})
+        return fn(module, query, key, value, attention_mask, *a, **kw)
+
+    registry[name] = wrapper
+    try:
+        yield
+    finally:
+        if saved is not None:
+            registry[name] = saved
+        else:
+            registry._local_mapping.pop(name, None)
+
+
+_QKV = {  # model family -> (q, k, v) projection names in the attention module, or a fused one
+    "gpt2": ("c_attn",),
+}
+_POST_ATTN_NORM = {"gemma3_text": "post_attention_layernorm", "olmo2": "post_attention_layernorm"}
+_O_PROJ = {"gpt2": "c_proj"}
+
+
+def _attention_parts(layer: nn.Module, model_type: str):
+    attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)
+    if attn is None:
+        return None
+    names = _QKV.get(model_type, ("q_proj", "k_proj", "v_proj"))
+    projs = [getattr(attn, n, None) for n in names]
+    o_proj = getattr(attn, _O_PROJ.get(model_type, "o_proj"), None)
+    post = getattr(layer, _POST_ATTN_NORM[model_type]) if model_type in _POST_ATTN_NORM else None
+    if any(p is None for p in projs) or o_proj is None:
+        return None
+    return attn, names, projs, o_proj, post
+
+
+def _mask_bias(mask, rows: torch.Tensor, T: int, device) -> torch.Tensor:
+    """Additive mask [1|H, C, T] for the query rows ``rows`` (None -> causal)."""
+    if mask is None:
+        cols = torch.arange(T, device=device)
+        allowed = cols.unsqueeze(0) <= rows.unsqueeze(1)
+        return torch.where(allowed, 0.0, float("-inf")).unsqueeze(0)
+    m = mask[0, :, rows, :T]
+    if m.dtype == torch.bool:
+        return torch.where(m, 0.0, float("-inf"))
+    return m.float()
+
+
+def closed_form_attention_rows(
+    model: nn.Module,
+    layer: nn.Module,
+    mid_module: nn.Module,
+    x: torch.Tensor,
+    args: tuple,
+    kwargs: dict,
+    g_mid: torch.Tensor,
+    targets: torch.Tensor,
+    applied_rules: dict[int, object],
+    *,
+    chunk: int = 256,
+    check: bool = True,
+):
+    """Rows ``A[targets, :]`` of the attention transition ``x -> mid`` in closed form, or None if unsupported.
+
+    ``applied_rules`` maps ``id(module)`` to the LRP rule the active composite put on it.
+    """
+    model_type = getattr(model.config, "model_type", "")
+    parts = _attention_parts(layer, model_type)
+    if parts is None:
+        return None
+    attn, names, projs, o_proj, post = parts
+    T = x.shape[-2]
+    if len(projs) == 1:
+        fused = _factor(applied_rules.get(id(projs[0])))
+        if not isinstance(fused, tuple):
+            return None
+        fq, fk, fv = fused
+    else:
+        fq, fk, fv = (_factor(applied_rules.get(id(p))) for p in projs)
+        if any(not isinstance(f, float) for f in (fq, fk, fv)):
+            return None
+    for name in ("q_norm", "k_norm"):
+        norm = getattr(attn, name, None)
+        if norm is not None and not isinstance(applied_rules.get(id(norm)), NormIdentity):
+            return None
+    if post is not None and not isinstance(applied_rules.get(id(post)), NormIdentity):
+        return None
+    if id(o_proj) in applied_rules:
+        return None
+    has_bias = any(getattr(p, "bias", None) is not None for p in projs)
+    if has_bias and (getattr(attn, "q_norm", None) is not None or getattr(attn, "k_norm", None) is not None):
+        return None  # a bias feeding a norm: the bias-free share is not the norm of the bias-free projection
+
+    def capture(strip_bias: bool):
+        store, handles, o_in = [], [], []
+        if strip_bias:
+            for p in projs:
+                if getattr(p, "bias", None) is not None:
+                    handles.append(p.register_forward_hook(lambda m, a, out: out - m.bias))
+        handles.append(o_proj.register_forward_pre_hook(lambda m, a: o_in.append(a[0])))
+        try:
+            with torch.no_grad(), _capture_attention(attn.config if hasattr(attn, "config") else model.config, store):
+                mid, _ = run_block(layer, mid_module, x.detach(), kwargs, args, stop_at_mid=True)
+        finally:
+            for h in handles:
+                h.remove()
+        if len(store) != 1 or len(o_in) != 1:
+            return None
+        return store[0], o_in[0], mid
+
+    got = capture(False)
+    if got is None:
+        return None
+    cap, o_in, mid = got
+    kw = cap["kw"]
+    if cap["args"] or kw.get("softcap") is not None or kw.get("s_aux") is not None or kw.get("sinks") is not None:
+        return None
+    if getattr(getattr(attn, "config", None), "attn_logit_softcapping", None) is not None:
+        return None
+    if kw.get("dropout", 0.0):
+        return None
+    q, k, v = (t.detach()[0].float() for t in (cap["q"], cap["k"], cap["v"]))  # [H|Hkv, T, hd]
+    if q.shape[-2] != T or k.shape[-2] != T:
+        return None
+    H, Hkv, hd = q.shape[0], k.shape[0], q.shape[-1]
+    if H % Hkv:
+        return None
+    rep = H // Hkv
+    scaling = kw.get("scaling")
+    if scaling is None:
+        scaling = getattr(attn, "scaling", None) or hd**-0.5
+    mask = cap["mask"]
+    window = kw.get("sliding_window")
+    if mask is None and window is not None and T > window:
+        return None
+    if mask is not None and (mask.dim() != 4 or mask.shape[0] != 1):
+        return None
+    if has_bias:
+        got_nb = capture(True)
+        if got_nb is None:
+            return None
+        q0, k0, v0 = (t.detach()[0].float() for t in (got_nb[0]["q"], got_nb[0]["k"], got_nb[0]["v"]))
+    else:
+        q0, k0, v0 = q, k, v
+
+    # U_j = modified backward of g_j through (post-norm ∘) o_proj, per head: [T, H, hd]
+    with torch.enable_grad():
+        z = o_in.detach().clone().requires_grad_(True)
+        y = o_proj(z)
+        if post is not None:
+            y = post(y)
+        (U,) = torch.autograd.grad(y, [z], grad_outputs=g_mid.to(y.dtype).reshape(y.shape))
+    U = U.detach()[0].float().reshape(T, H, hd)
+
+    # the captured pieces must reproduce the block: attention output (sample rows) and mid = x + branch
+    o_ref = o_in.detach()[0].float().reshape(T, H, hd)
+    if check:
+        branch = o_proj(o_in.detach())
+        if post is not None:
+            with torch.no_grad():
+                branch = post(branch)
+        if not torch.allclose(x.detach().float() + branch.float(), mid.float(), rtol=1e-5, atol=1e-5 * float(mid.abs().max())):
+            return None
+        sample = torch.unique(torch.cat([targets[:4], targets[-4:]]))
+        m_s = _mask_bias(mask, sample, T, q.device)
+        for h in range(H):
+            s = (q[h, sample] @ k[h // rep].T) * scaling + (m_s[0] if m_s.shape[0] == 1 else m_s[h])
+            o_h = torch.softmax(s, dim=-1) @ v[h // rep]
+            scale = float(o_ref[:, h].abs().max()) + 1e-12
+            if not torch.allclose(o_h, o_ref[sample, h], rtol=1e-4, atol=1e-4 * scale):
+                return None
+
+    r_resid = (x.detach()[0].float() * g_mid.detach()[0].float()).sum(-1)  # h_x[j]·g[j]
+    rows_out = torch.zeros(targets.numel(), T, dtype=torch.float32)
+    for start in range(0, targets.numel(), chunk):
+        rows = targets[start : start + chunk]
+        C = rows.numel()
+        m = _mask_bias(mask, rows, T, q.device)
+        acc = torch.zeros(C, T, dtype=torch.float32)
+        diag = r_resid[rows].clone()
+        for h in range(H):
+            kv = h // rep
+            qh, kh, vh = q[h, rows], k[kv], v[kv]
+            s = (qh @ kh.T) * scaling  # [C, T] unmasked scaled scores
+            P = torch.softmax(s + (m[0] if m.shape[0] == 1 else m[h]), dim=-1)
+            Uh = U[rows, h]  # [C, hd]
+            G = Uh @ vh.T  # ∂⟨out_j, g_j⟩/∂P_ji
+            if fv:
+                Gv = G if v0 is v else Uh @ v0[kv].T
+                acc += fv * P * Gv
+            if fq or fk:
+                D = P * (G - (P * G).sum(-1, keepdim=True))
+                if fk:
+                    sk = s if k0 is k else (qh @ k0[kv].T) * scaling
+                    acc += fk * D * sk
+                if fq:
+                    sq = s if q0 is q else (q0[h, rows] @ kh.T) * scaling
+                    diag += fq * (D * sq).sum(-1)
+        acc[torch.arange(C), rows] += diag
+        rows_out[start : start + C] = acc
+    return rows_out
+
+
+def closed_form_supported(model: nn.Module) -> bool:
+    return getattr(model.config, "model_type", "") in (
+        "llama", "mistral", "qwen2", "qwen3", "gemma3_text", "olmo2", "gpt2",
+    )

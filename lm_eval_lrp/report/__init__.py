@@ -1,0 +1,8 @@
+"""Static, self-contained HTML reports of a run (``lm-eval-lrp report RUN_DIR``). Reports never run a model."""
+
+from .build import ReportBuilder, TaskSummary, accuracy_of, build_report, model_args, summarise
+from .graph import load_graph, strongest_paths
+from .heatmap import normalise
+
+__all__ = ["ReportBuilder", "TaskSummary", "accuracy_of", "build_report", "load_graph", "model_args", "normalise",
+           "strongest_paths", "summarise"]

@@ -1,0 +1,197 @@
+"""Small inline SVG charts (no scripts, no external resources). Every text that comes from data is escaped."""
+
+from __future__ import annotations
+
+import html
+import math
+
+RED = "#c62828"  # support of the wrong (target) token
+BLUE = "#1565c0"  # support of the correct (contrast) token
+GREY = "#9e9e9e"
+PATTERN_COLOURS = {"URT": "#e69f00", "OIT": "#8e44ad", "URT+OIT": "#b03a2e", "none": "#2e8b57", "n/a": "#cfcfcf"}
+
+
+def esc(value) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def fmt(x, spec: str = ".3g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return format(x, spec)
+
+
+def _svg(width: float, height: float, body: list[str], label: str) -> str:
+    return (f'<svg class="chart" role="img" aria-label="{esc(label)}" '
+            f'viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" height="{height:.0f}">'
+            + "".join(body) + "</svg>")
+
+
+def _text(x, y, s, anchor="start", cls="", size=12, extra="") -> str:
+    c = f' class="{cls}"' if cls else ""
+    return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{c}{extra}>{esc(s)}</text>'
+
+
+def _short(s: str, n: int = 28) -> str:
+    s = str(s)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def pattern_chart(dist: dict[str, dict[str, int]], title: str = "Failure patterns per task") -> str:
+    """The paper's Figure 1: per task, a stacked bar of the share of attributed failures in each pattern."""
+    labels = list(PATTERN_COLOURS)
+    rows = [(task, counts) for task, counts in dist.items()]
+    left, bar_w, row_h = 190, 420, 26
+    height = 48 + row_h * max(len(rows), 1) + 28
+    width = left + bar_w + 70
+    body = [_text(8, 18, title, size=14, cls="ttl")]
+    for r, (task, counts) in enumerate(rows):
+        y = 34 + r * row_h
+        total = sum(counts.get(k, 0) for k in labels)
+        body.append(_text(left - 8, y + 15, _short(task), anchor="end"))
+        x = left
+        if total == 0:
+            body.append(f'<rect x="{left}" y="{y + 3}" width="{bar_w}" height="{row_h - 8}" fill="#f0f0f0"/>')
+            body.append(_text(left + 6, y + 15, "no attributed failures", size=11))
+            continue
+        for k in labels:
+            n = counts.get(k, 0)
+            if not n:
+                continue
+            w = bar_w * n / total
+            body.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" fill="{PATTERN_COLOURS[k]}">'
+                        f"<title>{esc(task)}: {esc(k)} {n}/{total} ({n / total:.0%})</title></rect>")
+            if w > 26:
+                body.append(_text(x + w / 2, y + 15, str(n), anchor="middle", size=11, extra=' fill="#fff"'))
+            x += w
+        body.append(_text(left + bar_w + 6, y + 15, f"n={total}", size=11))
+    ly = 34 + row_h * max(len(rows), 1) + 10
+    lx = left
+    for k in labels:
+        body.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{PATTERN_COLOURS[k]}"/>')
+        body.append(_text(lx + 16, ly + 10, k, size=11))
+        lx += 24 + 8 * len(k) + 10
+    return _svg(width, height, body, title)
+
+
+def diverging_bars(items: list[tuple[str, float | None]], title: str = "", width: int = 460, note: str = "") -> str:
+    """Horizontal bars around 0: positive (towards the wrong token) red, negative blue."""
+    items = [(k, v) for k, v in items if v is not None]
+    left, row_h = 130, 22
+    plot_w = width - left - 70
+    m = max((abs(v) for _, v in items), default=0.0) or 1.0
+    top = 26 if title else 6
+    height = top + row_h * max(len(items), 1) + (20 if note else 6)
+    mid = left + plot_w / 2
+    body = [_text(8, 16, title, size=13, cls="ttl")] if title else []
+    body.append(f'<line x1="{mid:.1f}" y1="{top - 2}" x2="{mid:.1f}" y2="{top + row_h * max(len(items), 1)}" stroke="#888"/>')
+    for r, (k, v) in enumerate(items):
+        y = top + r * row_h
+        w = (plot_w / 2) * abs(v) / m
+        x = mid if v >= 0 else mid - w
+        colour = RED if v >= 0 else BLUE
+        body.append(_text(left - 8, y + 15, _short(k, 18), anchor="end"))
+        body.append(f'<rect x="{x:.1f}" y="{y + 4}" width="{max(w, 0.5):.1f}" height="{row_h - 8}" fill="{colour}">'
+                    f"<title>{esc(k)}: {fmt(v, '+.4g')}</title></rect>")
+        tx = mid + w + 4 if v >= 0 else mid - w - 4
+        body.append(_text(tx, y + 15, fmt(v, "+.3g"), anchor="start" if v >= 0 else "end", size=11))
+    if not items:
+        body.append(_text(left, top + 15, "nothing to show", size=11))
+    if note:
+        body.append(_text(8, height - 6, note, size=10, cls="note"))
+    return _svg(width, height, body, title or "bars")
+
+
+def grouped_bars(groups: list[str], series: list[tuple[str, str, list[float | None]]], title: str = "",
+                 ylabel: str = "", width: int = 560, height: int = 260) -> str:
+    """Vertical grouped bars (e.g. segments × models) around a zero line."""
+    left, right, top, bottom = 58, 12, 30, 52
+    plot_w, plot_h = width - left - right, height - top - bottom
+    vals = [v for _, _, vs in series for v in vs if v is not None]
+    hi, lo = max(vals + [0.0]), min(vals + [0.0])
+    if hi == lo:
+        hi = lo + 1.0
+    pad = 0.08 * (hi - lo)
+    hi, lo = hi + (pad if hi > 0 else 0), lo - (pad if lo < 0 else 0)
+
+    def y_of(v):
+        return top + plot_h * (hi - v) / (hi - lo)
+
+    body = [_text(8, 18, title, size=13, cls="ttl")] if title else []
+    body.append(f'<line x1="{left}" y1="{y_of(0):.1f}" x2="{width - right}" y2="{y_of(0):.1f}" stroke="#555"/>')
+    for v in (lo, hi):
+        body.append(_text(left - 4, y_of(v) + 4, fmt(v, ".2g"), anchor="end", size=10))
+    body.append(_text(left - 4, y_of(0) + 4, "0", anchor="end", size=10))
+    if ylabel:
+        body.append(f'<text x="12" y="{top + plot_h / 2:.0f}" font-size="11" text-anchor="middle" '
+                    f'transform="rotate(-90 12 {top + plot_h / 2:.0f})">{esc(ylabel)}</text>')
+    n_g, n_s = max(len(groups), 1), max(len(series), 1)
+    gw = plot_w / n_g
+    bw = min(28.0, 0.8 * gw / n_s)
+    for g, name in enumerate(groups):
+        gx = left + g * gw + (gw - bw * n_s) / 2
+        for s, (sname, colour, vs) in enumerate(series):
+            v = vs[g] if g < len(vs) else None
+            if v is None:
+                continue
+            y0, y1 = sorted((y_of(0), y_of(v)))
+            body.append(f'<rect x="{gx + s * bw:.1f}" y="{y0:.1f}" width="{bw - 2:.1f}" height="{max(y1 - y0, 0.5):.1f}" '
+                        f'fill="{colour}"><title>{esc(name)} · {esc(sname)}: {fmt(v, "+.4g")}</title></rect>')
+        body.append(_text(left + g * gw + gw / 2, top + plot_h + 16, _short(name, 16), anchor="middle", size=11))
+    lx = left
+    for sname, colour, _ in series:
+        body.append(f'<rect x="{lx}" y="{height - 18}" width="12" height="12" fill="{colour}"/>')
+        body.append(_text(lx + 16, height - 8, _short(sname, 30), size=11))
+        lx += 30 + 7 * min(len(sname), 30)
+    return _svg(width, height, body, title or "grouped bars")
+
+
+def scatter(points: list[dict], title: str = "", xlabel: str = "x", ylabel: str = "y", size: int = 420) -> str:
+    """Points {x, y, colour, label}; the y = x diagonal and the zero lines are drawn."""
+    left, bottom, top, right = 56, 46, 30, 16
+    w, h = size + left + right, size + top + bottom
+    xs = [p["x"] for p in points] + [p["y"] for p in points] + [0.0]
+    lo, hi = min(xs), max(xs)
+    if hi == lo:
+        lo, hi = lo - 1, hi + 1
+    pad = 0.06 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+
+    def sx(v):
+        return left + size * (v - lo) / (hi - lo)
+
+    def sy(v):
+        return top + size * (hi - v) / (hi - lo)
+
+    body = [_text(8, 18, title, size=13, cls="ttl")] if title else []
+    body.append(f'<rect x="{left}" y="{top}" width="{size}" height="{size}" fill="none" stroke="#bbb"/>')
+    body.append(f'<line x1="{sx(lo):.1f}" y1="{sy(lo):.1f}" x2="{sx(hi):.1f}" y2="{sy(hi):.1f}" stroke="#777" '
+                f'stroke-dasharray="5 4"><title>y = x</title></line>')
+    body.append(f'<line x1="{left}" y1="{sy(0):.1f}" x2="{left + size}" y2="{sy(0):.1f}" stroke="#444" stroke-width="0.8"/>')
+    body.append(f'<line x1="{sx(0):.1f}" y1="{top}" x2="{sx(0):.1f}" y2="{top + size}" stroke="#444" stroke-width="0.8"/>')
+    ticks = _ticks(lo, hi)
+    for t in ticks:
+        body.append(_text(sx(t), top + size + 14, fmt(t, "g"), anchor="middle", size=10))
+        body.append(_text(left - 4, sy(t) + 4, fmt(t, "g"), anchor="end", size=10))
+    body.append(_text(left + size / 2, h - 8, xlabel, anchor="middle", size=12))
+    body.append(f'<text x="14" y="{top + size / 2:.0f}" font-size="12" text-anchor="middle" '
+                f'transform="rotate(-90 14 {top + size / 2:.0f})">{esc(ylabel)}</text>')
+    for p in points:
+        body.append(f'<circle cx="{sx(p["x"]):.1f}" cy="{sy(p["y"]):.1f}" r="4.5" fill="{p.get("colour", BLUE)}" '
+                    f'fill-opacity="0.75" stroke="#222" stroke-width="0.4"><title>{esc(p.get("label", ""))}</title></circle>')
+    return _svg(w, h, body, title or "scatter")
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    span = hi - lo
+    step = 10 ** math.floor(math.log10(span / n)) if span > 0 else 1.0
+    for mult in (1, 2, 5, 10):
+        if span / (step * mult) <= n:
+            step *= mult
+            break
+    start = math.ceil(lo / step) * step
+    out, v = [], start
+    while v <= hi + 1e-12 and len(out) < 12:
+        out.append(round(v, 10))
+        v += step
+    return out
