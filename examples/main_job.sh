@@ -17,7 +17,7 @@ lm-eval-lrp --model hf --model_args "$MODEL_ARGS" --include_path "$TASKS_DIR" --
 lm-eval-lrp --model hf --model_args "$MODEL_ARGS" --include_path "$TASKS_DIR" --tasks gsm8k \
   --limit "$GSM8K_LIMIT" --gen_kwargs max_gen_toks=192 --device cpu --log_samples --output_path "$OUT" --lrp
 
-RUN_DIR=$(ls -d "$OUT"/*SmolLM2* 2>/dev/null | head -n 1)
+RUN_DIR=$(python -c 'import sys; from lm_eval_lrp.artifacts import find_run_dir; print(find_run_dir(sys.argv[1]))' "$OUT")
 if python -c 'import lm_eval_lrp.commands.report' 2>/dev/null; then
   lm-eval-lrp report "$RUN_DIR" --output "$RUN_DIR/report.html" || true
 fi

@@ -100,7 +100,26 @@ def main(argv: list[str] | None = None) -> None:
     from lm_eval.__main__ import cli_evaluate
 
     sys.argv = ["lm-eval-lrp", *argv]
-    cli_evaluate()
+    try:
+        cli_evaluate()
+    except Exception as err:  # noqa: BLE001 - say clearly that lm-eval stopped, then fail as lm_eval would
+        import traceback
+
+        traceback.print_exc()
+        print(f"\nlm-eval-lrp: the evaluation stopped before it produced results: {type(err).__name__}: {err}"
+              f"{_hint(err)}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _hint(err: Exception) -> str:
+    text = str(err)
+    if "did not find any docs" in text:
+        return " (the task has no documents: an empty dataset, or --limit 0; nothing to evaluate or attribute)"
+    if isinstance(err, StopIteration) or "StopIteration" in type(err).__name__:
+        return " (the dataset could not be read: is its data file empty?)"
+    if isinstance(err, (FileNotFoundError, PermissionError)):
+        return " (check the paths given to --model_args, --include_path and --output_path)"
+    return ""
 
 
 if __name__ == "__main__":

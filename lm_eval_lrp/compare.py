@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import Run, load_run
-from .patterns import Thresholds, classify, special_positions
+from .patterns import Thresholds, classify, prompt_segments, special_positions
 
 LOAD_KEYS = ("pretrained", "gguf_file", "revision", "subfolder", "trust_remote_code", "tokenizer")
 SEGMENTS = ("instruction", "fewshot", "signature", "docstring", "query", "answer_so_far")
@@ -151,51 +151,18 @@ def check_tokenizers(records: list[dict], tok_b, tok_a=None, name_a: str = "A", 
 # --- segments ----------------------------------------------------------------------------------------------------
 
 
-def prompt_segments(record: dict, task_config: dict | None, n_shot: int | None):
-    """Labelled character spans of the prompt, from the task configuration lm-eval recorded (see module doc)."""
-    from task_hooks.base import Segment
-
-    prompt = record.get("prompt") or ""
-    if not prompt:
-        return []
-    task = str(record.get("task") or "")
-    if task.startswith("humaneval"):
-        start = prompt.find('"""')
-        if start < 0:
-            start = prompt.find("'''")
-        if start > 0:
-            return [Segment("signature", 0, start), Segment("docstring", start, len(prompt))]
-    cfg = task_config or {}
-    description = cfg.get("description") or ""
-    if not isinstance(description, str) or "{{" in description:
-        description = ""
-    d_end = len(description) if description and prompt.startswith(description) else 0
-    segs = []
-    if d_end:
-        segs.append(Segment("instruction", 0, d_end))
-    q_start = d_end
-    if n_shot:
-        delim = cfg.get("fewshot_delimiter")
-        delim = "\n\n" if not isinstance(delim, str) or not delim else delim
-        cut = prompt.rfind(delim, d_end)
-        if cut >= d_end:
-            q_start = cut + len(delim)
-            segs.append(Segment("fewshot", d_end, q_start))
-    if q_start < len(prompt):
-        segs.append(Segment("query", q_start, len(prompt)))
-    return segs
-
-
 def segment_sums(record: dict, relevance, tokenizer, segments) -> dict:
+    """Relevance summed per segment; token spans from the tokenizer's offsets, else from the token strings."""
     import torch
 
+    from .patterns import token_spans
     from .records import char_spans, segment_sums as _sums
 
     ids = record.get("token_ids") or []
     n_prompt = int(record.get("n_prompt_tokens") or len(ids))
     spans = None
     if record.get("prompt") and not record.get("truncated_tokens"):
-        spans = char_spans(tokenizer, record["prompt"], ids[:n_prompt])
+        spans = char_spans(tokenizer, record["prompt"], ids[:n_prompt]) or token_spans(record)
     rel = relevance if isinstance(relevance, torch.Tensor) else torch.tensor([float(x or 0.0) for x in relevance])
     return _sums(segments if spans is not None else [], spans, rel, n_prompt)
 
@@ -245,8 +212,9 @@ def b_outcome(run_b: Run, task: str, doc_id) -> str:
     if task in run_b.tasks and doc_id in run_b.tasks[task].by_doc_id():
         return "failed"
     results = (run_b.results or {}).get("results") or {}
-    if task not in results:
-        return "unknown"
+    lrp = (run_b.results or {}).get("lrp")
+    if task not in results or not isinstance(lrp, dict) or lrp.get("error") or task not in (lrp.get("tasks") or {}):
+        return "unknown"  # B's run did not evaluate the task, or did not look for its failures
     if _max_failures(run_b) is not None:
         return "unknown"
     n = ((run_b.results or {}).get("n-samples") or {}).get(task) or {}

@@ -36,6 +36,6 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                            + ", ".join(escape(f"{tok!r}×{n}") for tok, n in t["top_wrong_tokens"][:8]))
     console.print(table)
     for line in details:
-        console.print(line, highlight=False, markup=True)
+        console.print(line, highlight=False, markup=True, soft_wrap=True)
     if summary.get("output_dir"):
-        console.print(f"[bold]attributions:[/] {summary['output_dir']}/attributions_<task>_<time>.jsonl")
+        console.print(f"[bold]attributions:[/] {escape(summary['output_dir'])}/attributions_<task>_<time>.jsonl", soft_wrap=True)

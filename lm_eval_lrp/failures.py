@@ -98,8 +98,8 @@ def find_failures(
             continue
         name = primary_metric(sample, metric)
         if name is None:
-            if "bypass" in sample.get("metrics", []):
-                notes.append(f"{task_name}: --predict_only computes no metrics, so nothing can be judged wrong")
+            if not sample.get("metrics") or "bypass" in sample.get("metrics", []):
+                notes.append(f"{task_name}: no metrics were computed (--predict_only?), so nothing can be judged wrong")
             else:
                 notes.append(f"{task_name}: metric {metric!r} not among {sample.get('metrics')}; nothing attributed")
             return [], notes

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+from rich.markup import escape
 
 import hashlib
 import json
@@ -90,6 +91,22 @@ def run_dir(model: HFLRP) -> Path | None:
         return path.parent
     name = GeneralConfigTracker._get_model_name(model.lrp_name_args) or "model"
     return path / sanitize_model_name(name)
+
+
+def writable(path: Path | None, console) -> Path | None:
+    """``path`` if attribution files can be written there; otherwise say so and keep records in memory only."""
+    if path is None:
+        return None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".lm_eval_lrp_write_test"
+        probe.write_text("")
+        probe.unlink()
+        return path
+    except OSError as err:
+        console.print(f"[red]lm-eval-lrp:[/] cannot write attributions to {path} ({err.strerror or err}); "
+                      "choose a writable --output_path. Failures are still attributed and summarised here.", soft_wrap=True)
+        return None
 
 
 def _task_objects(task_dict) -> dict:
@@ -230,16 +247,16 @@ def plan(model: HFLRP, task_dict, samples: dict | None, console) -> dict:
         return {"error": model.lrp_unsupported}
     by_task, notes = judge(model, _task_objects(task_dict), samples or {})
     for note in dict.fromkeys(notes):
-        console.print(f"[yellow]lm-eval-lrp:[/] {note}")
+        console.print(f"[yellow]lm-eval-lrp:[/] {escape(note)}", soft_wrap=True)
     stamp = datetime.now().isoformat().replace(":", "-")
-    fp, out = fingerprint(model), run_dir(model)
+    fp, out = fingerprint(model), writable(run_dir(model), console)
     files, done = {}, {}
     for name, failures in by_task.items():
         path, kept = resume_state(out, name, failures, fp)
         files[name] = path or (out / f"attributions_{name}_{stamp}.jsonl" if out is not None else None)
         done[name] = kept
         if kept:
-            console.print(f"[yellow]lm-eval-lrp:[/] {name}: resuming {path.name}, {len(kept)} records kept")
+            console.print(f"[yellow]lm-eval-lrp:[/] {name}: resuming {path.name}, {len(kept)} records kept", soft_wrap=True)
     return {"files": files, "done": done, "failures": by_task, "notes": list(dict.fromkeys(notes))}
 
 

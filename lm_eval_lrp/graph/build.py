@@ -18,7 +18,7 @@ from torch import nn
 from ..lrp.arch import architecture_of
 from ..lrp.composite import Composite
 from ..lrp.explain import _as_ids
-from ..lrp.layerwise import BlockStep, backward_blocks, objective_gradient, record_forward
+from ..lrp.layerwise import BlockStep, backward_blocks, decoder_layers, objective_gradient, record_forward
 from . import edges as E
 from .model import Graph, layer_names
 from .prune import parse_prune, reachable_subgraph, select_edges
@@ -161,28 +161,13 @@ def compute_transitions(
             r_out = (out_value[0].float() * step.g_out[0].float()).sum(-1)
             r_mid = (step.mid.detach()[0].float() * step.g_mid[0].float()).sum(-1)
 
-            # MLP half: mid -> out
-            tg = _targets(r_out, node_threshold)
-            rows = diag = None
-            how = mlp
-            if mlp == "diagonal":
-                diag = E.mlp_diagonal_rows(r_mid, tg)
-            elif mlp == "batched":
-                rows = E.batched_rows(step.mid, step.out, step.g_out, tg, bsize(tg.numel()))
-            elif mlp == "packed":
-                rows = E.packed_rows(step.layer, mid_module, step.x, step.args, step.kwargs, "mlp", step.g_out, tg, bsize(tg.numel()))
-            else:
-                rows = E.naive_rows(step.layer, mid_module, step.x, step.args, step.kwargs, "mlp", step.g_out, tg)
-            used["mlp"][how] = used["mlp"].get(how, 0) + 1
-            consumer(Transition(2 * l + 1, 2 * l + 2, "mlp", tg, rows, diag, how, T))
-
-            # attention half: x -> mid
+            # attention half: x -> mid (first: the closed form reuses this block's recorded attention call)
             tg = _targets(r_mid, node_threshold)
             rows, how = None, method
             if method in ("auto", "closed"):
                 rows = E.closed_form_attention_rows(
                     model, step.layer, mid_module, step.x.detach(), step.args, step.kwargs, step.g_mid, tg, applied,
-                    chunk=auto_chunk(T),
+                    chunk=auto_chunk(T), captured=capture.pop(step.layer, step.mid) if capture else None,
                 )
                 how = "closed"
                 if rows is None and method == "closed":
@@ -204,7 +189,27 @@ def compute_transitions(
             used["attn"][how] = used["attn"].get(how, 0) + 1
             consumer(Transition(2 * l, 2 * l + 1, "attn", tg, rows, None, how, T))
 
-        g_embed, node_rel = backward_blocks(model, record, g_final, arch=arch, on_block=on_block)
+            # MLP half: mid -> out
+            tg = _targets(r_out, node_threshold)
+            rows = diag = None
+            how = mlp
+            if mlp == "diagonal":
+                diag = E.mlp_diagonal_rows(r_mid, tg)
+            elif mlp == "batched":
+                rows = E.batched_rows(step.mid, step.out, step.g_out, tg, bsize(tg.numel()))
+            elif mlp == "packed":
+                rows = E.packed_rows(step.layer, mid_module, step.x, step.args, step.kwargs, "mlp", step.g_out, tg, bsize(tg.numel()))
+            else:
+                rows = E.naive_rows(step.layer, mid_module, step.x, step.args, step.kwargs, "mlp", step.g_out, tg)
+            used["mlp"][how] = used["mlp"].get(how, 0) + 1
+            consumer(Transition(2 * l + 1, 2 * l + 2, "mlp", tg, rows, diag, how, T))
+
+        capture = E.AttentionCapture(model, decoder_layers(model, arch)) if method in ("auto", "closed") else None
+        if capture is not None:
+            with capture:
+                g_embed, node_rel = backward_blocks(model, record, g_final, arch=arch, on_block=on_block)
+        else:
+            g_embed, node_rel = backward_blocks(model, record, g_final, arch=arch, on_block=on_block)
         input_rel = (record.emb[0].float() * g_embed[0].float()).sum(-1)
     return GraphRun(
         delta=extras["delta"],

@@ -147,6 +147,7 @@ _QKV = {  # model family -> (q, k, v) projection names in the attention module, 
 }
 _POST_ATTN_NORM = {"gemma3_text": "post_attention_layernorm", "olmo2": "post_attention_layernorm"}
 _O_PROJ = {"gpt2": "c_proj"}
+_PRE_ATTN_NORM = {"gpt2": "ln_1"}
 
 
 def _attention_parts(layer: nn.Module, model_type: str):
@@ -159,7 +160,8 @@ def _attention_parts(layer: nn.Module, model_type: str):
     post = getattr(layer, _POST_ATTN_NORM[model_type]) if model_type in _POST_ATTN_NORM else None
     if any(p is None for p in projs) or o_proj is None:
         return None
-    return attn, names, projs, o_proj, post
+    pre = getattr(layer, _PRE_ATTN_NORM.get(model_type, "input_layernorm"), None)
+    return attn, names, projs, o_proj, post, pre
 
 
 def _mask_bias(mask, rows: torch.Tensor, T: int, device) -> torch.Tensor:
@@ -187,16 +189,19 @@ def closed_form_attention_rows(
     *,
     chunk: int = 256,
     check: bool = True,
+    captured: tuple | None = None,
 ):
     """Rows ``A[targets, :]`` of the attention transition ``x -> mid`` in closed form, or None if unsupported.
 
-    ``applied_rules`` maps ``id(module)`` to the LRP rule the active composite put on it.
+    ``applied_rules`` maps ``id(module)`` to the LRP rule the active composite put on it. ``captured``: the
+    ``(attention call, o_proj input, mid)`` already recorded for this block by an :class:`AttentionCapture`
+    (saves re-running the attention).
     """
     model_type = getattr(model.config, "model_type", "")
     parts = _attention_parts(layer, model_type)
     if parts is None:
         return None
-    attn, names, projs, o_proj, post = parts
+    attn, names, projs, o_proj, post, pre = parts
     T = x.shape[-2]
     if len(projs) == 1:
         fused = _factor(applied_rules.get(id(projs[0])))
@@ -215,16 +220,17 @@ def closed_form_attention_rows(
         return None
     if id(o_proj) in applied_rules:
         return None
-    has_bias = any(getattr(p, "bias", None) is not None for p in projs)
+    # biases absorb relevance: the projection biases and a bias of the norm before attention (LayerNorm)
+    biased = [p for p in projs + [pre] if p is not None and getattr(p, "bias", None) is not None]
+    has_bias = bool(biased)
     if has_bias and (getattr(attn, "q_norm", None) is not None or getattr(attn, "k_norm", None) is not None):
         return None  # a bias feeding a norm: the bias-free share is not the norm of the bias-free projection
 
     def capture(strip_bias: bool):
         store, handles, o_in = [], [], []
         if strip_bias:
-            for p in projs:
-                if getattr(p, "bias", None) is not None:
-                    handles.append(p.register_forward_hook(lambda m, a, out: out - m.bias))
+            for p in biased:
+                handles.append(p.register_forward_hook(lambda m, a, out: out - m.bias))
         handles.append(o_proj.register_forward_pre_hook(lambda m, a: o_in.append(a[0])))
         try:
             with torch.no_grad(), _capture_attention(attn.config if hasattr(attn, "config") else model.config, store):
@@ -236,7 +242,7 @@ def closed_form_attention_rows(
             return None
         return store[0], o_in[0], mid
 
-    got = capture(False)
+    got = captured if captured is not None else capture(False)
     if got is None:
         return None
     cap, o_in, mid = got
@@ -247,6 +253,7 @@ def closed_form_attention_rows(
         return None
     if kw.get("dropout", 0.0):
         return None
+    o_in, mid = o_in.detach(), mid.detach()
     q, k, v = (t.detach()[0].float() for t in (cap["q"], cap["k"], cap["v"]))  # [H|Hkv, T, hd]
     if q.shape[-2] != T or k.shape[-2] != T:
         return None
@@ -327,6 +334,67 @@ def closed_form_attention_rows(
         acc[torch.arange(C), rows] += diag
         rows_out[start : start + C] = acc
     return rows_out
+
+
+class AttentionCapture:
+    """Records, for every decoder block run inside it, the attention call (q, k, v, mask, kwargs) and the o_proj
+    input, so that the closed form can reuse the layerwise backward's own forward of the block."""
+
+    def __init__(self, model: nn.Module, layers: list[nn.Module]):
+        self.model = model
+        self.layers = layers
+        self.calls: dict[int, dict] = {}
+        self.o_in: dict[int, torch.Tensor] = {}
+        self._handles: list = []
+        self._ctx = None
+
+    def __enter__(self):
+        model_type = getattr(self.model.config, "model_type", "")
+        for layer in self.layers:
+            parts = _attention_parts(layer, model_type)
+            if parts is None:
+                continue
+            attn, o_proj = parts[0], parts[3]
+            key = id(attn)
+            self._handles.append(o_proj.register_forward_pre_hook(lambda m, a, key=key: self._keep_o(key, a[0])))
+        store = _Recorder(self.calls)
+        self._ctx = _capture_attention(self.model.config, store)
+        self._ctx.__enter__()
+        return self
+
+    def _keep_o(self, key, t):
+        if t.shape[0] == 1:  # the block's own run (batch-packed reference runs are not recorded)
+            self.o_in[key] = t.detach()
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._ctx.__exit__(*exc)
+
+    def pop(self, layer: nn.Module, mid: torch.Tensor):
+        attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)
+        key = id(attn)
+        call, o_in = self.calls.pop(key, None), self.o_in.pop(key, None)
+        if call is None or o_in is None:
+            return None
+        return call, o_in, mid
+
+
+class _Recorder(list):
+    """A list-like sink for :func:`_capture_attention` that keeps the last call per attention module (detached)."""
+
+    def __init__(self, calls: dict):
+        super().__init__()
+        self.calls = calls
+
+    def append(self, item):
+        if item["q"].shape[0] != 1:
+            return
+        item = dict(item)
+        for name in ("q", "k", "v"):
+            item[name] = item[name].detach()
+        self.calls[id(item["module"])] = item
 
 
 def closed_form_supported(model: nn.Module) -> bool:

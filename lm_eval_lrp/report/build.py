@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..artifacts import Run, load_run
-from ..patterns import Thresholds, classify
+from ..patterns import Thresholds, classify, derived_segments
 from . import heatmap
 from .graph import graph_path, load_graph, render_section
 from .page import page
@@ -59,6 +59,22 @@ def accuracy_of(results: dict | None, task: str, metric: str | None = None, filt
     return None, None
 
 
+def segments_of(run: Run, record: dict, task: str | None = None) -> tuple[dict, bool]:
+    """(segment sums, derived?): the record's own, else derived from its prompt and the recorded task config."""
+    own = record.get("segments") or {}
+    if own or record.get("status") != "attributed":
+        return own, False
+    task = task or record.get("task")
+    res = run.results or {}
+    derived = derived_segments(record, (res.get("configs") or {}).get(task), (res.get("n-shot") or {}).get(task))
+    return derived, bool(derived)
+
+
+def pattern_of(run: Run, record: dict, thresholds: Thresholds | None = None, task: str | None = None):
+    segs, _ = segments_of(run, record, task)
+    return classify(record, thresholds, segments=segs)
+
+
 def summarise(run: Run, thresholds: Thresholds | None = None) -> list[TaskSummary]:
     lrp = ((run.results or {}).get("lrp") or {}).get("tasks") or {}
     names = list(dict.fromkeys(list(lrp) + list(run.tasks)))
@@ -73,7 +89,7 @@ def summarise(run: Run, thresholds: Thresholds | None = None) -> list[TaskSummar
             _, acc = accuracy_of(run.results, name, metric, recs[0].get("filter") if recs else None)
         deltas = [r["delta"] for r in attributed if r.get("delta") is not None]
         ratios = [r["conservation"]["ratio"] for r in attributed if (r.get("conservation") or {}).get("ratio") is not None]
-        pats = Counter(classify(r, thresholds).label for r in attributed)
+        pats = Counter(pattern_of(run, r, thresholds, name).label for r in attributed)
         out.append(TaskSummary(
             name=name,
             metric=metric,
@@ -176,7 +192,7 @@ class ReportBuilder:
                 doc = esc(r.get("doc_id"))
                 link = f'<a href="#{rid}">{doc}</a>' if rid else f'{doc} <span class="meta">(beyond --top)</span>'
                 status = r.get("status", "?")
-                pat = classify(r, self.th).label if status == "attributed" else ""
+                pat = pattern_of(self.run, r, self.th, s.name).label if status == "attributed" else ""
                 note = r.get("reason") or ""
                 if status == "attributed" and (r.get("conservation") or {}).get("ratio") is not None:
                     note = f"ΣR/Δℓ {r['conservation']['ratio']:.2f}"
@@ -201,7 +217,7 @@ class ReportBuilder:
         nav.append("</div>")
         out = [f'<section class="rec" id="{rid}">', "".join(nav),
                f'<h2>{esc(task)} · doc {esc(r.get("doc_id"))} <span class="badge {esc(status)}">{esc(status)}</span>']
-        pattern = classify(r, self.th) if status == "attributed" else None
+        pattern = pattern_of(self.run, r, self.th, task_key) if status == "attributed" else None
         if pattern:
             out.append(" " + _pattern_badge(pattern.label))
         out.append("</h2>")
@@ -211,7 +227,7 @@ class ReportBuilder:
         out.append('<div class="grid">' + self._facts(r) + self._outputs(r) + "</div>")
         if status == "attributed":
             out.append(self._heatmap(r, rid))
-            out.append('<div class="grid">' + self._segments(r, pattern) + self._conservation(r) + "</div>")
+            out.append('<div class="grid">' + self._segments(r, pattern, task_key) + self._conservation(r) + "</div>")
             out.append(self._nodes(r, task_key))
             out.append(self._graph(r, task_key))
         out.append("</section>")
@@ -266,10 +282,13 @@ class ReportBuilder:
             + h.html
         )
 
-    def _segments(self, r: dict, pattern) -> str:
-        segs = r.get("segments") or {}
+    def _segments(self, r: dict, pattern, task_key: str) -> str:
+        segs, derived = segments_of(self.run, r, task_key)
         items = [(k, segs[k]) for k in SEGMENT_ORDER if k in segs] + [(k, v) for k, v in segs.items() if k not in SEGMENT_ORDER]
         chart = diverging_bars(items, "Relevance by prompt segment", note="red: towards the wrong token · blue: towards the correct one")
+        if derived:
+            chart += ('<p class="meta">The run recorded no segment sums for this record; these are derived from the prompt, '
+                      "the task configuration and the token strings.</p>")
         why = f'<p class="meta">Pattern {_pattern_badge(pattern.label)}: {esc(pattern.reason)}.</p>' if pattern else ""
         return f"<div>{chart}{why}</div>"
 
@@ -280,11 +299,17 @@ class ReportBuilder:
         blocks = c.get("blocks") or []
         text = (f'<p class="meta">ΣR(input) = {fmt(c.get("sum_input"), "+.4f")} · Δℓ = {fmt(c.get("delta"), "+.4f")} · '
                 f'ratio ΣR/Δℓ = {fmt(c.get("ratio"), ".3f")} · lost in the head {fmt(c.get("head_lost"), "+.3g")}</p>')
+        scale = abs(c.get("delta") or 0.0) or 1.0
+        split = any(abs(b.get("mlp_lost") or 0.0) > 1e-3 * scale for b in blocks)
         items = []
         for b in blocks:
-            items.append((f"block {b.get('layer')} attn", b.get("attn_lost")))
-            items.append((f"block {b.get('layer')} mlp", b.get("mlp_lost")))
-        chart = diverging_bars(items[:64], "Conservation: relevance lost per block (out − in)") if items else ""
+            if split:
+                items.append((f"block {b.get('layer')} attn", b.get("attn_lost")))
+                items.append((f"block {b.get('layer')} mlp", b.get("mlp_lost")))
+            else:
+                items.append((f"block {b.get('layer')}", b.get("lost")))
+        chart = diverging_bars(items[:96], "Relevance lost per block (out − in)",
+                               note="" if split else "attention and MLP together (the MLPs conserve)") if items else ""
         return f"<div><h4>Conservation</h4>{text}{chart}</div>"
 
     def _nodes(self, r: dict, task_key: str) -> str:

@@ -77,7 +77,7 @@ def pattern_chart(dist: dict[str, dict[str, int]], title: str = "Failure pattern
 def diverging_bars(items: list[tuple[str, float | None]], title: str = "", width: int = 460, note: str = "") -> str:
     """Horizontal bars around 0: positive (towards the wrong token) red, negative blue."""
     items = [(k, v) for k, v in items if v is not None]
-    left, row_h = 130, 22
+    left, row_h = 130, (22 if len(items) <= 12 else 15)
     plot_w = width - left - 70
     m = max((abs(v) for _, v in items), default=0.0) or 1.0
     top = 26 if title else 6
@@ -90,11 +90,11 @@ def diverging_bars(items: list[tuple[str, float | None]], title: str = "", width
         w = (plot_w / 2) * abs(v) / m
         x = mid if v >= 0 else mid - w
         colour = RED if v >= 0 else BLUE
-        body.append(_text(left - 8, y + 15, _short(k, 18), anchor="end"))
-        body.append(f'<rect x="{x:.1f}" y="{y + 4}" width="{max(w, 0.5):.1f}" height="{row_h - 8}" fill="{colour}">'
+        body.append(_text(left - 8, y + row_h - 7, _short(k, 18), anchor="end", size=12 if row_h > 16 else 10))
+        body.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{max(w, 0.5):.1f}" height="{row_h - 6}" fill="{colour}">'
                     f"<title>{esc(k)}: {fmt(v, '+.4g')}</title></rect>")
-        tx = mid + w + 4 if v >= 0 else mid - w - 4
-        body.append(_text(tx, y + 15, fmt(v, "+.3g"), anchor="start" if v >= 0 else "end", size=11))
+        tx = mid + w + 4 if v >= 0 else mid + 4  # negative values are labelled right of the axis: never over the names
+        body.append(_text(tx, y + row_h - 7, fmt(v, "+.3g"), size=11 if row_h > 16 else 9))
     if not items:
         body.append(_text(left, top + 15, "nothing to show", size=11))
     if note:

@@ -1,0 +1,158 @@
+"""Faults and bad input: a crash or a bad argument never costs the user the evaluation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import tiny_harness as th
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    return {"root": root, "model": th.build(root), "tasks": th.write_extra_tasks(root)}
+
+
+def _args(world, out, tasks, *extra, model=None):
+    return ["--model", "hf", "--model_args", f"pretrained={model or world['model']}", "--include_path",
+            str(world["tasks"]), "--tasks", tasks, "--device", "cpu", "--output_path", str(out), *extra]
+
+
+def _key(r):
+    return (r["doc_id"], r["status"], r.get("target", {}).get("id"), r.get("contrast", {}).get("id"),
+            round(r.get("delta", 0.0), 4))
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(world):
+    model = th.build(world["root"], layers=6, hidden=256)  # slow enough to be killed mid-way
+    args = lambda out: _args(world, out, "tiny_big", "--lrp", "--lrp_min_delta", "0", "--lrp_sequence", model=model)  # noqa: E731
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+    full = world["root"] / "uninterrupted"
+    assert th.run_cli(args(full), world["root"]).returncode == 0
+    expected = {_key(r) for r in th.records(full, "tiny_big")}
+    assert len(expected) > 10
+
+    out = world["root"] / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "lm_eval_lrp", *args(out)], cwd=world["root"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    lines = 0
+    while time.time() < deadline and proc.poll() is None:
+        files = list(out.glob("*/attributions_tiny_big_*.jsonl"))
+        lines = sum(1 for f in files for _ in open(f)) if files else 0
+        if lines >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-attribution"
+    (partial,) = list(out.glob("*/attributions_tiny_big_*.jsonl"))
+    before = th.records(out, "tiny_big")
+    assert 0 < len(before) < len(expected)
+    assert all(r["status"] in ("attributed", "skipped") and "doc_id" in r for r in before)  # complete records
+    with open(partial, "a") as fh:  # a write torn by the kill
+        fh.write('{"task": "tiny_big", "doc_id": 99')
+
+    proc = th.run_cli(args(out), world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming" in proc.stderr
+    after = th.records(out, "tiny_big")
+    assert {_key(r) for r in after} == expected
+    assert len(after) == len(expected)  # nothing redone twice
+    kept = {r["doc_id"]: r["seconds"] for r in before if "seconds" in r}
+    again = {r["doc_id"]: r.get("seconds") for r in after}
+    assert all(again[d] == s for d, s in kept.items())  # documents already attributed were not redone
+
+
+def test_out_of_memory_in_one_attribution(world, monkeypatch):
+    """Simulated OOM on one document: that record says so with advice; the rest go on; results unchanged."""
+    import lm_eval
+    import torch
+
+    import lm_eval_lrp
+    import lm_eval_lrp.harness as harness
+
+    def run():
+        return lm_eval.simple_evaluate(model="hf-lrp", model_args={"pretrained": str(world["model"]), "lrp_min_delta": 0.0},
+                                       tasks=["tiny_mc"], device="cpu", log_samples=True,
+                                       task_manager=lm_eval.tasks.TaskManager(include_path=str(world["tasks"])))
+
+    plain = run()
+    real = harness.explain
+    victim = min(r["doc_id"] for r in plain["samples"]["tiny_mc"] if r["acc"] < 1)
+    calls = {"n": 0}
+
+    def flaky(model, ids, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.OutOfMemoryError("simulated: CPU ran out of memory")
+        return real(model, ids, *a, **k)
+
+    monkeypatch.setattr(harness, "explain", flaky)
+    res = run()
+    assert res["results"] == plain["results"]
+    s = res["lrp"]["tasks"]["tiny_mc"]
+    assert s["errors"] == {"out of memory": 1}
+    assert s["attributed"] == s["failures"] - 1
+    assert lm_eval_lrp  # imported for its registration
+    assert victim >= 0
+
+
+def _ok(proc):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_rolling_task_and_use_cache(world):
+    out = world["root"] / "rolling"
+    proc = _ok(th.run_cli(_args(world, out, "tiny_rolling,tiny_mc", "--lrp", "--lrp_min_delta", "0",
+                                "--use_cache", str(world["root"] / "cache")), world["root"]))
+    assert "loglikelihood_rolling (perplexity) has no right or wrong answers" in proc.stderr.replace("\n", " ")
+    res = th.results_json(out)
+    assert "tiny_rolling" in res["results"] and res["lrp"]["tasks"]["tiny_mc"]["failures"] > 0
+    # a second run answered from lm-eval's cache attributes the same failures
+    out2 = world["root"] / "rolling2"
+    _ok(th.run_cli(_args(world, out2, "tiny_mc", "--lrp", "--lrp_min_delta", "0", "--use_cache",
+                         str(world["root"] / "cache")), world["root"]))
+    assert {_key(r) for r in th.records(out2, "tiny_mc")} == {_key(r) for r in th.records(out, "tiny_mc")}
+
+
+def test_predict_only(world):
+    out = world["root"] / "predict"
+    proc = _ok(th.run_cli(_args(world, out, "tiny_mc", "--lrp", "--predict_only", "--log_samples"), world["root"]))
+    assert "no metrics were computed (--predict_only?)" in proc.stderr.replace("\n", " ")
+    assert th.samples(out, "tiny_mc")  # lm-eval's predictions are all there
+
+
+@pytest.mark.parametrize("tasks,extra,expect", [
+    ("tiny_empty", [], "is its data file empty"),
+    ("tiny_mc", ["--limit", "0"], "empty dataset, or --limit 0"),
+])
+def test_nothing_to_evaluate_is_a_clear_error(world, tasks, extra, expect):
+    proc = th.run_cli(_args(world, world["root"] / f"none_{tasks}", tasks, "--lrp", *extra), world["root"])
+    assert proc.returncode == 1  # as plain lm_eval: there are no results to keep
+    assert "the evaluation stopped before it produced results" in proc.stderr and expect in proc.stderr
+
+
+def test_unwritable_output_path(world):
+    blocker = world["root"] / "a_file"
+    blocker.write_text("")
+    proc = _ok(th.run_cli(_args(world, blocker / "out", "tiny_mc", "--lrp"), world["root"]))
+    assert "cannot write attributions to" in proc.stderr.replace("\n", " ")
+    assert "|tiny_mc|" in proc.stdout.replace(" ", "")  # the evaluation's results are still printed
+
+
+def test_bf16_model_on_cpu(world):
+    out = world["root"] / "bf16"
+    args = _args(world, out, "tiny_mc", "--lrp", "--lrp_min_delta", "0")
+    args[3] += ",dtype=bfloat16"
+    _ok(th.run_cli(args, world["root"]))
+    recs = [r for r in th.records(out, "tiny_mc") if r["status"] == "attributed"]
+    assert recs and all(abs(r["conservation"]["ratio"]) < 100 for r in recs)
