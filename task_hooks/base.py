@@ -19,9 +19,19 @@ class TaskHook:
 
     #: task-name prefixes this hook serves (e.g. ``("arc_",)``)
     families: tuple[str, ...] = ()
+    #: document field holding the gold continuation of a generate_until task (None: the task's target)
+    gold_field: str | None = None
+    #: text put between prompt and gold (None: the task's ``target_delimiter``)
+    gold_delimiter: str | None = None
 
     def gold_continuation(self, task, doc, sample) -> str | None:
         """Text to teacher-force after the prompt for a generate_until task (None: the task has no gold)."""
+        value = doc.get(self.gold_field) if self.gold_field and isinstance(doc, dict) else None
+        if value:
+            delimiter = self.gold_delimiter
+            if delimiter is None:
+                delimiter = getattr(task.config, "target_delimiter", " ") or ""
+            return f"{delimiter}{value}"
         target = sample.get("target")
         if isinstance(target, list):
             target = target[0] if target else None

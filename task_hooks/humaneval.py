@@ -5,10 +5,11 @@ from .default import GenerateUntilHook
 
 class HumanEvalHook(GenerateUntilHook):
     families = ("humaneval",)
+    gold_field = "canonical_solution"
+    gold_delimiter = ""  # the prompt ends inside the function; the solution body follows directly
 
     def gold_continuation(self, task, doc, sample):
-        solution = doc.get("canonical_solution") if isinstance(doc, dict) else None
-        return solution or None
+        return super().gold_continuation(task, doc, sample) if isinstance(doc, dict) and doc.get(self.gold_field) else None
 
     def segments(self, task, doc, prompt):
         from .base import Segment

@@ -5,13 +5,7 @@ from .default import GenerateUntilHook
 
 class MbppHook(GenerateUntilHook):
     families = ("mbpp",)
-
-    def gold_continuation(self, task, doc, sample):
-        code = doc.get("code") if isinstance(doc, dict) else None
-        if not code:
-            return super().gold_continuation(task, doc, sample)
-        delimiter = getattr(task.config, "target_delimiter", "") or ""
-        return f"{delimiter}{code}"
+    gold_field = "code"
 
 
 HOOK = MbppHook()

@@ -21,3 +21,20 @@ def gated_decoder_rules(variant: str, norm_weight_offset: float = 0.0) -> list:
         ("*.mlp.act_fn", ActivationIdentity()),
         ("*.mlp.down_proj", GradScale(0.5, where="input")),
     ]
+
+
+def gated_architecture(name: str, model_types: tuple[str, ...], mid: str = "post_attention_layernorm",
+                       norm_weight_offset: float = 0.0):
+    """An :class:`Architecture` of the gated-decoder family (blocks under ``model.layers``, final ``model.norm``)."""
+    from functools import partial
+
+    from . import Architecture
+
+    return Architecture(
+        name=name,
+        model_types=model_types,
+        rules=partial(gated_decoder_rules, norm_weight_offset=norm_weight_offset),
+        layers="model.layers",
+        mid=mid,
+        final_norm="model.norm",
+    )

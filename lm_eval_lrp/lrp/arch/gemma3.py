@@ -3,16 +3,6 @@
 The embedding scale sqrt(d) lives inside the embedding module, so input relevance is taken on its (scaled) output.
 """
 
-from functools import partial
+from ._gated import gated_architecture
 
-from . import Architecture
-from ._gated import gated_decoder_rules
-
-ARCHITECTURE = Architecture(
-    name="gemma3",
-    model_types=("gemma3_text",),
-    rules=partial(gated_decoder_rules, norm_weight_offset=1.0),
-    layers="model.layers",
-    mid="pre_feedforward_layernorm",
-    final_norm="model.norm",
-)
+ARCHITECTURE = gated_architecture("gemma3", ("gemma3_text",), mid="pre_feedforward_layernorm", norm_weight_offset=1.0)

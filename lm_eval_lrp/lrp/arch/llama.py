@@ -1,13 +1,5 @@
 """Llama: pre-norm blocks, RMSNorm, SiLU-gated MLP, separate q/k/v projections."""
 
-from . import Architecture
-from ._gated import gated_decoder_rules
+from ._gated import gated_architecture
 
-ARCHITECTURE = Architecture(
-    name="llama",
-    model_types=("llama",),
-    rules=gated_decoder_rules,
-    layers="model.layers",
-    mid="post_attention_layernorm",
-    final_norm="model.norm",
-)
+ARCHITECTURE = gated_architecture("llama", ("llama",))

@@ -1,13 +1,5 @@
-"""Mistral: pre-norm blocks, RMSNorm, SiLU-gated MLP, separate q/k/v projections."""
+"""Mistral: Llama's block (sliding-window attention changes only the mask, not the rules)."""
 
-from . import Architecture
-from ._gated import gated_decoder_rules
+from ._gated import gated_architecture
 
-ARCHITECTURE = Architecture(
-    name="mistral",
-    model_types=("mistral",),
-    rules=gated_decoder_rules,
-    layers="model.layers",
-    mid="post_attention_layernorm",
-    final_norm="model.norm",
-)
+ARCHITECTURE = gated_architecture("mistral", ("mistral",))

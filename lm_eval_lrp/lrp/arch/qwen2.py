@@ -1,13 +1,5 @@
-"""Qwen2: pre-norm blocks, RMSNorm, SiLU-gated MLP, separate q/k/v projections."""
+"""Qwen2: Llama's block with biases on q/k/v (the biases absorb relevance)."""
 
-from . import Architecture
-from ._gated import gated_decoder_rules
+from ._gated import gated_architecture
 
-ARCHITECTURE = Architecture(
-    name="qwen2",
-    model_types=("qwen2",),
-    rules=gated_decoder_rules,
-    layers="model.layers",
-    mid="post_attention_layernorm",
-    final_norm="model.norm",
-)
+ARCHITECTURE = gated_architecture("qwen2", ("qwen2",))
