@@ -34,6 +34,11 @@ def lrp_parser() -> argparse.ArgumentParser:
     g.add_argument("--lrp_filter", help="the filter whose answers are judged (default: the task's first)")
     g.add_argument("--lrp_hooks_path", help="folder of your own task hooks (*.py defining HOOK)")
     g.add_argument("--lrp_max_length", type=int, help="left-truncate attributed contexts to this many tokens")
+    g.add_argument("--lrp_graph", nargs="?", const="all", metavar="N",
+                   help="attribution graphs for all attributed failures, or the top N by Δℓ per task")
+    g.add_argument("--lrp_graph_prune", metavar="SPEC", help="graph pruning: mass:0.85 (default) or threshold:0.01")
+    g.add_argument("--lrp_faithfulness", action="store_true",
+                   help="deletion curves per record: AttnLRP vs gradient×input, CP-LRP and random")
     return p
 
 

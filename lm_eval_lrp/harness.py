@@ -167,6 +167,11 @@ class TaskAttribution:
                 return self._emit(skipped_record(base, f"weak preference (delta <= {self.cfg.min_delta:g})", case, tok, expl.delta))
             segments = self.hook.segments(self.task, failure.doc, case.prompt) if case.prompt else []
             record = explained_record(base, case, expl, tok, segments, time.perf_counter() - start)
+            if self.cfg.faithfulness:
+                from .faithfulness import faithfulness
+
+                record["faithfulness"] = faithfulness(self.model.model, case.ids, case.position, case.target,
+                                                      case.contrast, expl.input_relevance, seed=failure.doc_id)
             if self.cfg.sequence and case.sequence is not None:
                 seq = explain_sequences(self.model.model, *case.sequence, rule=self.cfg.rule)
                 record["sequence"] = {"delta": seq.delta, "logprob_wrong": seq.logprob_wrong, "logprob_gold": seq.logprob_gold,
@@ -183,6 +188,25 @@ class TaskAttribution:
             log.warning("lm-eval-lrp: %s doc %s: %s", failure.task, failure.doc_id, err)
             return self._emit(error_record(base, f"{type(err).__name__}: {err}"))
 
+    def build_graphs(self, out_dir: Path | None) -> int:
+        """Attribution graphs for the attributed records (all, or the top N by Δℓ), written beside the records."""
+        from .graph import build_graph, graph_filename
+
+        chosen = sorted((r for r in self.records if r["status"] == "attributed"), key=lambda r: -r["delta"])
+        written = 0
+        for record in chosen[: self.cfg.graph_count(len(chosen))]:
+            try:
+                graph = build_graph(self.model.model, record["token_ids"], record["position"], record["target"]["id"],
+                                    record["contrast"]["id"], rule=self.cfg.rule, prune=self.cfg.graph_prune,
+                                    tokens=record["tokens"], record=record)
+            except Exception as err:  # noqa: BLE001 - a graph is an extra; the records stay
+                log.warning("lm-eval-lrp: graph for %s doc %s failed: %s", record["task"], record["doc_id"], err)
+                continue
+            if out_dir is not None:
+                graph.write(out_dir / graph_filename(record["task"], record["doc_id"]))
+            written += 1
+        return written
+
     def _emit(self, record: dict, expl=None) -> dict:
         record["fingerprint"] = self.fingerprint
         if self.writer is not None:
@@ -194,7 +218,7 @@ class TaskAttribution:
 
 def fingerprint(model: HFLRP) -> str:
     """What a record's content depends on besides the document: the model and the attribution settings."""
-    settings = {k: v for k, v in asdict(model.lrp).items() if k not in ("output_path", "max_failures", "hooks_path")}
+    settings = {k: v for k, v in asdict(model.lrp).items() if k not in ("output_path", "max_failures", "hooks_path", "graph", "graph_prune")}
     source = {"model": model.lrp_name_args, "revision": getattr(model, "revision", None), "dtype": str(model.model.dtype)}
     blob = json.dumps({"settings": settings, "source": source}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -292,6 +316,9 @@ def attribute_share(model: HFLRP, task_dict, payload: dict, rank: int, world: in
             finally:
                 if writer is not None:
                     writer.close()
+            if model.lrp.graph is not None:
+                progress.update(bar, description=f"{name}: attribution graphs")
+                job.build_graphs(final.parent if final is not None else None)
             records[name] = (payload["done"][name] if rank == 0 else []) + job.records
     return records
 
@@ -366,6 +393,8 @@ def summarize(per_task: dict[str, list[dict]], payload: dict, results: dict | No
         accuracy = None
         if results is not None and metric and records:
             accuracy = results.get("results", {}).get(name, {}).get(f"{metric},{records[0]['filter']}")
+        faithful = [r["faithfulness"]["attnlrp_beats"] for r in attributed if r.get("faithfulness")]
+        graphs = sorted(files[name].parent.glob(f"graph_{name}_*.json")) if name in files else []
         tasks[name] = {
             "metric": metric,
             "accuracy": accuracy,
@@ -378,7 +407,14 @@ def summarize(per_task: dict[str, list[dict]], payload: dict, results: dict | No
             "median_conservation_ratio": statistics.median(ratios) if ratios else None,
             "top_wrong_tokens": _top_wrong_tokens(attributed),
             "file": files[name].name if name in files else None,
+            "graphs": len(graphs),
         }
+        if faithful:
+            tasks[name]["faithfulness"] = {
+                "n": len(faithful),
+                "beats_grad_x_input": sum(bool(f.get("grad_x_input")) for f in faithful) / len(faithful),
+                "beats_random": sum(bool(f.get("random")) for f in faithful) / len(faithful),
+            }
     return {
         "rule": model.lrp.rule,
         "min_delta": model.lrp.min_delta,

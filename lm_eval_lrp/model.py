@@ -34,6 +34,9 @@ class LRPConfig:
     hooks_path: str | None = None  # folder of user task hooks
     output_path: str | None = None  # lm-eval's --output_path (set by the CLI)
     max_length: int | None = None  # context cap for attribution (default: the model's max_length)
+    graph: str | int | bool | None = None  # attribution graphs: "all" (or true) / N = the top N by Δℓ per task
+    graph_prune: str = "mass:0.85"  # "mass:p" (cumulative mass per transition) or "threshold:τ"
+    faithfulness: bool = False  # deletion curves vs gradient×input, CP-LRP and random per record
 
     @classmethod
     def pop_from(cls, kwargs: dict) -> "LRPConfig":
@@ -50,7 +53,18 @@ class LRPConfig:
         cfg = cls(**found)
         if cfg.rule not in ("attnlrp", "cp"):
             raise ValueError(f"lrp_rule={cfg.rule!r}: choose attnlrp or cp")
+        if cfg.graph is True or (isinstance(cfg.graph, str) and cfg.graph.lower() in ("all", "true")):
+            cfg.graph = "all"
+        elif cfg.graph in (False, 0) or (isinstance(cfg.graph, str) and cfg.graph.lower() in ("false", "none", "")):
+            cfg.graph = None
+        elif not isinstance(cfg.graph, int) and cfg.graph is not None:
+            raise ValueError(f"lrp_graph={cfg.graph!r}: use 'all' or a number N (the top N failures by Δℓ)")
         return cfg
+
+    def graph_count(self, n_attributed: int) -> int:
+        if self.graph is None:
+            return 0
+        return n_attributed if self.graph == "all" else min(int(self.graph), n_attributed)
 
 
 @register_model("hf-lrp")
