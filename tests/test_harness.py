@@ -185,3 +185,25 @@ def test_python_api_simple_evaluate(world):
                                   task_manager=lm_eval.tasks.TaskManager(include_path=str(world["tasks"])))
     assert "samples" not in res
     assert res["lrp"]["tasks"]["tiny_mc"]["failures"] >= 1
+
+
+def test_graph_and_faithfulness_in_a_run(world):
+    from lm_eval_lrp.graph import load_graph
+
+    out = world["root"] / "graphs"
+    proc = th.run_cli(_args(world, out, tasks="tiny_mc", extra=["--lrp", "--lrp_min_delta", "0", "--lrp_graph", "2",
+                                                                "--lrp_faithfulness"]), world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sub = th.model_dir(out)
+    graphs = sorted(sub.glob("graph_tiny_mc_*.json"))
+    recs = [r for r in th.records(out, "tiny_mc") if r["status"] == "attributed"]
+    top2 = sorted(recs, key=lambda r: -r["delta"])[:2]
+    assert {p.name for p in graphs} == {f"graph_tiny_mc_{r['doc_id']}.json" for r in top2}
+    g = load_graph(graphs[0])
+    assert g is not None
+    for r in recs:
+        f = r["faithfulness"]
+        assert f["curves"]["attnlrp"][0] == pytest.approx(r["delta"], abs=1e-4)
+        assert set(f["curves"]) >= {"attnlrp", "grad_x_input", "cp", "random"}
+    summary = th.results_json(out)["lrp"]["tasks"]["tiny_mc"]
+    assert summary["graphs"] == 2 and summary["faithfulness"]["n"] == len(recs)
