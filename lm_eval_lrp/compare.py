@@ -23,7 +23,6 @@ import math
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import Run, load_run
@@ -191,13 +190,6 @@ def top_tokens(record: dict, relevance: list[float], k: int = 5) -> list[dict]:
 # --- the comparison ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Side:
-    name: str
-    run: Run
-    spec: dict
-
-
 def _max_failures(run: Run):
     cfg = (run.results or {}).get("config") or {}
     cap = (cfg.get("lrp") or {}).get("max_failures")
@@ -334,11 +326,14 @@ def aggregate(cases: list[dict]) -> dict:
     out["mean_top_overlap"] = _mean([c["top_overlap"] for c in cases])
     kept: Counter = Counter()
     seen: Counter = Counter()
-    for c in cases:
-        b_tokens = {x["index"] for x in c["top_tokens_b"]}
+    for c in cases:  # per case, a token string counts once (kept: one of its positions is still top-5 on B)
+        b_index = {x["index"] for x in c["top_tokens_b"]}
+        by_token: dict = {}
         for x in c["top_tokens_a"]:
-            seen[x["token"]] += 1
-            kept[x["token"]] += x["index"] in b_tokens
+            by_token[x["token"]] = by_token.get(x["token"], False) or x["index"] in b_index
+        for tok, still in by_token.items():
+            seen[tok] += 1
+            kept[tok] += still
     out["top_tokens_a"] = [{"token": t, "count": n, "still_top_on_b": kept[t]} for t, n in seen.most_common(15)]
     out["segments_match_run"] = sum(c["segments_match_run"] for c in cases)
     return out
@@ -439,7 +434,7 @@ def render_html(summaries: list[dict]) -> str:
         parts.append("<h3>Accuracy</h3><table><tr><th>task</th><th>metric</th><th class=num>A</th><th class=num>B</th>"
                      f"<th class=num>B − A</th></tr>{rows}</table>")
         rate = fmt(o["corrected_rate"], ".0%") if o["corrected_rate"] is not None else "–"
-        parts.append(f"<h3>A's failures on B</h3><p>{o['cases']} attributed failures of A re-explained on B (same token ids, "
+        parts.append(f"<h3>A's failures on B</h3><p>{o['cases']} attributed failure(s) of A re-explained on B (same token ids, "
                      f"position, target and contrast): <b>{o['corrected']} corrected</b> (Δℓ_B &lt; 0, {rate}); median Δℓ "
                      f"{fmt(o['median_delta_a'], '+.3f')} on A → {fmt(o['median_delta_b'], '+.3f')} on B. B's own verdict on "
                      "these documents: " + esc(", ".join(f"{k} {v}" for k, v in o["b_outcome"].items()) or "–") + ".</p>")

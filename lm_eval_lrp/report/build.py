@@ -277,8 +277,8 @@ class ReportBuilder:
             + '<div class="toolbar"><input class="tsearch" placeholder="search tokens…"><button data-act="next">next match</button>'
             + '<span class="count meta"></span>' + ('<button data-act="expand">expand all</button><button data-act="collapse">fold</button>' if h.gaps else "")
             + "</div>"
-            + '<div class="jumps small">towards wrong: ' + " ".join(jump(i, "w") for i in h.top_wrong)
-            + '<br>towards correct: ' + " ".join(jump(i, "c") for i in h.top_correct) + "</div>"
+            + '<div class="jumps small">towards wrong: ' + (" ".join(jump(i, "w") for i in h.top_wrong) or "–")
+            + '<br>towards correct: ' + (" ".join(jump(i, "c") for i in h.top_correct) or "–") + "</div>"
             + h.html
         )
 

@@ -1,0 +1,170 @@
+"""``lm-eval-lrp compare``: A's failures re-explained on B's model (two tiny random models sharing one tokenizer)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lm_eval_lrp.artifacts import AttributionWriter, load_run
+from lm_eval_lrp.commands import compare as compare_cmd
+from lm_eval_lrp.compare import (
+    TokenizerMismatch, check_tokenizers, compare, load_spec, parse_model_args, prompt_segments,
+)
+from lm_eval_lrp.failures import Case
+from lm_eval_lrp.lrp import explain
+from lm_eval_lrp.records import explained_record
+from task_hooks.base import Segment
+
+STAMP = "2026-01-02T03-04-05.678901"
+PROMPTS = ["Question: What is 1 plus 2?\nAnswer:", "Question: What is 3 plus 4?\nAnswer:",
+           "Question: What is 5 plus 6?\nAnswer:", "Question: What is 2 plus 2?\nAnswer:"]
+
+
+def _save(root: Path, name: str, tokenizer, layers: int, hidden: int, seed: int) -> Path:
+    import transformers as T
+
+    torch.manual_seed(seed)
+    cfg = T.LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=256, vocab_size=len(tokenizer),
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    out = root / name
+    T.AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _results(model_dir: Path, tasks=("tiny_gen",), acc=0.0) -> dict:
+    return {"results": {t: {"alias": t, "exact_match,none": acc} for t in tasks},
+            "configs": {t: {"task": t, "description": "", "fewshot_delimiter": "\n\n"} for t in tasks},
+            "n-shot": {t: 0 for t in tasks},
+            "config": {"model": "hf-lrp", "model_args": {"pretrained": str(model_dir), "lrp_min_delta": 0.0}},
+            "lrp": {"rule": "attnlrp", "tasks": {t: {"metric": "exact_match", "accuracy": acc} for t in tasks}}}
+
+
+def _records(model, tokenizer, task="tiny_gen") -> list[dict]:
+    """Realistic records: the model's own top token (wrong) against the gold ' 3'."""
+    out = []
+    gold_id = tokenizer.encode(" 3", add_special_tokens=False)[0]
+    for doc_id, prompt in enumerate(PROMPTS):
+        ids = tokenizer.encode(prompt, add_special_tokens=False)
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, -1]
+        logits[gold_id] = -1e9
+        target = int(logits.argmax())
+        case = Case(ids=ids, position=len(ids) - 1, target=target, contrast=gold_id, n_prompt=len(ids), prompt=prompt,
+                    model_output=tokenizer.decode([target]), gold=" 3")
+        expl = explain(model, ids, case.position, target, gold_id)
+        base = {"task": task, "doc_id": doc_id, "doc_hash": f"h{doc_id}", "filter": "none", "kind": "generate_until",
+                "metric": "exact_match", "metrics": {"exact_match": 0.0}, "prompt": prompt,
+                "model_output": case.model_output, "gold": " 3"}
+        out.append(explained_record(base, case, expl, tokenizer, [Segment("query", 0, len(prompt))], 0.01))
+    return out
+
+
+def _write(run_dir: Path, records: list[dict], results: dict, task="tiny_gen") -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with AttributionWriter(run_dir / f"attributions_{task}_{STAMP}.jsonl") as w:
+        for r in records:
+            w.write(r)
+    (run_dir / f"results_{STAMP}.json").write_text(json.dumps(results))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    import transformers as T
+
+    import tiny_harness as th
+
+    root = tmp_path_factory.mktemp("compare")
+    tok = T.AutoTokenizer.from_pretrained(th.smollm2_dir(), gguf_file=th.SMOLLM2_GGUF)
+    model_a = _save(root, "small", tok, layers=2, hidden=64, seed=0)
+    model_b = _save(root, "large", tok, layers=3, hidden=96, seed=1)
+    a = T.AutoModelForCausalLM.from_pretrained(model_a, dtype=torch.float32).eval()
+    b = T.AutoModelForCausalLM.from_pretrained(model_b, dtype=torch.float32).eval()
+    recs_a = _records(a, tok)
+    run_a = _write(root / "run_a" / "small", recs_a, _results(model_a, acc=0.0))
+    # B failed doc 1 too, on its own question (another token pair): that record must not be reused
+    recs_b = [r for r in _records(b, tok) if r["doc_id"] == 1]
+    run_b = _write(root / "run_b" / "large", recs_b, _results(model_b, acc=0.75))
+    return {"root": root, "tok": tok, "a": a, "b": b, "run_a": run_a, "run_b": run_b, "recs_a": recs_a,
+            "model_a": model_a, "model_b": model_b}
+
+
+def test_delta_on_b_is_the_plain_logit_difference(world):
+    s = compare(world["run_a"], world["run_b"])
+    assert s["overall"]["cases"] == len(PROMPTS) and not s["errors"]
+    for case, rec in zip(sorted(s["cases"], key=lambda c: c["doc_id"]), world["recs_a"]):
+        ids = rec["token_ids"]
+        with torch.no_grad():
+            logits = world["b"](torch.tensor([ids])).logits[0, rec["position"]]
+        plain = float(logits[rec["target"]["id"]] - logits[rec["contrast"]["id"]])
+        assert case["delta_b"] == pytest.approx(plain, abs=1e-4)
+        assert case["delta_a"] == pytest.approx(rec["delta"])
+        assert case["corrected"] == (plain < 0)
+        assert case["segments_match_run"]  # the query reconstruction reproduces A's recorded sums
+        assert set(case["segments_b"]) == {"query"}
+    by_doc = {c["doc_id"]: c for c in s["cases"]}
+    assert by_doc[1]["b_outcome"] == "failed" and by_doc[0]["b_outcome"] == "right"
+    b_own = load_run(world["run_b"])["tiny_gen"].by_doc_id()[1]
+    if b_own["target"]["id"] != by_doc[1]["target"]["id"]:
+        assert not by_doc[1]["b_record_same_question"]
+        assert by_doc[1]["delta_b"] != pytest.approx(b_own["delta"])
+    acc = s["accuracy"][0]
+    assert (acc["task"], acc["a"], acc["b"], acc["difference"]) == ("tiny_gen", 0.0, 0.75, 0.75)
+    assert s["overall"]["corrected"] == sum(c["corrected"] for c in s["cases"])
+    assert "vocabularies identical" in " ".join(s["notes"])
+
+
+def test_cli_writes_html_and_json(world, capsys):
+    out = world["root"] / "cmp"
+    rc = compare_cmd.main([str(world["run_a"].parent), str(world["run_b"].parent), "--output", str(out), "--device", "cpu"])
+    assert rc == 0
+    html = (out / "compare.html").read_text()
+    data = json.loads((out / "compare.json").read_text())
+    assert data["format"] == "lm-eval-lrp-compare/1" and len(data["cases"]) == len(PROMPTS)
+    assert "A vs B" in html and "Δℓ on B" in html and "y = x" in html and "<script>" in html and html.count("<script>") == 1
+    assert "http://" not in html and "https://" not in html
+    assert "corrected" in capsys.readouterr().out
+
+
+def test_model_args_b_override_and_checkpoint_spec(world):
+    s = compare(world["run_a"], world["run_b"], f"pretrained={world['model_a']}")  # B = A's own model: nothing changes
+    for c in s["cases"]:
+        assert c["delta_b"] == pytest.approx(c["delta_a"], abs=1e-5) and not c["corrected"]
+    spec = load_spec(parse_model_args("pretrained=org/model,revision=step1000,dtype=bfloat16,lrp_rule=cp,gguf_file=m.gguf"))
+    assert spec == {"pretrained": "org/model", "revision": "step1000", "gguf_file": "m.gguf"}
+
+
+def test_tokenizer_mismatch_is_a_clear_error(world, tmp_path, capsys):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[UNK]", "Question", ":", "What", "is", "plus", "Answer", "?"] + [str(i) for i in range(10)])}
+    tk = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = Whitespace()
+    other = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", bos_token="[UNK]", eos_token="[UNK]")
+    model_c = _save(tmp_path, "other", other, layers=1, hidden=32, seed=2)
+    run_c = _write(tmp_path / "run_c", [], _results(model_c))
+    with pytest.raises(TokenizerMismatch, match="tokenizers differ"):
+        compare(world["run_a"], run_c)
+    rc = compare_cmd.main([str(world["run_a"]), str(run_c), "--output", str(tmp_path / "o"), "--device", "cpu"])
+    assert rc == 3
+    assert "tokenizer mismatch" in capsys.readouterr().out
+    # without A's tokenizer (its files gone), the records' token strings are checked on B
+    with pytest.raises(TokenizerMismatch, match="decode differently"):
+        check_tokenizers(world["recs_a"], other, None, vocab_size_b=len(vocab))
+
+
+def test_prompt_segments_from_the_task_config():
+    rec = {"task": "arc_easy", "prompt": "Pick one.\n\nQ: a?\nA: x\n\nQ: b?\nA: y\n\nQ: c?\nA:"}
+    segs = prompt_segments(rec, {"description": "Pick one.\n\n", "fewshot_delimiter": "\n\n"}, 2)
+    assert [(s.label, rec["prompt"][s.start:s.end]) for s in segs] == [
+        ("instruction", "Pick one.\n\n"), ("fewshot", "Q: a?\nA: x\n\nQ: b?\nA: y\n\n"), ("query", "Q: c?\nA:")]
+    he = {"task": "humaneval", "prompt": 'def f(x):\n    """Add one."""\n'}
+    assert [s.label for s in prompt_segments(he, {}, 0)] == ["signature", "docstring"]
