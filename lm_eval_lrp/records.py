@@ -58,7 +58,9 @@ def base_record(failure: Failure, case: Case | None, tokenizer) -> dict:
 
 def explained_record(base: dict, case: Case, explanation, tokenizer, segments, seconds: float) -> dict:
     rel = explanation.input_relevance
-    spans = char_spans(tokenizer, case.prompt, case.ids[: case.n_prompt]) if case.prompt and not case.truncated else None
+    # lm-eval moves the context's trailing white space into the continuation before tokenising (_encode_pair)
+    prompt = case.prompt.rstrip()
+    spans = char_spans(tokenizer, prompt, case.ids[: case.n_prompt]) if prompt and not case.truncated else None
     return {
         **base,
         "status": "attributed",

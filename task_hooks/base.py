@@ -46,10 +46,15 @@ class TaskHook:
         delimiter = getattr(task.config, "target_delimiter", " ") or ""
         return f"{delimiter}{target}"
 
+    #: skip divergences where both tokens are white space only (code: formatting, not content)
+    skip_whitespace: bool = False
+
     def locate_divergence(self, gold_text: str, gold_ids: list[int], greedy_ids: list[int], decode) -> int | None:
         """Index into the gold continuation to explain; default: the first token where greedy ≠ gold."""
         for k, (g, p) in enumerate(zip(gold_ids, greedy_ids)):
             if g != p:
+                if self.skip_whitespace and not decode([g]).strip() and not decode([p]).strip():
+                    continue
                 return k
         return None
 

@@ -5,6 +5,7 @@ from .default import GenerateUntilHook
 
 class MbppHook(GenerateUntilHook):
     families = ("mbpp",)
+    skip_whitespace = True  # a different indentation or blank line is formatting; explain the first content token
     gold_field = "code"
 
 
