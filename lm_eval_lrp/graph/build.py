@@ -21,7 +21,7 @@ from ..lrp.explain import _as_ids
 from ..lrp.layerwise import BlockStep, backward_blocks, decoder_layers, objective_gradient, record_forward
 from . import edges as E
 from .model import Graph, layer_names
-from .prune import parse_prune, reachable_subgraph, select_edges
+from .prune import canonical_order, parse_prune, reachable_subgraph, select_edges
 
 METHODS = ("auto", "closed", "batched", "packed", "naive")
 MLP_METHODS = ("diagonal", "batched", "packed", "naive")
@@ -104,6 +104,7 @@ class GraphRun:
     node_relevance: torch.Tensor  # [len(layers), T]
     input_relevance: torch.Tensor  # [T]
     methods: dict  # transition kind -> methods used (counts)
+    n_targets: dict  # source layer index -> number of target tokens computed (n')
 
 
 def _applied_rules(composite: Composite) -> dict[int, object]:
@@ -144,6 +145,7 @@ def compute_transitions(
     pos = position % T
     arch = architecture_of(model)
     used: dict[str, dict[str, int]] = {"attn": {}, "mlp": {}}
+    n_targets: dict[int, int] = {}
 
     def bsize(n):
         return batch_size or auto_batch_size(model, T, n)
@@ -187,6 +189,7 @@ def compute_transitions(
                 rows = E.naive_rows(step.layer, mid_module, step.x, step.args, step.kwargs, "attn", step.g_mid, tg)
                 how = "naive"
             used["attn"][how] = used["attn"].get(how, 0) + 1
+            n_targets[2 * l] = int(tg.numel())
             consumer(Transition(2 * l, 2 * l + 1, "attn", tg, rows, None, how, T))
 
             # MLP half: mid -> out
@@ -202,6 +205,7 @@ def compute_transitions(
             else:
                 rows = E.naive_rows(step.layer, mid_module, step.x, step.args, step.kwargs, "mlp", step.g_out, tg)
             used["mlp"][how] = used["mlp"].get(how, 0) + 1
+            n_targets[2 * l + 1] = int(tg.numel())
             consumer(Transition(2 * l + 1, 2 * l + 2, "mlp", tg, rows, diag, how, T))
 
         capture = E.AttentionCapture(model, decoder_layers(model, arch)) if method in ("auto", "closed") else None
@@ -220,6 +224,7 @@ def compute_transitions(
         node_relevance=node_rel,
         input_relevance=input_rel,
         methods=used,
+        n_targets=dict(sorted(n_targets.items())),
     )
 
 
@@ -269,10 +274,10 @@ def build_full_graph(
         {"source_layer": layers[i], "target_layer": layers[i + 1], **stats[i]} for i in range(len(layers) - 1)
     ]
     src = torch.cat(kept_src) if kept_src else torch.zeros(0, dtype=torch.long)
-    order = torch.argsort(src, stable=True)
-    tgt = torch.cat(kept_tgt)[order] if kept_tgt else torch.zeros(0, dtype=torch.long)
-    w = torch.cat(kept_w)[order] if kept_w else torch.zeros(0)
-    src = src[order]
+    tgt = torch.cat(kept_tgt) if kept_tgt else torch.zeros(0, dtype=torch.long)
+    w = torch.cat(kept_w) if kept_w else torch.zeros(0)
+    order = canonical_order(src, tgt, len(layers) * T)
+    src, tgt, w = src[order], tgt[order], w[order]
     final_key = (len(layers) - 1) * T + run.position
     keys = torch.unique(torch.cat([src, tgt, torch.tensor([final_key])]))
     rel = run.node_relevance.reshape(-1)[keys].float()

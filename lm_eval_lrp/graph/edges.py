@@ -118,28 +118,51 @@ def _factor(rule) -> float | tuple | None:
     return None
 
 
+def _recompute_qkv(attn: nn.Module, hidden: torch.Tensor, position_embeddings):
+    """q, k (after q/k norms and RoPE) and v of one attention call, recomputed from the module's own input.
+
+    Uses only the module's sub-modules and its modeling file's ``apply_rotary_pos_emb``; nothing is registered in
+    transformers' shared attention registry. The closed form checks these against the real attention output
+    (``check=True``) and falls back to the batched backward if they do not reproduce it.
+    """
+    B, T, _ = hidden.shape
+    if hasattr(attn, "c_attn"):  # GPT-2: fused projection, learned positions (no RoPE)
+        q, k, v = attn.c_attn(hidden).split(attn.split_size, dim=2)
+        return [t.view(B, T, -1, attn.head_dim).transpose(1, 2) for t in (q, k, v)]
+    hd = attn.head_dim
+    q, k, v = attn.q_proj(hidden), attn.k_proj(hidden), attn.v_proj(hidden)
+    qn, kn = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
+    flat = qn is not None and getattr(qn, "weight", None) is not None and qn.weight.shape[-1] != hd
+    if flat:  # OLMo2: the norm spans the whole projection, before the split into heads
+        q, k = qn(q), kn(k)
+    q, k, v = (t.view(B, T, -1, hd) for t in (q, k, v))
+    if qn is not None and not flat:  # Qwen3, Gemma3: per-head norm
+        q, k = qn(q), kn(k)
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    if position_embeddings is not None:
+        cos, sin = position_embeddings
+        q, k = sys.modules[type(attn).__module__].apply_rotary_pos_emb(q, k, cos, sin)
+    return q, k, v
+
+
 @contextmanager
-def _capture_attention(config, store: list):
-    """Record the (q, k, v, mask, kwargs) handed to the attention function, then run the real one."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS as registry
+def _capture_attention(attn_modules, store: list):
+    """Record (q, k, v, mask, kwargs) of each call of the given attention modules, via removable forward pre-hooks."""
 
-    name = getattr(config, "_attn_implementation", None) or "eager"
-    saved = registry._local_mapping.get(name)
-    original = registry.get(name) if name != "eager" else None
+    def hook(module, args, kwargs):
+        hidden = args[0] if args else kwargs.get("hidden_states")
+        with torch.no_grad():
+            q, k, v = _recompute_qkv(module, hidden, kwargs.get("position_embeddings"))
+        kw = {"scaling": getattr(module, "scaling", None), "sliding_window": getattr(module, "sliding_window", None),
+              "dropout": 0.0}
+        store.append({"module": module, "q": q, "k": k, "v": v, "mask": kwargs.get("attention_mask"), "args": (), "kw": kw})
 
-    def wrapper(module, query, key, value, attention_mask, *a, **kw):
-        fn = original or getattr(sys.modules[type(module).__module__], "eager_attention_forward")
-        store.append({"module": module, "q": query, "k": key, "v": value, "mask": attention_mask, "args": a, "kw": kw})
-        return fn(module, query, key, value, attention_mask, *a, **kw)
-
-    registry[name] = wrapper
+    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in attn_modules]
     try:
         yield
     finally:
-        if saved is not None:
-            registry[name] = saved
-        else:
-            registry._local_mapping.pop(name, None)
+        for h in handles:
+            h.remove()
 
 
 _QKV = {  # model family -> (q, k, v) projection names in the attention module, or a fused one
@@ -216,8 +239,9 @@ def closed_form_attention_rows(
         norm = getattr(attn, name, None)
         if norm is not None and not isinstance(applied_rules.get(id(norm)), NormIdentity):
             return None
-    if post is not None and not isinstance(applied_rules.get(id(post)), NormIdentity):
-        return None
+    for norm in (post, pre):  # norms around the attention must pass relevance unchanged (identity rule)
+        if norm is not None and not isinstance(applied_rules.get(id(norm)), NormIdentity):
+            return None
     if id(o_proj) in applied_rules:
         return None
     # biases absorb relevance: the projection biases and a bias of the norm before attention (LayerNorm)
@@ -233,7 +257,7 @@ def closed_form_attention_rows(
                 handles.append(p.register_forward_hook(lambda m, a, out: out - m.bias))
         handles.append(o_proj.register_forward_pre_hook(lambda m, a: o_in.append(a[0])))
         try:
-            with torch.no_grad(), _capture_attention(attn.config if hasattr(attn, "config") else model.config, store):
+            with torch.no_grad(), _capture_attention([attn], store):
                 mid, _ = run_block(layer, mid_module, x.detach(), kwargs, args, stop_at_mid=True)
         finally:
             for h in handles:
@@ -253,6 +277,8 @@ def closed_form_attention_rows(
         return None
     if kw.get("dropout", 0.0):
         return None
+    if targets.numel() == 0:
+        return torch.zeros(0, T, dtype=torch.float32)
     o_in, mid = o_in.detach(), mid.detach()
     q, k, v = (t.detach()[0].float() for t in (cap["q"], cap["k"], cap["v"]))  # [H|Hkv, T, hd]
     if q.shape[-2] != T or k.shape[-2] != T:
@@ -278,31 +304,33 @@ def closed_form_attention_rows(
     else:
         q0, k0, v0 = q, k, v
 
-    # U_j = modified backward of g_j through (post-norm ∘) o_proj, per head: [T, H, hd]
+    # U_j = modified backward of g_j through (post-norm ∘) o_proj, per head, for the target rows only: [n', H, hd]
+    # (o_proj and the norms act row by row, so the target rows are computed exactly on their own)
     with torch.enable_grad():
-        z = o_in.detach().clone().requires_grad_(True)
+        z = o_in.detach()[:, targets].clone().requires_grad_(True)
         y = o_proj(z)
         if post is not None:
             y = post(y)
-        (U,) = torch.autograd.grad(y, [z], grad_outputs=g_mid.to(y.dtype).reshape(y.shape))
-    U = U.detach()[0].float().reshape(T, H, hd)
+        (U,) = torch.autograd.grad(y, [z], grad_outputs=g_mid.detach()[:, targets].to(y.dtype).reshape(y.shape))
+    U = U.detach()[0].float().reshape(targets.numel(), H, hd)
 
-    # the captured pieces must reproduce the block: attention output (sample rows) and mid = x + branch
-    o_ref = o_in.detach()[0].float().reshape(T, H, hd)
+    # the captured pieces must reproduce the block (on sample rows): mid = x + branch, and the attention output
     if check:
-        branch = o_proj(o_in.detach())
-        if post is not None:
-            with torch.no_grad():
-                branch = post(branch)
-        if not torch.allclose(x.detach().float() + branch.float(), mid.float(), rtol=1e-5, atol=1e-5 * float(mid.abs().max())):
-            return None
         sample = torch.unique(torch.cat([targets[:4], targets[-4:]]))
+        with torch.no_grad():
+            branch = o_proj(o_in.detach()[:, sample])
+            if post is not None:
+                branch = post(branch)
+        ref_mid = mid[:, sample].float()
+        if not torch.allclose(x.detach()[:, sample].float() + branch.float(), ref_mid, rtol=1e-5, atol=1e-5 * float(ref_mid.abs().max())):
+            return None
+        o_ref = o_in.detach()[0, sample].float().reshape(sample.numel(), H, hd)
         m_s = _mask_bias(mask, sample, T, q.device)
         for h in range(H):
             s = (q[h, sample] @ k[h // rep].T) * scaling + (m_s[0] if m_s.shape[0] == 1 else m_s[h])
             o_h = torch.softmax(s, dim=-1) @ v[h // rep]
             scale = float(o_ref[:, h].abs().max()) + 1e-12
-            if not torch.allclose(o_h, o_ref[sample, h], rtol=1e-4, atol=1e-4 * scale):
+            if not torch.allclose(o_h, o_ref[:, h], rtol=1e-4, atol=1e-4 * scale):
                 return None
 
     r_resid = (x.detach()[0].float() * g_mid.detach()[0].float()).sum(-1)  # h_x[j]·g[j]
@@ -311,28 +339,33 @@ def closed_form_attention_rows(
         rows = targets[start : start + chunk]
         C = rows.numel()
         m = _mask_bias(mask, rows, T, q.device)
-        acc = torch.zeros(C, T, dtype=torch.float32)
+        # causal: columns after the chunk's last query are masked for every row of it -> skip them (exactly 0)
+        hi = int(rows.max()) + 1
+        if hi < T and not bool((m[..., hi:] < -1e30).all()):
+            hi = T
+        m = m[..., :hi]
+        acc = torch.zeros(C, hi, dtype=torch.float32)
         diag = r_resid[rows].clone()
         for h in range(H):
             kv = h // rep
-            qh, kh, vh = q[h, rows], k[kv], v[kv]
-            s = (qh @ kh.T) * scaling  # [C, T] unmasked scaled scores
+            qh, kh, vh = q[h, rows], k[kv, :hi], v[kv, :hi]
+            s = (qh @ kh.T) * scaling  # [C, hi] unmasked scaled scores
             P = torch.softmax(s + (m[0] if m.shape[0] == 1 else m[h]), dim=-1)
-            Uh = U[rows, h]  # [C, hd]
+            Uh = U[start : start + C, h]  # [C, hd]
             G = Uh @ vh.T  # ∂⟨out_j, g_j⟩/∂P_ji
             if fv:
-                Gv = G if v0 is v else Uh @ v0[kv].T
+                Gv = G if v0 is v else Uh @ v0[kv, :hi].T
                 acc += fv * P * Gv
             if fq or fk:
                 D = P * (G - (P * G).sum(-1, keepdim=True))
                 if fk:
-                    sk = s if k0 is k else (qh @ k0[kv].T) * scaling
+                    sk = s if k0 is k else (qh @ k0[kv, :hi].T) * scaling
                     acc += fk * D * sk
                 if fq:
                     sq = s if q0 is q else (q0[h, rows] @ kh.T) * scaling
                     diag += fq * (D * sq).sum(-1)
         acc[torch.arange(C), rows] += diag
-        rows_out[start : start + C] = acc
+        rows_out[start : start + C, :hi] = acc
     return rows_out
 
 
@@ -358,7 +391,8 @@ class AttentionCapture:
             key = id(attn)
             self._handles.append(o_proj.register_forward_pre_hook(lambda m, a, key=key: self._keep_o(key, a[0])))
         store = _Recorder(self.calls)
-        self._ctx = _capture_attention(self.model.config, store)
+        attns = [p[0] for p in (_attention_parts(layer, model_type) for layer in self.layers) if p is not None]
+        self._ctx = _capture_attention(attns, store)
         self._ctx.__enter__()
         return self
 

@@ -125,9 +125,12 @@ class Graph:
     # ------------------------------------------------------------------ (de)serialisation
 
     def to_dict(self) -> dict:
+        meta = dict(self.meta)
+        if isinstance(meta.get("delta"), float) and not math.isfinite(meta["delta"]):
+            meta["delta"] = None  # strict JSON: no NaN / inf
         return {
             "format": FORMAT,
-            "meta": self.meta,
+            "meta": meta,
             "layers": list(self.layers),
             "tokens": list(self.tokens),
             "nodes": self.nodes,

@@ -67,7 +67,14 @@ def select_edges(weights: torch.Tensor, prune) -> tuple[torch.Tensor, dict]:
     return keep, stats
 
 
+def canonical_order(src: torch.Tensor, tgt: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """Permutation sorting edges by (source node, target node): the one edge order every graph uses."""
+    return torch.argsort(src * n_keys + tgt)
+
+
 def _with_edges(graph: Graph, src, tgt, w, transitions, keep_nodes=None) -> Graph:
+    order = canonical_order(src, tgt, len(graph.layers) * graph.n_tokens)
+    src, tgt, w = src[order], tgt[order], w[order]
     keys = torch.cat([src, tgt, torch.tensor([graph.final_key])]) if keep_nodes is None else keep_nodes
     keys = torch.unique(keys)
     pos = torch.searchsorted(graph.node_keys, keys).clamp(max=max(graph.n_nodes - 1, 0))
