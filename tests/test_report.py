@@ -272,7 +272,7 @@ def _screenshot_module():
 def test_screenshot_in_a_real_browser(mixed_run, tmp_path):
     shot = _screenshot_module()
     if shot.find_chromium() is None:
-        pytest.skip("Chromium is not installed (apt-get install -y chromium): the report is not checked in a browser")
+        pytest.skip(reason="Chromium is not installed (apt-get install -y chromium): the report is not checked in a browser")
     out, _, _ = build_report(mixed_run)
     index = shot.screenshot(out, tmp_path / "index.png")
     record = shot.screenshot(out, tmp_path / "r0.png", fragment="r0", size=(1400, 1400))
