@@ -13,9 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import statistics
 import time
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from .failures import Failure, find_failures, generate_until_case, multiple_choi
 from .lrp import explain, explain_sequences
 from .model import HFLRP
 from .records import base_record, error_record, explained_record, skipped_record
+from .summary import summarize
 
 log = logging.getLogger("lm_eval_lrp")
 
@@ -370,55 +369,3 @@ def _merge_shards(files: dict[str, Path], world: int) -> None:
         for shard in shards:
             if shard.exists():
                 os.remove(shard)
-
-
-def _top_wrong_tokens(records: list[dict], k: int = 3, n: int = 10) -> list[tuple[str, int]]:
-    counts: Counter = Counter()
-    for r in records:
-        rel, toks = r.get("input_relevance") or [], r.get("tokens") or []
-        order = sorted(range(1, len(rel)), key=lambda i: -rel[i])[:k]  # index 0 (BOS / attention sink) excluded
-        counts.update(toks[i] for i in order if rel[i] > 0)
-    return counts.most_common(n)
-
-
-def summarize(per_task: dict[str, list[dict]], payload: dict, results: dict | None, files: dict, model: HFLRP) -> dict:
-    tasks = {}
-    for name, records in per_task.items():
-        attributed = [r for r in records if r["status"] == "attributed"]
-        skipped = Counter(r["reason"] for r in records if r["status"] == "skipped")
-        errors = Counter(r["reason"] for r in records if r["status"] == "error")
-        deltas = [r["delta"] for r in attributed]
-        ratios = [r["conservation"]["ratio"] for r in attributed if r["conservation"].get("ratio") is not None]
-        metric = records[0]["metric"] if records else None
-        accuracy = None
-        if results is not None and metric and records:
-            accuracy = results.get("results", {}).get(name, {}).get(f"{metric},{records[0]['filter']}")
-        faithful = [r["faithfulness"]["attnlrp_beats"] for r in attributed if r.get("faithfulness")]
-        graphs = sorted(files[name].parent.glob(f"graph_{name}_*.json")) if name in files else []
-        tasks[name] = {
-            "metric": metric,
-            "accuracy": accuracy,
-            "failures": len(records),
-            "attributed": len(attributed),
-            "skipped": dict(skipped),
-            "errors": dict(errors),
-            "clean_case_rate": (len(attributed) / len(records)) if records else None,
-            "median_delta": statistics.median(deltas) if deltas else None,
-            "median_conservation_ratio": statistics.median(ratios) if ratios else None,
-            "top_wrong_tokens": _top_wrong_tokens(attributed),
-            "file": files[name].name if name in files else None,
-            "graphs": len(graphs),
-        }
-        if faithful:
-            tasks[name]["faithfulness"] = {
-                "n": len(faithful),
-                "beats_grad_x_input": sum(bool(f.get("grad_x_input")) for f in faithful) / len(faithful),
-                "beats_random": sum(bool(f.get("random")) for f in faithful) / len(faithful),
-            }
-    return {
-        "rule": model.lrp.rule,
-        "min_delta": model.lrp.min_delta,
-        "output_dir": str(run_dir(model)) if run_dir(model) else None,
-        "notes": payload.get("notes", []),
-        "tasks": tasks,
-    }

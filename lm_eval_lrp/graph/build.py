@@ -8,7 +8,6 @@ are stored. Memory: the stored block inputs plus one block's graph plus one tran
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable
 

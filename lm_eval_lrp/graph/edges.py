@@ -29,14 +29,13 @@ Ways to compute the rows ``A[j, :]`` of a set of target tokens ``j``, all equal 
 
 from __future__ import annotations
 
-import math
 import sys
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from ..lrp.layerwise import _Stop, run_block
+from ..lrp.layerwise import run_block
 from ..lrp.rules import GradScale, NormIdentity, StopGradient
 
 KINDS = ("attn", "mlp")
