@@ -8,7 +8,9 @@ It runs ``lm_eval_lrp.cli.main`` unchanged in this process and records, with ``t
 ``time.process_time`` (CPU of all threads of the process): the start of the process, the start and end of
 lm-eval's ``evaluate`` (i.e. after the model is loaded and the tasks are built) and, with ``--lrp``, the time spent
 in the attribution step (``lm_eval_lrp.harness.attribute_run``, which runs inside ``evaluate``). So model loading
-and task building are reported separately from evaluation and attribution.
+and task building are reported separately from evaluation and attribution. Just before ``evaluate`` the model gets
+six no-grad warm-up forwards (``warmup_s``, counted in the load time): the first passes of a fresh process are
+several times slower, and that cost would otherwise land at random on one side of a comparison.
 """
 
 from __future__ import annotations
@@ -159,6 +161,25 @@ def median(xs):
 # ----------------------------------------------------------------------------- the timing wrapper
 
 
+def _warm_up(lm, marks: dict) -> None:
+    """A few no-grad forwards before the timed part: the first passes of a fresh process are several times slower
+    (allocator, kernels), which would otherwise be charged at random to whichever side ran them. Counted as load."""
+    import torch
+
+    t = time.perf_counter()
+    model = getattr(lm, "model", None)
+    while model is not None and not isinstance(model, torch.nn.Module) and hasattr(model, "model"):
+        model = model.model
+    if isinstance(model, torch.nn.Module):
+        device = next(model.parameters()).device
+        vocab = model.get_input_embeddings().weight.shape[0]
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for n in (16, 64, 32, 96, 48, 128):
+                model(torch.randint(0, vocab, (1, n), generator=gen).to(device), use_cache=False)
+    marks["warmup_s"] = time.perf_counter() - t
+
+
 def _wrapper(argv: list[str]) -> None:
     t_start, c_start = time.perf_counter(), time.process_time()
     timings_file = Path(argv[argv.index("--timings") + 1])
@@ -174,6 +195,8 @@ def _wrapper(argv: list[str]) -> None:
     inner_eval, inner_attr = evaluator.evaluate, harness.attribute_run
 
     def evaluate(*a, **k):
+        if "load_s" not in marks:
+            _warm_up(k.get("lm", a[0] if a else None), marks)
         t, c = time.perf_counter(), time.process_time()
         marks.setdefault("load_s", t - t_start)
         marks.setdefault("load_cpu_s", c - c_start)

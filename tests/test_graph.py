@@ -59,8 +59,9 @@ def matrices(model, rule="attnlrp", method="packed", mlp="packed", ids=None, **k
 # ----------------------------------------------------------------------------- the reference and batch-packing
 
 
-@pytest.mark.parametrize("rule", ["attnlrp", "cp"])
-@pytest.mark.parametrize("arch", SHORT)
+@pytest.mark.parametrize(
+    "arch,rule", [("llama", "attnlrp"), ("llama", "cp"), ("qwen3", "attnlrp"), ("gemma3", "cp"), ("gpt2", "attnlrp")]
+)
 def test_batch_packed_equals_naive(arch, rule):
     """Batch-packing (B copies, element b seeded at row j_b only; B=5 leaves a ragged last batch) gives exactly the
     rows of one-target-per-backward, for every transition, and so does the vmapped one-forward variant."""
@@ -339,7 +340,8 @@ def test_refine_neuron_level_adds_up():
         assert abs(top[0]["weight"]) >= abs(top[-1]["weight"])
     # only a few dims: the top |relevance| ones
     few = refine(model, g, [g.final_node], top_dims=3)["nodes"][g.final_node]["dims"]
-    assert [x["dim"] for x in few] == [x["dim"] for x in out["nodes"][g.final_node]["dims"]][:3] or len(few) == 3
+    assert [x["dim"] for x in few] == [x["dim"] for x in out["nodes"][g.final_node]["dims"]][:3]
+    assert abs(few[0]["relevance"]) >= abs(few[1]["relevance"]) >= abs(few[2]["relevance"])
 
 
 # ----------------------------------------------------------------------------- build_graph options and the CLI
@@ -389,3 +391,8 @@ def test_cli_graph_from_a_stored_record(tmp_path, capsys):
     assert cmd.main([str(jsonl), "--doc_id", "99", "--model_args", f"pretrained={model_dir}"]) == 2
     assert cmd.main([str(jsonl), "--doc_id", "4", "--model_args", f"pretrained={model_dir}", "--prune", "bogus:1"]) == 2
     assert "no record with doc_id 99" in capsys.readouterr().err
+    from lm_eval_lrp.cli import main as cli_main  # the dispatcher finds the sub-command
+
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["graph", str(jsonl), "--doc_id", "4", "--model_args", f"pretrained={model_dir}", "--output", str(out)])
+    assert exit_.value.code == 0
