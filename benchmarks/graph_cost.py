@@ -101,6 +101,7 @@ def child_graph(args) -> dict:
     import torch
 
     from lm_eval_lrp.graph import build_graph
+    from lm_eval_lrp.graph import attention as A
     from lm_eval_lrp.graph import edges as E
     from lm_eval_lrp.graph.build import auto_batch_size
     from lm_eval_lrp.lrp import Composite, architecture_of, explain
@@ -194,7 +195,7 @@ def child_graph(args) -> dict:
                 stats[kind]["naive_cpu_s"] += dc
                 stats[kind]["naive_n"] += int(few.numel())
                 if kind == "attn":
-                    fast = E.closed_form_attention_rows(model, step.layer, mid_module, step.x.detach(), step.args, step.kwargs, step.g_mid, chk, applied)
+                    fast = A.closed_form_attention_rows(model, step.layer, mid_module, step.x.detach(), step.args, step.kwargs, step.g_mid, chk, applied)
                 else:
                     fast = torch.zeros(chk.numel(), T)
                     fast[torch.arange(chk.numel()), chk] = E.mlp_diagonal_rows(r_mid, chk)

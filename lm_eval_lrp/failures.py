@@ -203,11 +203,14 @@ def generate_until_case(
     task,
     hook,
     encode_pair,
-    greedy: Callable[[list[int]], list[int]],
+    greedy: Callable[[list[int], int], list[int]],
     decode: Callable[[list[int]], str],
     max_length: int | None = None,
 ) -> Case:
-    """Teacher-force the gold continuation; explain the first position where the greedy token leaves it."""
+    """Teacher-force the gold continuation; explain the first position where the greedy token leaves it.
+
+    ``greedy(ids, start)`` returns the argmax next token after each of ``ids[start:]`` (one teacher-forced forward).
+    """
     sample = failure.sample
     context = sample["arguments"][0][0]
     resp = sample.get("resps", [[""]])[0]
@@ -224,8 +227,7 @@ def generate_until_case(
     n_ctx = len(ctx_ids) - cut
     if n_ctx < 1:
         return Case(prompt=context, model_output=output, gold=gold, skip="gold continuation longer than max_length")
-    predicted = greedy(whole[:-1])  # predicted[i] = argmax next token after whole[i]
-    greedy_gold = predicted[n_ctx - 1 :]
+    greedy_gold = greedy(whole[:-1], n_ctx - 1)  # greedy_gold[j] = argmax next token after whole[n_ctx - 1 + j]
     k = hook.locate_divergence(gold, gold_ids, greedy_gold, decode)
     if k is None:
         return Case(

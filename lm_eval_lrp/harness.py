@@ -11,22 +11,21 @@ and rank 0 merges the shards.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import os
 import time
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
 import torch
 from rich.markup import escape
 
-import hashlib
-import json
-from dataclasses import asdict
-
 from .artifacts import AttributionWriter, read_records, rewrite_records, task_of
 from .failures import Failure, find_failures, generate_until_case, multiple_choice_case
-from .lrp import explain, explain_sequences
+from .lrp import LRPForward, explain, explain_sequences
 from .model import HFLRP
 from .records import base_record, error_record, explained_record, skipped_record
 from .summary import summarize
@@ -115,15 +114,30 @@ def _task_objects(task_dict) -> dict:
     return {k: v for k, v in (task_dict or {}).items() if hasattr(v, "process_results")}
 
 
-def _greedy_fn(model: HFLRP):
-    device = model.model.get_input_embeddings().weight.device
+class TeacherForcedForward:
+    """``greedy(ids, start)`` for :func:`generate_until_case` from one forward under the LRP rules, kept so that
+    the failure it locates is explained by a backward from that same forward (no second forward)."""
 
-    def greedy(ids: list[int]) -> list[int]:
-        with torch.no_grad():
-            logits = model.model(torch.tensor([ids], device=device), use_cache=False).logits[0]
-        return logits.argmax(-1).tolist()
+    def __init__(self, model, rule: str, nodes: bool):
+        self.model, self.rule, self.nodes = model, rule, nodes
+        self.forward: LRPForward | None = None
 
-    return greedy
+    def __call__(self, ids: list[int], start: int) -> list[int]:
+        self.release()
+        self.forward = LRPForward(self.model, ids, rule=self.rule, nodes=self.nodes)
+        return self.forward.greedy(start)
+
+    def explain(self, case, topk: int):
+        """The case's explanation from the kept forward, or None if the case is not a prefix of it."""
+        fwd = self.forward
+        if fwd is None or len(case.ids) > len(fwd) or fwd.ids[: len(case.ids)].tolist() != list(case.ids):
+            return None
+        return fwd.explain(case.position, case.target, case.contrast, topk=topk).prefix(len(case.ids))
+
+    def release(self) -> None:
+        if self.forward is not None:
+            self.forward.release()
+            self.forward = None
 
 
 class TaskAttribution:
@@ -136,7 +150,7 @@ class TaskAttribution:
         self.max_length = self.cfg.max_length or model.max_length
         self.fingerprint = fingerprint(model)
 
-    def case(self, failure: Failure):
+    def case(self, failure: Failure, teacher: TeacherForcedForward):
         if failure.kind == "multiple_choice":
             return multiple_choice_case(failure, self.task, self.model._encode_pair, self.max_length)
         return generate_until_case(
@@ -144,7 +158,7 @@ class TaskAttribution:
             self.task,
             self.hook,
             self.model._encode_pair,
-            _greedy_fn(self.model),
+            teacher,
             self.model.tokenizer.decode,
             self.max_length,
         )
@@ -153,13 +167,17 @@ class TaskAttribution:
         tok = self.model.tokenizer
         base = base_record(failure, None, tok)
         start = time.perf_counter()
+        teacher = TeacherForcedForward(self.model.model, self.cfg.rule, self.cfg.nodes)
         try:
-            case = self.case(failure)
+            case = self.case(failure, teacher)
             base = base_record(failure, case, tok)
             if case.skip:
                 return self._emit(skipped_record(base, case.skip))
-            expl = explain(self.model.model, case.ids, case.position, case.target, case.contrast,
-                           rule=self.cfg.rule, topk=self.cfg.topk, nodes=self.cfg.nodes)
+            expl = teacher.explain(case, self.cfg.topk)
+            teacher.release()
+            if expl is None:
+                expl = explain(self.model.model, case.ids, case.position, case.target, case.contrast,
+                               rule=self.cfg.rule, topk=self.cfg.topk, nodes=self.cfg.nodes)
             if not (expl.finite and torch.isfinite(torch.tensor(expl.delta))):
                 return self._emit(error_record(base, "non-finite relevance or logits (NaN/inf): not written as numbers"))
             if expl.delta <= self.cfg.min_delta:
@@ -186,6 +204,8 @@ class TaskAttribution:
         except Exception as err:  # noqa: BLE001 - one bad document never stops the others
             log.warning("lm-eval-lrp: %s doc %s: %s", failure.task, failure.doc_id, err)
             return self._emit(error_record(base, f"{type(err).__name__}: {err}"))
+        finally:
+            teacher.release()
 
     def build_graphs(self, out_dir: Path | None) -> int:
         """Attribution graphs for the attributed records (all, or the top N by Δℓ), written beside the records."""

@@ -515,3 +515,40 @@ def test_matches_reference_implementation(rule):
     assert ref.shape == e.node_relevance.shape
     assert rel_close(e.node_relevance, ref, 1e-5)
     assert rel_close(e.input_relevance, ref[0], 1e-5)
+
+
+# ----------------------------------------------------------------------------- one forward, chosen positions
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_one_forward_explains_any_position_like_a_fresh_explain(arch):
+    """LRPForward: greedy tokens of a teacher-forced forward, then backward passes from positions chosen after it,
+    equal explain() on the prefix (what the harness relies on for generate_until: no second forward)."""
+    from lm_eval_lrp.lrp import LRPForward
+
+    model = tiny_model(arch, attn="sdpa")
+    ids = tiny_ids(14, seed=3)
+    with torch.no_grad():
+        logits = model(ids.unsqueeze(0)).logits[0]
+    with LRPForward(model, ids) as fwd:
+        assert fwd.greedy(start=5) == logits[5:].argmax(-1).tolist()
+        for pos in (6, 9, 13):
+            target, contrast = int(logits[pos].argmax()), int(logits[pos].argmin())
+            full = fwd.explain(pos, target, contrast, retain_graph=True)
+            got = full.prefix(pos + 1)
+            want = explain(model, ids[: pos + 1], -1, target, contrast)
+            assert got.input_ids == want.input_ids and got.position == want.position == pos
+            assert got.delta == pytest.approx(want.delta, abs=1e-5)
+            torch.testing.assert_close(got.input_relevance, want.input_relevance, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(got.node_relevance, want.node_relevance, atol=1e-5, rtol=1e-4)
+            assert got.node_names == want.node_names
+            # nothing after the explained position can matter (causal model)
+            assert full.input_relevance[pos + 1 :].abs().sum().item() == 0.0
+        fwd.explain(4, target, contrast)  # without retain_graph the graph is freed as the backward goes
+        with pytest.raises(RuntimeError, match="retain_graph=True"):
+            fwd.explain(5, target, contrast)
+    assert hook_count(model) == 0
+    with pytest.raises(RuntimeError, match="released"):
+        fwd.explain(3, 1, 2)
+    with pytest.raises(ValueError, match="explained position"):
+        want.prefix(pos)

@@ -90,6 +90,26 @@ def test_artifacts_load_back_and_make_sense(attributed):
     assert summary["clean_case_rate"] == pytest.approx(len(attributed_recs) / len(mc.records))
 
 
+def test_generate_until_records_equal_a_fresh_explanation(world, attributed):
+    """generate_until cases are located and explained from one teacher-forced forward; the record must equal a
+    separate explain() of its tokens, and the target must be the model's greedy token there."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lm_eval_lrp.lrp import explain
+
+    model = AutoModelForCausalLM.from_pretrained(world["model"], dtype=torch.float32).eval()
+    recs = [r for r in th.records(attributed[0], "tiny_gen") if r["status"] == "attributed"]
+    assert recs
+    for r in recs:
+        ids = torch.tensor(r["token_ids"])
+        with torch.no_grad():
+            assert int(model(ids.unsqueeze(0)).logits[0, -1].argmax()) == r["target"]["id"]
+        e = explain(model, ids, r["position"], r["target"]["id"], r["contrast"]["id"], topk=3)
+        assert r["delta"] == pytest.approx(e.delta, abs=1e-4)
+        assert r["input_relevance"] == pytest.approx(e.input_relevance.tolist(), abs=1e-4, rel=1e-3)
+
+
 def test_options_reach_the_wrapper(attributed):
     cfg = th.results_json(attributed[0])["config"]
     assert cfg["model"] == "hf-lrp"

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from ..compare import CompareError, TokenizerMismatch, compare, write_outputs
+    from ..compare import CompareError, TokenizerMismatch, compare
+    from ..report.compare_page import write_outputs
     from ..report.svg import fmt
 
     console = Console()

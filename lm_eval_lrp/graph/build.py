@@ -18,6 +18,7 @@ from ..lrp.arch import architecture_of
 from ..lrp.composite import Composite
 from ..lrp.explain import _as_ids
 from ..lrp.layerwise import BlockStep, backward_blocks, decoder_layers, objective_gradient, record_forward
+from . import attention as A
 from . import edges as E
 from .model import Graph, layer_names
 from .prune import canonical_order, parse_prune, reachable_subgraph, select_edges
@@ -166,7 +167,7 @@ def compute_transitions(
             tg = _targets(r_mid, node_threshold)
             rows, how = None, method
             if method in ("auto", "closed"):
-                rows = E.closed_form_attention_rows(
+                rows = A.closed_form_attention_rows(
                     model, step.layer, mid_module, step.x.detach(), step.args, step.kwargs, step.g_mid, tg, applied,
                     chunk=auto_chunk(T), captured=capture.pop(step.layer, step.mid) if capture else None,
                 )
@@ -207,7 +208,7 @@ def compute_transitions(
             n_targets[2 * l + 1] = int(tg.numel())
             consumer(Transition(2 * l + 1, 2 * l + 2, "mlp", tg, rows, diag, how, T))
 
-        capture = E.AttentionCapture(model, decoder_layers(model, arch)) if method in ("auto", "closed") else None
+        capture = A.AttentionCapture(model, decoder_layers(model, arch)) if method in ("auto", "closed") else None
         if capture is not None:
             with capture:
                 g_embed, node_rel = backward_blocks(model, record, g_final, arch=arch, on_block=on_block)

@@ -2,12 +2,13 @@
 
 from .arch import Architecture, UnsupportedArchitecture, architecture_of, supported_model_types
 from .composite import Composite, attnlrp, cp_lrp, lrp_rules
-from .explain import Explanation, SequenceExplanation, explain, explain_sequences, gradient_x_input
+from .explain import Explanation, LRPForward, SequenceExplanation, explain, explain_sequences, gradient_x_input
 
 __all__ = [
     "Architecture",
     "Composite",
     "Explanation",
+    "LRPForward",
     "SequenceExplanation",
     "UnsupportedArchitecture",
     "architecture_of",

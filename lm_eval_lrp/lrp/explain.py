@@ -8,8 +8,8 @@ only (no parameter gradients); the LM head is applied only at the explained posi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -38,6 +38,13 @@ class Explanation:
     @property
     def finite(self) -> bool:
         return bool(torch.isfinite(self.input_relevance).all() and torch.isfinite(self.node_relevance).all())
+
+    def prefix(self, n: int) -> "Explanation":
+        """The same explanation restricted to the first ``n`` tokens (``n > position``: nothing after it is relevant)."""
+        if not self.position < n <= len(self.input_ids):
+            raise ValueError(f"prefix of {n} tokens must keep the explained position {self.position}")
+        return replace(self, input_ids=self.input_ids[:n], input_relevance=self.input_relevance[:n],
+                       node_relevance=self.node_relevance[:, :n])
 
     def node(self, name: str) -> torch.Tensor:
         return self.node_relevance[self.node_names.index(name)]
@@ -142,42 +149,148 @@ def _head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _lrp_backward(
-    model: nn.Module,
-    ids: torch.Tensor,
-    objective: Callable[[torch.Tensor], tuple[torch.Tensor, dict]],
-    rule: str,
-    nodes: bool,
-):
-    """Forward under the rules, ``objective(last_hidden[T, d]) -> (scalar, extras)``, one backward.
+def _check_tokens(model: nn.Module, target, contrast) -> None:
+    vocab = model.get_output_embeddings().weight.shape[0]
+    for name, tok in (("target", target), ("contrast", contrast)):
+        if tok is not None and not 0 <= int(tok) < vocab:
+            raise ValueError(f"{name} token id {tok} outside the vocabulary (size {vocab})")
+    if target is not None and contrast is not None and int(target) == int(contrast):
+        raise ValueError("target and contrast are the same token: nothing to contrast")
 
-    Returns (extras, input relevance [T], node names, node relevance [N, T]).
+
+class LRPForward:
+    """One forward pass under the LRP rules, kept so that backward passes can start from positions chosen after it.
+
+    >>> with LRPForward(model, ids) as fwd:
+    ...     greedy = fwd.greedy(start=n_prompt - 1)     # next-token argmax of rows start.. (no extra forward)
+    ...     expl = fwd.explain(position, target, contrast)
+
+    The forward is the model's own (values bit-identical to a plain forward); the rules only shape the backward.
+    Gradients go to the input embeddings and, with ``nodes=True``, to the residual-stream nodes; never to
+    parameters. A backward frees the graph as it goes unless ``retain_graph=True`` (several positions from one
+    forward); leaving the ``with`` block (or :meth:`release`) drops everything.
     """
-    arch = architecture_of(model)
-    embed = model.get_input_embeddings()
-    with Composite(model, rule, arch), torch.enable_grad():
-        emb = embed(ids.unsqueeze(0)).detach().requires_grad_(True)
-        recorder = _NodeRecorder(model, arch) if nodes else None
-        mask = torch.ones_like(ids).unsqueeze(0)
-        if recorder is not None:
-            with recorder:
+
+    def __init__(self, model: nn.Module, input_ids, *, rule: str = "attnlrp", nodes: bool = True):
+        self.model = model
+        self.rule = rule
+        arch = architecture_of(model)
+        device = model.get_input_embeddings().weight.device
+        self.ids = _as_ids(input_ids, device)
+        with Composite(model, rule, arch), torch.enable_grad():
+            emb = model.get_input_embeddings()(self.ids.unsqueeze(0)).detach().requires_grad_(True)
+            recorder = _NodeRecorder(model, arch) if nodes else None
+            mask = torch.ones_like(self.ids).unsqueeze(0)
+            if recorder is not None:
+                with recorder:
+                    out = model.base_model(inputs_embeds=emb, attention_mask=mask, use_cache=False)
+            else:
                 out = model.base_model(inputs_embeds=emb, attention_mask=mask, use_cache=False)
-        else:
-            out = model.base_model(inputs_embeds=emb, attention_mask=mask, use_cache=False)
-        value, extras = objective(out.last_hidden_state[0])
-        tensors = [emb] + (recorder.tensors if recorder is not None else [])
-        grads = torch.autograd.grad(value, tensors, allow_unused=True)
+        self.hidden = out.last_hidden_state[0]  # [T, d], part of the graph
+        self.tensors = [emb] + (recorder.tensors if recorder is not None else [])
+        self.node_names = recorder.names() if recorder is not None else []
+        self._spent = False
 
-    def rel(t, g):
-        if g is None:
-            return torch.zeros(t.shape[-2], dtype=torch.float32)
-        return (t.detach().float() * g.float()).sum(-1).reshape(-1).cpu()
+    def __len__(self) -> int:
+        return self.ids.numel()
 
-    input_rel = rel(emb, grads[0])
-    if recorder is None:
-        return extras, input_rel, [], torch.zeros(0, ids.numel())
-    node_rel = torch.stack([rel(t, g) for t, g in zip(recorder.tensors, grads[1:])])
-    return extras, input_rel, recorder.names(), node_rel
+    def __enter__(self) -> "LRPForward":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Drop the graph and the stored activations."""
+        self.hidden = None
+        self.tensors = []
+
+    def _alive(self) -> None:
+        if self.hidden is None:
+            raise RuntimeError("this LRPForward was released; run a new forward")
+
+    def head(self, rows) -> torch.Tensor:
+        """Logits of the selected rows (an int, slice or index tensor), in the graph: ``[n, V]``."""
+        self._alive()
+        hidden = self.hidden[rows]
+        with torch.enable_grad():
+            return _head_logits(self.model, hidden.reshape(-1, hidden.shape[-1]))
+
+    def greedy(self, start: int = 0, chunk: int = 256) -> list[int]:
+        """Argmax next token after each position ``start..T-1`` (the LM head only on those rows)."""
+        self._alive()
+        out = []
+        with torch.no_grad():
+            for lo in range(start % len(self) if start < 0 else start, len(self), chunk):
+                rows = self.hidden[lo : min(lo + chunk, len(self))].detach()
+                out += _head_logits(self.model, rows).argmax(-1).tolist()
+        return out
+
+    def backward(self, value: torch.Tensor, *, retain_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Relevance of the inputs ``[T]`` and of the nodes ``[N, T]`` for the scalar ``value``.
+
+        Node relevance is taken by tensor hooks as the backward passes each node, so no node gradient outlives its
+        layer, and without ``retain_graph`` each layer's saved activations are freed as soon as it is done: the
+        peak memory of a plain backward. ``retain_graph=True`` keeps the graph for another backward.
+        """
+        self._alive()
+        if self._spent:
+            raise RuntimeError("this forward's graph was used by a backward without retain_graph=True; "
+                               "pass retain_graph=True to explain several positions from one forward")
+        T = len(self)
+        nodes = self.tensors[1:]
+        node_rel = torch.zeros(len(nodes), T)
+
+        def keeper(i):
+            def hook(g):
+                t = self.tensors[1 + i]
+                node_rel[i] = (t.detach().float() * g.float()).sum(-1).reshape(-1).cpu()
+                if not retain_graph:  # the graph lets go of this activation once its layer is done: so do we
+                    self.tensors[1 + i] = None
+
+            return hook
+
+        handles = [t.register_hook(keeper(i)) for i, t in enumerate(nodes) if t.requires_grad]
+        try:
+            (g,) = torch.autograd.grad(value, self.tensors[:1], allow_unused=True, retain_graph=retain_graph)
+        finally:
+            for h in handles:
+                h.remove()
+        self._spent = not retain_graph
+        emb = self.tensors[0]
+        input_rel = (torch.zeros(T) if g is None
+                     else (emb.detach().float() * g.float()).sum(-1).reshape(-1).cpu())
+        return input_rel, node_rel
+
+    def explain(self, position: int = -1, target: int | None = None, contrast: int | None = None, *,
+                topk: int = 5, retain_graph: bool = False) -> "Explanation":
+        """Explain ℓ(target) − ℓ(contrast) of the next token after ``ids[position]`` (see :func:`explain`).
+
+        ``retain_graph=True`` keeps the forward for another explanation (at a memory cost)."""
+        T = len(self)
+        if not -T <= position < T:
+            raise IndexError(f"position {position} outside a sequence of {T} tokens")
+        pos = position % T
+        _check_tokens(self.model, target, contrast)
+        logits = self.head(slice(pos, pos + 1))[0]
+        tgt = int(logits.detach().argmax()) if target is None else int(target)
+        value = logits[tgt] - (logits[int(contrast)] if contrast is not None else 0.0)
+        top = logits.detach().float().topk(min(topk, logits.numel()))
+        input_rel, node_rel = self.backward(value, retain_graph=retain_graph)
+        return Explanation(
+            input_ids=self.ids.tolist(),
+            position=pos,
+            target_id=tgt,
+            contrast_id=None if contrast is None else int(contrast),
+            target_logit=float(logits[tgt].detach()),
+            contrast_logit=float(logits[int(contrast)].detach()) if contrast is not None else None,
+            delta=float(value.detach()),
+            input_relevance=input_rel,
+            node_names=list(self.node_names),
+            node_relevance=node_rel,
+            rule=self.rule,
+            topk=[(int(i), float(v)) for v, i in zip(top.values.cpu(), top.indices.cpu())],
+        )
 
 
 def explain(
@@ -199,6 +312,7 @@ def explain(
     ``rule`` is ``"attnlrp"`` or ``"cp"`` (CP-LRP). Positive relevance pushes towards ``target``.
     ``recompute=True`` runs the same backward block by block, recomputing each block from its stored input
     (:mod:`lm_eval_lrp.lrp.layerwise`): same result, memory for long contexts.
+    To choose the position from the model's own predictions without a second forward, use :class:`LRPForward`.
     """
     if recompute:
         from .layerwise import explain_layerwise
@@ -206,63 +320,22 @@ def explain(
         return explain_layerwise(
             model, input_ids, position, target, contrast, rule=rule, topk=topk, nodes=nodes
         )
-    device = model.get_input_embeddings().weight.device
-    ids = _as_ids(input_ids, device)
-    T = ids.numel()
-    pos = position % T
+    T = _as_ids(input_ids, "cpu").numel()
     if not -T <= position < T:
         raise IndexError(f"position {position} outside a sequence of {T} tokens")
-    vocab = model.get_output_embeddings().weight.shape[0]
-    for name, tok in (("target", target), ("contrast", contrast)):
-        if tok is not None and not 0 <= int(tok) < vocab:
-            raise ValueError(f"{name} token id {tok} outside the vocabulary (size {vocab})")
-    if target is not None and contrast is not None and int(target) == int(contrast):
-        raise ValueError("target and contrast are the same token: nothing to contrast")
-
-    def objective(hidden):
-        logits = _head_logits(model, hidden[pos : pos + 1])[0]
-        tgt = int(logits.detach().argmax()) if target is None else int(target)
-        value = logits[tgt] - (logits[int(contrast)] if contrast is not None else 0.0)
-        k = min(topk, logits.numel())
-        top = logits.detach().float().topk(k)
-        extras = {
-            "target": tgt,
-            "target_logit": float(logits[tgt].detach()),
-            "contrast_logit": float(logits[int(contrast)].detach()) if contrast is not None else None,
-            "delta": float(value.detach()),
-            "topk": [(int(i), float(v)) for v, i in zip(top.values.cpu(), top.indices.cpu())],
-        }
-        return value, extras
-
-    extras, input_rel, names, node_rel = _lrp_backward(model, ids, objective, rule, nodes)
-    return Explanation(
-        input_ids=ids.tolist(),
-        position=pos,
-        target_id=extras["target"],
-        contrast_id=None if contrast is None else int(contrast),
-        target_logit=extras["target_logit"],
-        contrast_logit=extras["contrast_logit"],
-        delta=extras["delta"],
-        input_relevance=input_rel,
-        node_names=names,
-        node_relevance=node_rel,
-        rule=rule,
-        topk=extras["topk"],
-    )
+    _check_tokens(model, target, contrast)
+    with LRPForward(model, input_ids, rule=rule, nodes=nodes) as fwd:
+        return fwd.explain(position, target, contrast, topk=topk)
 
 
 def _sequence_logprob(model, ids: torch.Tensor, n_context: int, rule: str):
     """Σ log p(continuation tokens | prefix) and the relevance of every input token for it."""
-
-    def objective(hidden):
-        rows = hidden[n_context - 1 : ids.numel() - 1]
-        logp = torch.log_softmax(_head_logits(model, rows).float(), dim=-1)
-        cont = ids[n_context:].to(logp.device)
+    with LRPForward(model, ids, rule=rule, nodes=False) as fwd:
+        logp = torch.log_softmax(fwd.head(slice(n_context - 1, len(fwd) - 1)).float(), dim=-1)
+        cont = fwd.ids[n_context:].to(logp.device)
         value = logp.gather(-1, cont.unsqueeze(-1)).sum()
-        return value, {"logprob": float(value.detach())}
-
-    extras, input_rel, _, _ = _lrp_backward(model, ids, objective, rule, nodes=False)
-    return extras["logprob"], input_rel
+        input_rel, _ = fwd.backward(value)
+    return float(value.detach()), input_rel
 
 
 def explain_sequences(

@@ -21,9 +21,27 @@ import torch
 from torch import nn
 
 
-def _straight_through(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
-    """``value`` in the forward (exactly), ``surrogate``'s gradient in the backward."""
-    return value.detach() + (surrogate - surrogate.detach())
+class _SwapBackward(torch.autograd.Function):
+    """Forward: ``value`` (the module's own output, detached), exactly. Backward: ``backward(g, *saved)`` into ``x``.
+
+    A custom autograd function rather than a straight-through sum: no surrogate is computed in the forward and
+    only ``saved`` is kept for the backward (the module's own graph is dropped with its detached output).
+    """
+
+    @staticmethod
+    def forward(ctx, x, value, backward, *saved):
+        ctx.rule_backward = backward
+        ctx.save_for_backward(*saved)
+        return value
+
+    @staticmethod
+    def backward(ctx, g):
+        return (ctx.rule_backward(g, *ctx.saved_tensors), None, None) + (None,) * len(ctx.saved_tensors)
+
+
+def _swap_backward(x: torch.Tensor, value: torch.Tensor, backward, *saved: torch.Tensor) -> torch.Tensor:
+    """``value`` in the forward; in the backward, the gradient ``backward(g, *saved)`` flows into ``x`` only."""
+    return _SwapBackward.apply(x, value.detach(), backward, *saved)
 
 
 def _recording(x) -> bool:
@@ -54,26 +72,35 @@ class NormIdentity(Rule):
         self.kind = kind
         self.weight_offset = weight_offset
 
-    def _surrogate(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _scale(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``w / sigma(x)`` per row, as the constant of the identity rule: ``[..., 1]`` or ``[..., d]``."""
         eps = getattr(module, "variance_epsilon", None)
         if eps is None:
             eps = getattr(module, "eps", 1e-6)
-        xf = x.float()
+        xf = x.detach().float()
         if self.kind == "layer":
             xf = xf - xf.mean(-1, keepdim=True)
-        inv_sigma = torch.rsqrt(xf.detach().pow(2).mean(-1, keepdim=True) + eps)
-        scale = inv_sigma
+        scale = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
         weight = getattr(module, "weight", None)
         if weight is not None:
             scale = scale * (weight.detach().float() + self.weight_offset)
-        return (xf * scale).to(x.dtype)
+        return scale
 
     def register(self, module):
+        layer = self.kind == "layer"
+
+        def backward(g, scale):
+            gx = g.float() * scale
+            if layer:  # the mean subtraction is linear: its own backward
+                gx = gx - gx.mean(-1, keepdim=True)
+            return gx
+
         def hook(mod, args, output):
             x = args[0] if args else None
             if not _recording(x):
                 return None
-            return _straight_through(output, self._surrogate(mod, x))
+            dtype = x.dtype
+            return _swap_backward(x, output, lambda g, scale: backward(g, scale).to(dtype), self._scale(mod, x))
 
         return [module.register_forward_hook(hook)]
 
@@ -132,11 +159,14 @@ class ActivationIdentity(Rule):
     def register(self, module):
         ratio = ACTIVATION_RATIOS[self.kind or activation_kind(module)]
 
+        def backward(g, x):
+            return g * ratio(x)
+
         def hook(mod, args, output):
             x = args[0] if args else None
             if not _recording(x):
                 return None
-            return _straight_through(output, x * ratio(x.detach()))
+            return _swap_backward(x, output, backward, x.detach())
 
         return [module.register_forward_hook(hook)]
 
