@@ -160,8 +160,8 @@ def _deltas(model: nn.Module, ids: torch.Tensor, pos: int, target: int, contrast
                 position_ids = torch.arange(T, device=device).unsqueeze(0).repeat(B, 1)
                 hidden = model.base_model(input_ids=batch_ids, attention_mask=mask, position_ids=position_ids,
                                           use_cache=False).last_hidden_state[:, pos]
-                logits = _head_logits(model, hidden).float()
-                d = logits[:, int(target)] - (logits[:, int(contrast)] if contrast is not None else 0.0)
+                logits = _head_logits(model, hidden, [int(target)] + ([int(contrast)] if contrast is not None else [])).float()
+                d = logits[:, 0] - (logits[:, 1] if contrast is not None else 0.0)
                 out.extend(float(x) for x in d.cpu())
     finally:
         model.train(was_training)

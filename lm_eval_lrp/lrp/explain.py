@@ -138,11 +138,19 @@ def _as_ids(input_ids, device) -> torch.Tensor:
     return ids.to(device)
 
 
-def _head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """LM head on selected rows of the final hidden state (with the model's logit soft-capping, if any)."""
+def _head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None = None) -> torch.Tensor:
+    """LM head on selected rows of the final hidden state (with the model's logit soft-capping, if any).
+
+    With ``vocab``, only those output rows are computed: a contrastive backward then reads two rows of the head's
+    weight instead of all of it."""
     head = model.get_output_embeddings()
     hidden = hidden.to(head.weight.device)
-    logits = head(hidden)
+    if vocab is None:
+        logits = head(hidden)
+    else:
+        index = torch.tensor(vocab, device=head.weight.device)
+        bias = getattr(head, "bias", None)
+        logits = torch.nn.functional.linear(hidden, head.weight[index], None if bias is None else bias[index])
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
@@ -272,18 +280,23 @@ class LRPForward:
             raise IndexError(f"position {position} outside a sequence of {T} tokens")
         pos = position % T
         _check_tokens(self.model, target, contrast)
-        logits = self.head(slice(pos, pos + 1))[0]
-        tgt = int(logits.detach().argmax()) if target is None else int(target)
-        value = logits[tgt] - (logits[int(contrast)] if contrast is not None else 0.0)
-        top = logits.detach().float().topk(min(topk, logits.numel()))
+        self._alive()
+        row = self.hidden[pos : pos + 1]
+        with torch.no_grad():  # all logits for the top-k; the explained ones below, in the graph
+            logits = _head_logits(self.model, row.detach())[0]
+        tgt = int(logits.argmax()) if target is None else int(target)
+        with torch.enable_grad():
+            chosen = _head_logits(self.model, row, [tgt] + ([int(contrast)] if contrast is not None else []))[0]
+        value = chosen[0] - (chosen[1] if contrast is not None else 0.0)
+        top = logits.float().topk(min(topk, logits.numel()))
         input_rel, node_rel = self.backward(value, retain_graph=retain_graph)
         return Explanation(
             input_ids=self.ids.tolist(),
             position=pos,
             target_id=tgt,
             contrast_id=None if contrast is None else int(contrast),
-            target_logit=float(logits[tgt].detach()),
-            contrast_logit=float(logits[int(contrast)].detach()) if contrast is not None else None,
+            target_logit=float(chosen[0].detach()),
+            contrast_logit=float(chosen[1].detach()) if contrast is not None else None,
             delta=float(value.detach()),
             input_relevance=input_rel,
             node_names=list(self.node_names),
