@@ -102,7 +102,10 @@ def load_node_relevance(run_dir: Path, record: dict) -> tuple[list[str], torch.T
     rel = record.get("node_relevance_file")
     if not rel:
         return None
-    file = Path(run_dir) / rel
+    root = Path(run_dir).resolve()
+    file = (root / rel).resolve()
+    if root not in file.parents:
+        raise ValueError(f"node_relevance_file {rel!r} points outside the run folder {root}; not read")
     tensors = load_file(str(file))
     from safetensors import safe_open
 
