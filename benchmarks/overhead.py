@@ -65,6 +65,7 @@ def one_run(work: Path, label: str, task: str, tasks: Path, lrp: bool, rep: int,
         t["failures"] = len(recs)
         t["attributed"] = sum(r["status"] == "attributed" for r in recs)
         t["record_seconds"] = sum(r.get("seconds", 0.0) for r in recs)
+        t["where"] = ((res.get("lrp") or {}).get("tasks", {}).get(task) or {}).get("seconds")
     where = f"#{rep}" + (f" chunk {chunk}" if chunk is not None else "")
     print(f"[overhead] {label:16s} {kind:5s} {where}: process {t['wall_s']:6.1f} s  load {t.get('load_s', 0):5.1f} s  "
           f"evaluate {t['evaluate_s']:6.1f} s (cpu {t['evaluate_cpu_s']:6.1f} s)  attribution {t['attribution_s']:5.1f} s"
@@ -133,6 +134,7 @@ def aggregate(label: str, runs: dict) -> dict:
         "attributed": last.get("attributed"),
         "n_samples": last.get("n_samples"),
         "record_seconds": last.get("record_seconds"),
+        "where": last.get("where"),
     }
 
 
@@ -183,6 +185,14 @@ def markdown(pairs: list[dict], correct_ids: list[int], failure: dict | None) ->
                          f"({q['attribution_s'] / pr['failures']:.2f} s each; Σ record `seconds` {pr['record_seconds']:.1f} s); "
                          f"its eval part {q['eval_only_s']:.1f} s vs {pr['best']['plain']['evaluate_s']:.1f} s "
                          "in the plain run")
+            w = pr.get("where") or {}
+            if w:
+                parts = [f"{k} {w[k]:.2f} s" for k in ("forward", "backward", "faithfulness", "sequence") if k in w]
+                rest = w.get("records", 0.0) - sum(w.get(k, 0.0) for k in ("forward", "backward", "faithfulness", "sequence"))
+                outside = pr["runs"]["lrp"][-1]["attribution_s"] - w.get("records", 0.0) - w.get("writing", 0.0)
+                lines.append(f"  - where it goes (last --lrp run): LRP {', '.join(parts)}; cases and records "
+                             f"{rest:.2f} s; writing {w.get('writing', 0.0):.2f} s; judging the samples, summary and "
+                             f"table {outside:.2f} s")
     by = {pr["label"]: pr for pr in pairs}
     if "arc_easy" in by:
         a, b = by["arc_easy"]["ratio_evaluate"], by["arc_easy"]["ratio_in_run"]

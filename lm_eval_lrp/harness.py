@@ -149,6 +149,8 @@ class TaskAttribution:
         self.records: list[dict] = []
         self.max_length = self.cfg.max_length or model.max_length
         self.fingerprint = fingerprint(model)
+        self.write_seconds = 0.0  # writing records and node sidecars
+        self._start = time.perf_counter()
 
     def case(self, failure: Failure, teacher: TeacherForcedForward):
         if failure.kind == "multiple_choice":
@@ -166,7 +168,7 @@ class TaskAttribution:
     def explain_one(self, failure: Failure) -> dict:
         tok = self.model.tokenizer
         base = base_record(failure, None, tok)
-        start = time.perf_counter()
+        start = self._start = time.perf_counter()
         teacher = TeacherForcedForward(self.model.model, self.cfg.rule, self.cfg.nodes)
         try:
             case = self.case(failure, teacher)
@@ -181,18 +183,25 @@ class TaskAttribution:
             if not (expl.finite and torch.isfinite(torch.tensor(expl.delta))):
                 return self._emit(error_record(base, "non-finite relevance or logits (NaN/inf): not written as numbers"))
             if expl.delta <= self.cfg.min_delta:
-                return self._emit(skipped_record(base, f"weak preference (delta <= {self.cfg.min_delta:g})", case, tok, expl.delta))
+                record = skipped_record(base, f"weak preference (delta <= {self.cfg.min_delta:g})", case, tok, expl.delta)
+                record["timings"] = {k: round(v, 4) for k, v in expl.seconds.items()}
+                return self._emit(record)
             segments = self.hook.segments(self.task, failure.doc, case.prompt) if case.prompt else []
             record = explained_record(base, case, expl, tok, segments, time.perf_counter() - start)
             if self.cfg.faithfulness:
                 from .faithfulness import faithfulness
 
+                t = time.perf_counter()
                 record["faithfulness"] = faithfulness(self.model.model, case.ids, case.position, case.target,
                                                       case.contrast, expl.input_relevance, seed=failure.doc_id)
+                record["timings"]["faithfulness"] = round(time.perf_counter() - t, 4)
             if self.cfg.sequence and case.sequence is not None:
+                t = time.perf_counter()
                 seq = explain_sequences(self.model.model, *case.sequence, rule=self.cfg.rule)
                 record["sequence"] = {"delta": seq.delta, "logprob_wrong": seq.logprob_wrong, "logprob_gold": seq.logprob_gold,
                                       "context_relevance": [round(float(x), 7) for x in seq.context_relevance]}
+                record["timings"]["sequence"] = round(time.perf_counter() - t, 4)
+            record["seconds"] = round(time.perf_counter() - start, 4)
             return self._emit(record, expl)
         except torch.OutOfMemoryError:
             return self._emit(error_record(base, "out of memory", OOM_ADVICE))
@@ -228,9 +237,12 @@ class TaskAttribution:
 
     def _emit(self, record: dict, expl=None) -> dict:
         record["fingerprint"] = self.fingerprint
+        record.setdefault("seconds", round(time.perf_counter() - self._start, 4))
         if self.writer is not None:
+            t = time.perf_counter()
             nodes = expl.node_relevance if (expl is not None and self.cfg.nodes) else None
             self.writer.write(record, nodes, expl.node_names if expl is not None else None)
+            self.write_seconds += time.perf_counter() - t
         self.records.append(record)
         return record
 
@@ -339,6 +351,7 @@ def attribute_share(model: HFLRP, task_dict, payload: dict, rank: int, world: in
                 progress.update(bar, description=f"{name}: attribution graphs")
                 job.build_graphs(final.parent if final is not None else None)
             records[name] = (payload["done"][name] if rank == 0 else []) + job.records
+            payload.setdefault("write_seconds", {})[name] = job.write_seconds
     return records
 
 

@@ -57,6 +57,7 @@ def base_record(failure: Failure, case: Case | None, tokenizer) -> dict:
 
 
 def explained_record(base: dict, case: Case, explanation, tokenizer, segments, seconds: float) -> dict:
+    """The record of one explained failure; ``seconds`` is the wall time so far, split in ``timings``."""
     rel = explanation.input_relevance
     # lm-eval moves the context's trailing white space into the continuation before tokenising (_encode_pair)
     prompt = case.prompt.rstrip()
@@ -78,6 +79,7 @@ def explained_record(base: dict, case: Case, explanation, tokenizer, segments, s
         "segments": segment_sums(segments, spans, rel, case.n_prompt),
         "conservation": explanation.conservation,
         "seconds": round(seconds, 4),
+        "timings": {k: round(v, 4) for k, v in explanation.seconds.items()},
     }
 
 

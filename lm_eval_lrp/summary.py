@@ -44,6 +44,14 @@ def summarize(per_task: dict[str, list[dict]], payload: dict, results: dict | No
             "file": files[name].name if name in files else None,
             "graphs": len(graphs),
         }
+        timings = Counter()
+        for r in records:
+            timings.update(r.get("timings") or {})
+        tasks[name]["seconds"] = {
+            "records": round(sum(r.get("seconds") or 0.0 for r in records), 3),  # everything per failure
+            **{k: round(v, 3) for k, v in sorted(timings.items())},  # of which: LRP forward, backward, ...
+            "writing": round(payload.get("write_seconds", {}).get(name, 0.0), 3),
+        }
         if faithful:
             tasks[name]["faithfulness"] = {
                 "n": len(faithful),

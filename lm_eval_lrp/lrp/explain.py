@@ -8,6 +8,7 @@ only (no parameter gradients); the LM head is applied only at the explained posi
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -34,6 +35,7 @@ class Explanation:
     node_relevance: torch.Tensor  # [len(node_names), T]
     rule: str
     topk: list[tuple[int, float]] = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)  # wall time: "forward" (under the rules), "backward"
 
     @property
     def finite(self) -> bool:
@@ -185,6 +187,7 @@ class LRPForward:
         arch = architecture_of(model)
         device = model.get_input_embeddings().weight.device
         self.ids = _as_ids(input_ids, device)
+        start = time.perf_counter()
         with Composite(model, rule, arch), torch.enable_grad():
             emb = model.get_input_embeddings()(self.ids.unsqueeze(0)).detach().requires_grad_(True)
             recorder = _NodeRecorder(model, arch) if nodes else None
@@ -198,6 +201,7 @@ class LRPForward:
         self.tensors = [emb] + (recorder.tensors if recorder is not None else [])
         self.node_names = recorder.names() if recorder is not None else []
         self._spent = False
+        self.seconds = {"forward": time.perf_counter() - start}
 
     def __len__(self) -> int:
         return self.ids.numel()
@@ -281,6 +285,7 @@ class LRPForward:
         pos = position % T
         _check_tokens(self.model, target, contrast)
         self._alive()
+        start = time.perf_counter()
         row = self.hidden[pos : pos + 1]
         with torch.no_grad():  # all logits for the top-k; the explained ones below, in the graph
             logits = _head_logits(self.model, row.detach())[0]
@@ -303,6 +308,7 @@ class LRPForward:
             node_relevance=node_rel,
             rule=self.rule,
             topk=[(int(i), float(v)) for v, i in zip(top.values.cpu(), top.indices.cpu())],
+            seconds={"forward": self.seconds["forward"], "backward": time.perf_counter() - start},
         )
 
 
