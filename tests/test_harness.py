@@ -84,7 +84,12 @@ def test_artifacts_load_back_and_make_sense(attributed):
         assert "query" in r["segments"]
     gen = run["tiny_gen"].attributed
     assert gen and all(r["kind"] == "generate_until" and r["gold"] for r in gen)
+    for r in attributed_recs:  # where the time went
+        assert r["timings"]["forward"] > 0 and r["timings"]["backward"] > 0
+        assert r["seconds"] >= r["timings"]["forward"] + r["timings"]["backward"]
     summary = run.results["lrp"]["tasks"]["tiny_mc"]
+    assert summary["seconds"]["records"] >= summary["seconds"]["forward"] + summary["seconds"]["backward"] > 0
+    assert summary["seconds"]["writing"] > 0
     assert summary["failures"] == len(mc.records)
     assert summary["attributed"] == len(attributed_recs)
     assert summary["clean_case_rate"] == pytest.approx(len(attributed_recs) / len(mc.records))
