@@ -40,8 +40,33 @@ def smollm2_dir() -> str:
     return list(spec.submodule_search_locations)[0]
 
 
+def fp32_copy() -> Path:
+    """SmolLM2 de-quantised once to fp32 safetensors (+ tokenizer) under runs/bench-cache: the same weights as
+    ``gguf_file=...,dtype=float32``, without 20 s of de-quantising at every process start."""
+    target = ROOT / "runs" / "bench-cache" / "smollm2-fp32"
+    if (target / "model.safetensors").exists():
+        return target
+    import torch
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir(), gguf_file=GGUF, dtype=torch.float32)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    type(model.config).from_dict(config).save_pretrained(tmp)  # save_pretrained refuses GGUF-loaded models
+    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=GGUF).save_pretrained(tmp)
+    tmp.rename(target)
+    return target
+
+
 def model_args() -> str:
-    return f"pretrained={smollm2_dir()},gguf_file={GGUF},dtype=float32"
+    """The CLI's --model_args for SmolLM2 fp32: the GGUF itself with BENCH_FROM_GGUF=1, else its fp32 copy."""
+    if os.environ.get("BENCH_FROM_GGUF") == "1":
+        return f"pretrained={smollm2_dir()},gguf_file={GGUF},dtype=float32"
+    return f"pretrained={fp32_copy()},dtype=float32"
 
 
 def load_model():

