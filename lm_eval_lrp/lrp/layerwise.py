@@ -28,7 +28,7 @@ from torch import nn
 
 from .arch import Architecture, architecture_of
 from .composite import Composite
-from .explain import Explanation, _as_ids, _head_logits
+from .explain import Explanation, _as_ids, _check_tokens, _head_logits
 
 
 @dataclass
@@ -240,12 +240,7 @@ def explain_layerwise(
     if not -T <= position < T:
         raise IndexError(f"position {position} outside a sequence of {T} tokens")
     pos = position % T
-    vocab = model.get_output_embeddings().weight.shape[0]
-    for name, tok in (("target", target), ("contrast", contrast)):
-        if tok is not None and not 0 <= int(tok) < vocab:
-            raise ValueError(f"{name} token id {tok} outside the vocabulary (size {vocab})")
-    if target is not None and contrast is not None and int(target) == int(contrast):
-        raise ValueError("target and contrast are the same token: nothing to contrast")
+    _check_tokens(model, target, contrast)
     arch = architecture_of(model)
     with Composite(model, rule, arch):
         record = record_forward(model, ids, arch)
