@@ -25,9 +25,9 @@ import time
 from collections import Counter
 
 from .artifacts import Run, load_run
+from .loading import ModelArgsError, describe, load_model, load_spec, load_tokenizer, parse_model_args
 from .patterns import Thresholds, classify, prompt_segments, special_positions
 
-LOAD_KEYS = ("pretrained", "gguf_file", "revision", "subfolder", "trust_remote_code", "tokenizer")
 SEGMENTS = ("instruction", "fewshot", "signature", "docstring", "query", "answer_so_far")
 
 
@@ -39,68 +39,9 @@ class CompareError(ValueError):
     pass
 
 
-# --- model arguments and loading ---------------------------------------------------------------------------------
-
-
-def parse_model_args(args) -> dict:
-    """``pretrained=...,gguf_file=...`` (or lm-eval's dict) → dict of strings / values."""
-    if args is None:
-        return {}
-    if isinstance(args, dict):
-        return dict(args)
-    out = {}
-    for part in str(args).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "=" not in part:
-            raise CompareError(f"model argument {part!r} is not key=value")
-        k, v = part.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-
 def run_model_args(run: Run) -> dict:
+    """The model arguments a run was evaluated with (from its results JSON)."""
     return parse_model_args(((run.results or {}).get("config") or {}).get("model_args"))
-
-
-def load_spec(args: dict) -> dict:
-    """The keys that say which weights to load (``lrp_*``, batch and device settings dropped)."""
-    spec = {k: v for k, v in args.items() if k in LOAD_KEYS and v not in (None, "")}
-    if "pretrained" not in spec:
-        raise CompareError("no 'pretrained' among the model arguments: pass --model_args_b pretrained=...")
-    return spec
-
-
-def _truthy(v) -> bool:
-    return str(v).lower() in ("1", "true", "yes")
-
-
-def load_tokenizer(spec: dict):
-    from transformers import AutoTokenizer
-
-    kwargs = {k: spec[k] for k in ("gguf_file", "revision", "subfolder") if spec.get(k)}
-    if spec.get("trust_remote_code") is not None:
-        kwargs["trust_remote_code"] = _truthy(spec["trust_remote_code"])
-    return AutoTokenizer.from_pretrained(spec.get("tokenizer") or spec["pretrained"], **kwargs)
-
-
-def load_model(spec: dict, device: str = "cpu", dtype: str = "float32"):
-    """(model, tokenizer) for ``spec``, in float32 by default (de-quantised when the weights are a GGUF file)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    kwargs = {k: spec[k] for k in ("gguf_file", "revision", "subfolder") if spec.get(k)}
-    if spec.get("trust_remote_code") is not None:
-        kwargs["trust_remote_code"] = _truthy(spec["trust_remote_code"])
-    model = AutoModelForCausalLM.from_pretrained(spec["pretrained"], dtype=getattr(torch, dtype), **kwargs)
-    model = model.to(device).eval()
-    return model, load_tokenizer(spec)
-
-
-def describe(spec: dict) -> str:
-    extra = ", ".join(f"{k}={spec[k]}" for k in ("gguf_file", "revision", "subfolder") if spec.get(k))
-    return str(spec.get("pretrained")) + (f" ({extra})" if extra else "")
 
 
 # --- tokenizer check ---------------------------------------------------------------------------------------------
@@ -216,7 +157,7 @@ def b_outcome(run_b: Run, task: str, doc_id) -> str:
 
 
 def accuracy_table(run_a: Run, run_b: Run) -> list[dict]:
-    from .report.build import accuracy_of
+    from .report.summary import accuracy_of
 
     rows = []
     lrp_a = ((run_a.results or {}).get("lrp") or {}).get("tasks") or {}
@@ -394,10 +335,10 @@ def compare(run_a_path, run_b_path, model_args_b: str | dict | None = None, *, d
             tok_a = load_tokenizer(spec_a)
         except Exception:  # noqa: BLE001 - A's files may be gone: the per-record check still runs
             tok_a = None
-    except CompareError:
+    except (CompareError, ModelArgsError):
         name_a = str(run_a.path)
     name_b = describe(spec_b)
-    model_b, tok_b = load_model(spec_b, device=device, dtype=dtype)
+    model_b, tok_b = load_model(spec_b, device=device, dtype=dtype), load_tokenizer(spec_b)
     try:
         total = sum(min(len(t.attributed), limit or 10**9) for n, t in run_a.tasks.items() if not tasks or n in tasks)
         progress = progress_factory(total) if progress_factory else None

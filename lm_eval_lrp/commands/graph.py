@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..loading import load_model, load_spec, parse_model_args
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -33,33 +35,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--output", "-o", help="graph file to write (default: graph_<task>_<doc_id>.json beside the records)")
     return p
-
-
-def parse_model_args(text: str) -> dict:
-    """``k=v,k=v`` -> dict (values stay strings; ``true``/``false`` become booleans)."""
-    out: dict = {}
-    for part in filter(None, (s.strip() for s in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise ValueError(f"model_args entry {part!r} is not key=value")
-        low = value.lower()
-        out[key.strip()] = True if low == "true" else False if low == "false" else value
-    if "pretrained" not in out:
-        raise ValueError("model_args needs pretrained=...")
-    return out
-
-
-def load_model(model_args: dict, device: str = "cpu"):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    args = dict(model_args)
-    pretrained = args.pop("pretrained")
-    dtype = args.pop("dtype", "float32")
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else torch.float32
-    kwargs = {k: v for k, v in args.items() if k in ("gguf_file", "revision", "trust_remote_code", "attn_implementation", "subfolder")}
-    model = AutoModelForCausalLM.from_pretrained(pretrained, dtype=dtype, **kwargs)
-    return model.to(device).eval()
 
 
 def find_record(source: str | Path, doc_id: str, task: str | None) -> tuple[dict, Path, str]:
@@ -94,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         record, path, task = find_record(args.source, args.doc_id, args.task)
         model_args = parse_model_args(args.model_args)
+        spec = load_spec(model_args)
         from ..graph.prune import parse_prune
 
         prune = parse_prune(args.prune)
@@ -110,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..graph.refine import refine
 
     t0 = time.time()
-    model = load_model(model_args, args.device)
+    model = load_model(spec, args.device, dtype=str(model_args.get("dtype", "float32")))
     target = record["target"]["id"] if isinstance(record["target"], dict) else record["target"]
     contrast = record.get("contrast")
     contrast = contrast.get("id") if isinstance(contrast, dict) else contrast

@@ -1,6 +1,7 @@
 """Static, self-contained HTML reports of a run (``lm-eval-lrp report RUN_DIR``). Reports never run a model."""
 
-from .build import ReportBuilder, TaskSummary, accuracy_of, build_report, model_args, summarise
+from .build import ReportBuilder, build_report
+from .summary import TaskSummary, accuracy_of, model_args, summarise
 from .graph import load_graph, strongest_paths
 from .heatmap import normalise
 
