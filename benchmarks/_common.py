@@ -213,7 +213,9 @@ def _wrapper(argv: list[str]) -> None:
 
     import lm_eval.evaluator as evaluator
 
-    import lm_eval_lrp  # noqa: F401 - installs the attribution wrapper around evaluate
+    import lm_eval_lrp
+
+    lm_eval_lrp.install()  # registers hf-lrp and the attribution wrapper around evaluate
     import lm_eval_lrp.harness as harness
     from lm_eval_lrp.cli import main
 

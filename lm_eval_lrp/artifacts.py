@@ -12,11 +12,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import jsonlines
 import torch
 from safetensors.torch import load_file, save_file
+
+from .record import Record, RecordFormatError
 
 RECORD_GLOB = "attributions_*.jsonl"
 _NAME = re.compile(r"^attributions_(?P<task>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d\-\.]+)(?:\.rank(?P<rank>\d+))?\.jsonl$")
@@ -68,18 +70,20 @@ class AttributionWriter:
         self.close()
 
 
-def read_records(path: Path) -> list[dict]:
-    """Records of one JSONL file; a truncated last line (a killed run) is ignored."""
+def read_records(path: Path, warn: Callable[[str], None] | None = None) -> list[Record]:
+    """Records of one JSONL file. Lines that are not records (a line torn by a killed run, garbage) are left out and
+    named through ``warn`` (file and line number): the caller decides whether to say it."""
     out = []
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
                 continue
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+                out.append(Record.load(json.loads(line)))
+            except (json.JSONDecodeError, RecordFormatError) as err:
+                if warn is not None:
+                    warn(f"{path}:{number}: not an attribution record ({err}); left out")
     return out
 
 

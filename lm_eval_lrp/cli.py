@@ -21,6 +21,10 @@ def lrp_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="lm-eval-lrp: the lm_eval command, plus contrastive LRP explanations of every wrong prediction. "
         "All lm_eval options (listed after this section) are accepted unchanged.",
+        epilog="sub-commands (each with its own --help): "
+        "lm-eval-lrp report RUN_DIR (HTML report and summary of a run); "
+        "lm-eval-lrp compare RUN_A RUN_B ... (re-explain A's failures on other models or checkpoints); "
+        "lm-eval-lrp graph RECORDS.jsonl --doc_id N (the attribution graph of one stored record)",
     )
     g = p.add_argument_group("attribution (lm-eval-lrp)")
     g.add_argument("--lrp", action="store_true", help="explain each wrong prediction (turns --model hf into hf-lrp)")
@@ -60,6 +64,13 @@ def translate(argv: list[str]) -> list[str]:
         names = sorted(a.option_strings[0] for a in lrp_parser()._actions if a.option_strings)
         raise SystemExit(f"lm-eval-lrp: unknown option {unknown[0].split('=')[0]}; the attribution options are: {', '.join(names)}")
     given = {k: v for k, v in vars(ns).items() if k != "lrp" and v is not None and v is not False}
+    if ns.lrp:
+        from .config import LRPConfig
+
+        try:  # every value that can be checked before the evaluation starts
+            LRPConfig.pop_from(dict(given))
+        except (ValueError, TypeError) as err:
+            raise SystemExit(f"lm-eval-lrp: {err}") from None
     if not ns.lrp:
         if given:
             print(f"lm-eval-lrp: {', '.join('--' + k for k in given)} ignored without --lrp", file=sys.stderr)
@@ -101,12 +112,18 @@ def main(argv: list[str] | None = None) -> None:
     else:
         argv = translate(argv)
 
-    import lm_eval_lrp  # noqa: F401 - registers hf-lrp and the evaluate wrapper
+    import lm_eval_lrp
+
+    lm_eval_lrp.install()  # registers hf-lrp and routes evaluations through the attribution loop
     from lm_eval.__main__ import cli_evaluate
+
+    from .lmeval.route import LRPOptionError
 
     sys.argv = ["lm-eval-lrp", *argv]
     try:
         cli_evaluate()
+    except LRPOptionError as err:
+        raise SystemExit(f"lm-eval-lrp: {err}") from None
     except Exception as err:  # noqa: BLE001 - say clearly that lm-eval stopped, then fail as lm_eval would
         import traceback
 

@@ -95,7 +95,7 @@ def segment_sums(record: dict, relevance, tokenizer, segments) -> dict:
     import torch
 
     from .patterns import token_spans
-    from .records import char_spans, segment_sums as _sums
+    from .segments import char_spans, segment_sums as _sums
 
     ids = record.get("token_ids") or []
     n_prompt = int(record.get("n_prompt_tokens") or len(ids))

@@ -37,5 +37,5 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     console.print(table)
     for line in details:
         console.print(line, highlight=False, markup=True, soft_wrap=True)
-    if summary.get("output_dir"):
-        console.print(f"[bold]attributions:[/] {escape(summary['output_dir'])}/attributions_<task>_<time>.jsonl", soft_wrap=True)
+    for path in summary.get("files") or []:
+        console.print(f"[bold]attributions:[/] {escape(path)}", soft_wrap=True)

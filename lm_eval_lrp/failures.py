@@ -13,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+from .lrp.target import Contrast
+
 
 @dataclass
 class Failure:
@@ -43,6 +45,12 @@ class Case:
     truncated: int = 0  # tokens cut from the left to fit max_length
     sequence: tuple[list[int], list[int], list[int]] | None = None  # (context, wrong, gold) for the sequence contrast
     skip: str | None = None
+    note: str | None = None  # how the explained token was chosen, when it is not the obvious one
+
+    @property
+    def explained(self) -> Contrast:
+        """What is explained, as the engine takes it."""
+        return Contrast(self.ids, self.position, self.target, self.contrast)
 
 
 def _scalar_metrics(sample: dict) -> dict:
@@ -112,32 +120,6 @@ def find_failures(
 # --- multiple choice -----------------------------------------------------------------------------------------
 
 
-def gold_indices(task, doc, n_choices: int) -> list[int]:
-    """The gold choice index(es), as lm-eval's multiple-choice ``process_results`` determines them."""
-    gold = task.doc_to_text(doc) if getattr(task, "multiple_input", False) else task.doc_to_target(doc)
-    choices = task.doc_to_choice(doc)
-    golds = gold if isinstance(gold, list) else [gold]
-    out = []
-    for g in golds:
-        if isinstance(g, str):
-            g = choices.index(g) if g in choices else -1
-        if isinstance(g, (int, np.integer)) and 0 <= int(g) < n_choices:
-            out.append(int(g))
-    return out
-
-
-def predicted_index(sample: dict, task, metric: str) -> int:
-    """The choice lm-eval's metric picked: argmax log-likelihood (acc), per character (acc_norm) or byte."""
-    lls = np.array([float(r[0]) for r in sample["filtered_resps"]])
-    choices = task.doc_to_choice(sample["doc"])
-    lls = lls[: len(choices)]  # mutual-info tasks append unconditional requests
-    if metric == "acc_norm":
-        lls = lls / np.array([float(len(c)) for c in choices])
-    elif metric == "acc_bytes":
-        lls = lls / np.array([float(len(c.encode("utf-8"))) for c in choices])
-    return int(np.argmax(lls))
-
-
 def _first_difference(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     for i in range(n):
@@ -156,9 +138,9 @@ def _fit(ids: list[int], max_length: int | None) -> tuple[list[int], int]:
 def multiple_choice_case(failure: Failure, task, encode_pair, max_length: int | None = None) -> Case:
     sample = failure.sample
     args = sample["arguments"]
-    choices = task.doc_to_choice(sample["doc"])
-    pred = predicted_index(sample, task, failure.metric)
-    golds = gold_indices(task, sample["doc"], len(choices))
+    n_choices = len(args)
+    pred = task.predicted_index(sample, failure.metric)
+    golds = task.gold_indices(sample["doc"], n_choices)
     if not golds:
         return Case(skip="no valid gold choice for this document")
     gold = golds[0]

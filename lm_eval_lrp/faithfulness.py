@@ -50,7 +50,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .lrp.explain import _head_logits, explain, gradient_x_input
+from .lrp.baselines import gradient_x_input
+from .lrp.explain import _head_logits, explain
 
 __all__ = ["deletion_curve", "faithfulness", "candidate_positions", "default_steps", "curve_area"]
 

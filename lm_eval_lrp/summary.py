@@ -16,32 +16,41 @@ def _top_wrong_tokens(records: list[dict], k: int = 3, n: int = 10) -> list[tupl
     return counts.most_common(n)
 
 
-def summarize(per_task: dict[str, list[dict]], payload: dict, results: dict | None, files: dict[str, Path], model) -> dict:
+def _accuracy(results: dict | None, task: str, metric: str | None, filt: str | None):
+    if results is None or not metric:
+        return None
+    return results.get("results", {}).get(task, {}).get(f"{metric},{filt or 'none'}")
+
+
+def summarize(per_task: dict[str, list[dict]], work, results: dict | None, config) -> dict:
+    """The ``lrp`` summary: per task lm-eval's metric and accuracy, the true failure count, and what attribution
+    made of them (``work`` is the run's :class:`~lm_eval_lrp.harness.plan.Plan`)."""
     tasks = {}
-    for name, records in per_task.items():
+    for name, tp in work.tasks.items():
+        records = per_task.get(name, [])
         attributed = [r for r in records if r["status"] == "attributed"]
         skipped = Counter(r["reason"] for r in records if r["status"] == "skipped")
         errors = Counter(r["reason"] for r in records if r["status"] == "error")
         deltas = [r["delta"] for r in attributed]
-        ratios = [r["conservation"]["ratio"] for r in attributed if r["conservation"].get("ratio") is not None]
-        metric = records[0]["metric"] if records else None
-        accuracy = None
-        if results is not None and metric and records:
-            accuracy = results.get("results", {}).get(name, {}).get(f"{metric},{records[0]['filter']}")
+        ratios = [r["conservation"]["ratio"] for r in attributed if (r.get("conservation") or {}).get("ratio") is not None]
         faithful = [r["faithfulness"]["attnlrp_beats"] for r in attributed if r.get("faithfulness")]
-        graphs = sorted(files[name].parent.glob(f"graph_{name}_*.json")) if name in files else []
+        folder = tp.file.parent if tp.file is not None else None
+        graphs = sorted(folder.glob(f"graph_{name}_*.json")) if folder is not None and folder.is_dir() else []
         tasks[name] = {
-            "metric": metric,
-            "accuracy": accuracy,
-            "failures": len(records),
+            "metric": tp.metric,
+            "filter": tp.filter,
+            "accuracy": _accuracy(results, name, tp.metric, tp.filter),
+            "failures": tp.n_failures,
+            "explained": len(records),  # failures looked at (at most --lrp_max_failures)
             "attributed": len(attributed),
+            "weak": sum(1 for r in records if r.get("weak")),
             "skipped": dict(skipped),
             "errors": dict(errors),
             "clean_case_rate": (len(attributed) / len(records)) if records else None,
             "median_delta": statistics.median(deltas) if deltas else None,
             "median_conservation_ratio": statistics.median(ratios) if ratios else None,
             "top_wrong_tokens": _top_wrong_tokens(attributed),
-            "file": files[name].name if name in files else None,
+            "file": tp.file.name if tp.file is not None and tp.file.exists() else None,
             "graphs": len(graphs),
         }
         timings = Counter()
@@ -50,7 +59,7 @@ def summarize(per_task: dict[str, list[dict]], payload: dict, results: dict | No
         tasks[name]["seconds"] = {
             "records": round(sum(r.get("seconds") or 0.0 for r in records), 3),  # everything per failure
             **{k: round(v, 3) for k, v in sorted(timings.items())},  # of which: LRP forward, backward, ...
-            "writing": round(payload.get("write_seconds", {}).get(name, 0.0), 3),
+            "writing": round(work.write_seconds.get(name, 0.0), 3),
         }
         if faithful:
             tasks[name]["faithfulness"] = {
@@ -58,10 +67,12 @@ def summarize(per_task: dict[str, list[dict]], payload: dict, results: dict | No
                 "beats_grad_x_input": sum(bool(f.get("grad_x_input")) for f in faithful) / len(faithful),
                 "beats_random": sum(bool(f.get("random")) for f in faithful) / len(faithful),
             }
+    files = [str(tp.file) for tp in work.tasks.values() if tp.file is not None and tp.file.exists()]
     return {
-        "rule": model.lrp.rule,
-        "min_delta": model.lrp.min_delta,
-        "output_dir": str(next(iter(files.values())).parent) if files else None,
-        "notes": payload.get("notes", []),
+        "rule": config.rule,
+        "min_delta": config.min_delta,
+        "output_dir": str(Path(files[0]).parent) if files else None,
+        "files": files,
+        "notes": list(work.notes),
         "tasks": tasks,
     }

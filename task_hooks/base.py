@@ -1,17 +1,12 @@
-"""The task-hook interface."""
+"""The task-hook interface.
+
+Hooks receive the task as a plain view (:class:`lm_eval_lrp.lmeval.tasks.TaskView`: ``name``, ``output_type``,
+``target_delimiter``, ``description``, ``doc_to_text/target/choice``), never an lm-eval object.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A labelled character span of the prompt (``label`` in few-shot / instruction / query / answer_so_far)."""
-
-    label: str
-    start: int
-    end: int
+from lm_eval_lrp.segments import Segment, label_prompt
 
 
 class TaskHook:
@@ -30,7 +25,7 @@ class TaskHook:
         if value:
             delimiter = self.gold_delimiter
             if delimiter is None:
-                delimiter = getattr(task.config, "target_delimiter", " ") or ""
+                delimiter = task.target_delimiter or ""
             return f"{delimiter}{value}"
         target = sample.get("target")
         if isinstance(target, list):
@@ -43,7 +38,7 @@ class TaskHook:
                 target = choices[target]
             except Exception:  # noqa: BLE001 - a task without choices: the int is the answer itself
                 pass
-        delimiter = getattr(task.config, "target_delimiter", " ") or ""
+        delimiter = task.target_delimiter or ""
         return f"{delimiter}{target}"
 
     #: skip divergences where both tokens are white space only (code: formatting, not content)
@@ -58,23 +53,14 @@ class TaskHook:
                 return k
         return None
 
+    #: code prompts are labelled signature | docstring
+    code: bool = False
+
     def segments(self, task, doc, prompt: str) -> list[Segment]:
-        """Label the prompt: instruction (task description), few-shot examples, query (this document's text)."""
-        out: list[Segment] = []
+        """Label the prompt (see :func:`lm_eval_lrp.segments.label_prompt`)."""
         try:
             query = task.doc_to_text(doc)
         except Exception:  # noqa: BLE001 - a task whose doc_to_text needs more than the doc
             query = None
-        q_start = prompt.rfind(query) if isinstance(query, str) and query else -1
-        if q_start < 0:
-            return out
-        description = getattr(task.config, "description", "") or ""
-        d_end = len(description) if description and prompt.startswith(description) else 0
-        if d_end:
-            out.append(Segment("instruction", 0, d_end))
-        if q_start > d_end:
-            out.append(Segment("fewshot", d_end, q_start))
-        out.append(Segment("query", q_start, q_start + len(query)))
-        if q_start + len(query) < len(prompt):
-            out.append(Segment("answer_so_far", q_start + len(query), len(prompt)))
-        return out
+        return label_prompt(prompt, query=query if isinstance(query, str) else None,
+                            description=task.description, code=self.code)

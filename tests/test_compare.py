@@ -16,7 +16,7 @@ from lm_eval_lrp.compare import (
 from lm_eval_lrp.failures import Case
 from lm_eval_lrp.loading import load_spec, parse_model_args
 from lm_eval_lrp.lrp import explain
-from lm_eval_lrp.records import explained_record
+from lm_eval_lrp.record import explained_record
 from task_hooks.base import Segment
 
 STAMP = "2026-01-02T03-04-05.678901"

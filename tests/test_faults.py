@@ -77,7 +77,9 @@ def test_out_of_memory_in_one_attribution(world, monkeypatch):
     import torch
 
     import lm_eval_lrp
-    import lm_eval_lrp.harness as harness
+    import lm_eval_lrp.harness.attribute as harness
+
+    lm_eval_lrp.install()
 
     def run():
         return lm_eval.simple_evaluate(model="hf-lrp", model_args={"pretrained": str(world["model"]), "lrp_min_delta": 0.0},

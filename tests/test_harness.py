@@ -203,7 +203,9 @@ def test_help_documents_the_added_options(world):
 def test_python_api_simple_evaluate(world):
     import lm_eval
 
-    import lm_eval_lrp  # noqa: F401
+    import lm_eval_lrp
+
+    lm_eval_lrp.install()
 
     res = lm_eval.simple_evaluate(model="hf-lrp", model_args={"pretrained": str(world["model"]), "lrp_min_delta": 0.0},
                                   tasks=["tiny_mc"], device="cpu", log_samples=False,

@@ -7,7 +7,7 @@ from types import SimpleNamespace as NS
 import torch
 
 from lm_eval_lrp.failures import Case
-from lm_eval_lrp.records import char_spans, segment_sums
+from lm_eval_lrp.segments import char_spans, segment_sums
 from task_hooks import HookRegistry, Segment, load_hooks_from
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from ..lrp.arch import architecture_of
 from ..lrp.composite import Composite
 from ..lrp.explain import _as_ids
+from ..lrp.target import Contrast
 from ..lrp.layerwise import BlockStep, backward_blocks, decoder_layers, objective_gradient, record_forward
 from . import attention as A
 from . import edges as E
@@ -238,9 +239,9 @@ def transition_matrices(model, token_ids, position, target, contrast, **kw) -> t
 def build_full_graph(
     model: nn.Module,
     token_ids,
-    position: int,
-    target: int | None,
-    contrast: int | None,
+    position: int = -1,
+    target: int | None = None,
+    contrast: int | None = None,
     *,
     rule: str = "attnlrp",
     node_threshold: float | None = 0.01,
@@ -251,9 +252,12 @@ def build_full_graph(
     tokens: list[str] | None = None,
     record: dict | None = None,
 ) -> Graph:
-    """The whole graph, each transition pruned as it streams by (``prune=None``: every non-zero edge kept)."""
+    """The whole graph, each transition pruned as it streams by (``prune=None``: every non-zero edge kept).
+    ``token_ids`` may be a :class:`~lm_eval_lrp.lrp.target.Contrast` (then leave position, target, contrast out)."""
     prune = parse_prune(prune)
-    ids = [int(i) for i in (token_ids.tolist() if isinstance(token_ids, torch.Tensor) else token_ids)]
+    c = Contrast.of(token_ids, position, target, contrast)
+    token_ids, position, target, contrast = list(c.ids), c.position, c.target, c.contrast
+    ids = list(c.ids)
     T = len(ids)
     kept_src, kept_tgt, kept_w, stats = [], [], [], {}
 
@@ -308,9 +312,9 @@ def build_full_graph(
 def build_graph(
     model: nn.Module,
     token_ids,
-    position: int,
-    target: int | None,
-    contrast: int | None,
+    position: int = -1,
+    target: int | None = None,
+    contrast: int | None = None,
     *,
     rule: str = "attnlrp",
     node_threshold: float = 0.01,

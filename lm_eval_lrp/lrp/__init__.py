@@ -2,11 +2,16 @@
 
 from .arch import Architecture, UnsupportedArchitecture, architecture_of, supported_model_types
 from .composite import Composite, attnlrp, cp_lrp, lrp_rules
-from .explain import Explanation, LRPForward, SequenceExplanation, explain, explain_sequences, gradient_x_input
+from .baselines import gradient_x_input
+from .explain import Explanation, LRPForward, explain
+from .sequences import ContextPairExplanation, SequenceExplanation, explain_context_pair, explain_sequences
+from .target import Contrast
 
 __all__ = [
     "Architecture",
     "Composite",
+    "ContextPairExplanation",
+    "Contrast",
     "Explanation",
     "LRPForward",
     "SequenceExplanation",
@@ -15,6 +20,7 @@ __all__ = [
     "attnlrp",
     "cp_lrp",
     "explain",
+    "explain_context_pair",
     "explain_sequences",
     "gradient_x_input",
     "lrp_rules",

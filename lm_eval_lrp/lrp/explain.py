@@ -17,6 +17,7 @@ from torch import nn
 
 from .arch import Architecture, architecture_of
 from .composite import Composite
+from .target import Contrast
 
 
 @dataclass
@@ -71,24 +72,6 @@ class Explanation:
             "head_lost": self.delta - head_in,
             "blocks": blocks,
         }
-
-
-@dataclass
-class SequenceExplanation:
-    """Sequence-level contrast: relevance of the shared context for Σ log p(wrong) − Σ log p(gold)."""
-
-    context_ids: list[int]
-    wrong_ids: list[int]
-    gold_ids: list[int]
-    logprob_wrong: float
-    logprob_gold: float
-    delta: float
-    context_relevance: torch.Tensor  # [len(context_ids)]
-    rule: str
-
-    @property
-    def finite(self) -> bool:
-        return bool(torch.isfinite(self.context_relevance).all())
 
 
 class _NodeRecorder:
@@ -160,12 +143,7 @@ def _head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None
 
 
 def _check_tokens(model: nn.Module, target, contrast) -> None:
-    vocab = model.get_output_embeddings().weight.shape[0]
-    for name, tok in (("target", target), ("contrast", contrast)):
-        if tok is not None and not 0 <= int(tok) < vocab:
-            raise ValueError(f"{name} token id {tok} outside the vocabulary (size {vocab})")
-    if target is not None and contrast is not None and int(target) == int(contrast):
-        raise ValueError("target and contrast are the same token: nothing to contrast")
+    Contrast((0,), 0, target, contrast).check_vocab(model.get_output_embeddings().weight.shape[0])
 
 
 class LRPForward:
@@ -274,25 +252,32 @@ class LRPForward:
                      else (emb.detach().float() * g.float()).sum(-1).reshape(-1).cpu())
         return input_rel, node_rel
 
-    def explain(self, position: int = -1, target: int | None = None, contrast: int | None = None, *,
+    def explain(self, position: int | Contrast = -1, target: int | None = None, contrast: int | None = None, *,
                 topk: int = 5, retain_graph: bool = False) -> "Explanation":
-        """Explain ℓ(target) − ℓ(contrast) of the next token after ``ids[position]`` (see :func:`explain`).
+        """Explain ℓ(target) − ℓ(contrast) of the next token after ``ids[position]`` (see :func:`explain`); or pass a
+        :class:`Contrast` whose ids are (a prefix of) this forward's.
 
         ``retain_graph=True`` keeps the forward for another explanation (at a memory cost)."""
         T = len(self)
+        if isinstance(position, Contrast):
+            c = position
+            if len(c) > T or list(c.ids) != self.ids[: len(c)].tolist():
+                raise ValueError("the Contrast's ids are not a prefix of this forward's input")
+            position, target, contrast = c.position, c.target, c.contrast
         if not -T <= position < T:
             raise IndexError(f"position {position} outside a sequence of {T} tokens")
-        pos = position % T
-        _check_tokens(self.model, target, contrast)
+        c = Contrast((0,) * T, position, target, contrast).check_vocab(self.model.get_output_embeddings().weight.shape[0])
+        pos = c.position
         self._alive()
         start = time.perf_counter()
         row = self.hidden[pos : pos + 1]
         with torch.no_grad():  # all logits for the top-k; the explained ones below, in the graph
             logits = _head_logits(self.model, row.detach())[0]
-        tgt = int(logits.argmax()) if target is None else int(target)
+        c = c.resolve(logits)
+        tgt = c.target
         with torch.enable_grad():
-            chosen = _head_logits(self.model, row, [tgt] + ([int(contrast)] if contrast is not None else []))[0]
-        value = chosen[0] - (chosen[1] if contrast is not None else 0.0)
+            chosen = _head_logits(self.model, row, c.tokens)[0]
+        value = c.delta_of(chosen)
         top = logits.float().topk(min(topk, logits.numel()))
         input_rel, node_rel = self.backward(value, retain_graph=retain_graph)
         return Explanation(
@@ -314,7 +299,7 @@ class LRPForward:
 
 def explain(
     model: nn.Module,
-    input_ids: Sequence[int] | torch.Tensor,
+    input_ids: Sequence[int] | torch.Tensor | Contrast,
     position: int = -1,
     target: int | None = None,
     contrast: int | None = None,
@@ -332,83 +317,16 @@ def explain(
     ``recompute=True`` runs the same backward block by block, recomputing each block from its stored input
     (:mod:`lm_eval_lrp.lrp.layerwise`): same result, memory for long contexts.
     To choose the position from the model's own predictions without a second forward, use :class:`LRPForward`.
+    ``explain(model, Contrast(ids, position, target, contrast))`` is the same call with the objective as one value.
     """
+    c = Contrast.of(input_ids, position, target, contrast)
+    c.check_vocab(model.get_output_embeddings().weight.shape[0])
+    input_ids, position, target, contrast = list(c.ids), c.position, c.target, c.contrast
     if recompute:
         from .layerwise import explain_layerwise
 
         return explain_layerwise(
             model, input_ids, position, target, contrast, rule=rule, topk=topk, nodes=nodes
         )
-    T = _as_ids(input_ids, "cpu").numel()
-    if not -T <= position < T:
-        raise IndexError(f"position {position} outside a sequence of {T} tokens")
-    _check_tokens(model, target, contrast)
     with LRPForward(model, input_ids, rule=rule, nodes=nodes) as fwd:
         return fwd.explain(position, target, contrast, topk=topk)
-
-
-def _sequence_logprob(model, ids: torch.Tensor, n_context: int, rule: str):
-    """Σ log p(continuation tokens | prefix) and the relevance of every input token for it."""
-    with LRPForward(model, ids, rule=rule, nodes=False) as fwd:
-        logp = torch.log_softmax(fwd.head(slice(n_context - 1, len(fwd) - 1)).float(), dim=-1)
-        cont = fwd.ids[n_context:].to(logp.device)
-        value = logp.gather(-1, cont.unsqueeze(-1)).sum()
-        input_rel, _ = fwd.backward(value)
-    return float(value.detach()), input_rel
-
-
-def explain_sequences(
-    model: nn.Module,
-    context_ids: Sequence[int],
-    wrong_ids: Sequence[int],
-    gold_ids: Sequence[int],
-    *,
-    rule: str = "attnlrp",
-) -> SequenceExplanation:
-    """Sequence-level contrast of two continuations sharing ``context_ids``.
-
-    Explains Σ log p(wrong | context) − Σ log p(gold | context): the relevance of each context token is its
-    relevance for the wrong continuation minus that for the gold one (the backward is linear in its seed).
-    """
-    context_ids, wrong_ids, gold_ids = list(context_ids), list(wrong_ids), list(gold_ids)
-    if not context_ids:
-        raise ValueError("the context is empty")
-    if not wrong_ids or not gold_ids:
-        raise ValueError("both continuations must be non-empty")
-    if wrong_ids == gold_ids:
-        raise ValueError("the two continuations are identical: nothing to contrast")
-    device = model.get_input_embeddings().weight.device
-    n = len(context_ids)
-    lp_w, r_w = _sequence_logprob(model, _as_ids(context_ids + wrong_ids, device), n, rule)
-    lp_g, r_g = _sequence_logprob(model, _as_ids(context_ids + gold_ids, device), n, rule)
-    return SequenceExplanation(
-        context_ids=context_ids,
-        wrong_ids=wrong_ids,
-        gold_ids=gold_ids,
-        logprob_wrong=lp_w,
-        logprob_gold=lp_g,
-        delta=lp_w - lp_g,
-        context_relevance=r_w[:n] - r_g[:n],
-        rule=rule,
-    )
-
-
-def gradient_x_input(model: nn.Module, input_ids, position: int, target: int, contrast: int | None = None) -> torch.Tensor:
-    """Plain (unmodified) gradient × input of the same objective, as a baseline. Returns [T] float32."""
-    device = model.get_input_embeddings().weight.device
-    ids = _as_ids(input_ids, device)
-    pos = position % ids.numel()
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        with torch.enable_grad():
-            emb = model.get_input_embeddings()(ids.unsqueeze(0)).detach().requires_grad_(True)
-            out = model.base_model(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
-            logits = _head_logits(model, out.last_hidden_state[0, pos : pos + 1])[0]
-            value = logits[target] - (logits[contrast] if contrast is not None else 0.0)
-            (g,) = torch.autograd.grad(value, [emb])
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-    return (emb.detach().float() * g.float()).sum(-1)[0].cpu()

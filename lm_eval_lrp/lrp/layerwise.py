@@ -29,6 +29,7 @@ from torch import nn
 from .arch import Architecture, architecture_of
 from .composite import Composite
 from .explain import Explanation, _as_ids, _check_tokens, _head_logits
+from .target import Contrast
 
 
 @dataclass
@@ -150,8 +151,9 @@ def objective_gradient(model, arch, final: torch.Tensor, pos: int, target, contr
     with torch.enable_grad():
         h = final[:, pos : pos + 1].detach().requires_grad_(True)
         logits = _head_logits(model, norm(h)[0])[0]
-        tgt = int(logits.detach().argmax()) if target is None else int(target)
-        value = logits[tgt] - (logits[int(contrast)] if contrast is not None else 0.0)
+        c = Contrast((0,), 0, target, contrast).resolve(logits.detach())
+        tgt = c.target
+        value = c.delta(logits)
         (g,) = torch.autograd.grad(value, [h])
     k = min(topk, logits.numel())
     top = logits.detach().float().topk(k)
@@ -219,7 +221,7 @@ def node_names(n_layers: int) -> list[str]:
 
 def explain_layerwise(
     model: nn.Module,
-    input_ids: Sequence[int] | torch.Tensor,
+    input_ids: Sequence[int] | torch.Tensor | Contrast,
     position: int = -1,
     target: int | None = None,
     contrast: int | None = None,
@@ -234,13 +236,9 @@ def explain_layerwise(
     The input relevance is taken on the input embeddings; the embeddings reach block 0 through an addition of
     terms that do not depend on them (GPT-2's position embeddings) or directly, so their gradient is block 0's.
     """
-    device = model.get_input_embeddings().weight.device
-    ids = _as_ids(input_ids, device)
-    T = ids.numel()
-    if not -T <= position < T:
-        raise IndexError(f"position {position} outside a sequence of {T} tokens")
-    pos = position % T
-    _check_tokens(model, target, contrast)
+    c = Contrast.of(input_ids, position, target, contrast).check_vocab(model.get_output_embeddings().weight.shape[0])
+    target, contrast, pos = c.target, c.contrast, c.position
+    ids = _as_ids(list(c.ids), model.get_input_embeddings().weight.device)
     arch = architecture_of(model)
     with Composite(model, rule, arch):
         record = record_forward(model, ids, arch)

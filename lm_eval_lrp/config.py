@@ -1,0 +1,89 @@
+"""The attribution settings: the ``lrp_*`` model arguments (``--lrp_<name>`` on the command line). Plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+_BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _coerce(name: str, value):
+    """Model arguments given as strings (a dict from Python, or a results JSON) in the type of the field."""
+    kind = {f.name: str(f.type) for f in fields(LRPConfig)}.get(name, "")
+    if not isinstance(value, str):
+        return value
+    if kind.startswith("bool") and value.lower() in _BOOLS:
+        return _BOOLS[value.lower()]
+    try:
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+    except ValueError:
+        raise ValueError(f"lrp_{name}={value!r}: expected a number") from None
+    return value
+
+
+@dataclass
+class LRPConfig:
+    """The ``lrp_*`` model arguments (``--lrp_<name>`` on the command line)."""
+
+    rule: str = "attnlrp"  # attnlrp | cp
+    min_delta: float = 1.0  # the paper's clean-case filter: Δℓ ≤ min_delta is recorded as skipped
+    max_failures: int | None = None  # per task; None = all
+    topk: int = 5
+    nodes: bool = True  # per-layer node relevance (sidecar files)
+    sequence: bool = False  # also the sequence-level contrast for multiple-choice failures
+    metric: str | None = None  # which of the task's metrics decides "wrong" (default: the task's first)
+    filter: str | None = None  # which filter's answers are judged (default: the task's first)
+    hooks_path: str | None = None  # folder of user task hooks
+    output_path: str | None = None  # lm-eval's --output_path (set by the CLI)
+    max_length: int | None = None  # context cap for attribution (default: the model's max_length)
+    graph: str | int | bool | None = None  # attribution graphs: "all" (or true) / N = the top N by Δℓ per task
+    graph_prune: str = "mass:0.85"  # "mass:p" (cumulative mass per transition) or "threshold:τ"
+    faithfulness: bool = False  # deletion curves vs gradient×input, CP-LRP and random per record
+
+    @classmethod
+    def pop_from(cls, kwargs: dict) -> "LRPConfig":
+        names = {f.name for f in fields(cls)}
+        found = {}
+        for key in [k for k in kwargs if k.startswith("lrp_")]:
+            name = key[len("lrp_") :]
+            if name not in names:
+                raise ValueError(
+                    f"unknown model argument {key!r}; the lrp_* arguments are: "
+                    + ", ".join(f"lrp_{n}" for n in sorted(names))
+                )
+            found[name] = _coerce(name, kwargs.pop(key))
+        cfg = cls(**found)
+        if cfg.rule not in ("attnlrp", "cp"):
+            raise ValueError(f"lrp_rule={cfg.rule!r}: choose attnlrp or cp")
+        if cfg.graph is True or (isinstance(cfg.graph, str) and cfg.graph.lower() in ("all", "true")):
+            cfg.graph = "all"
+        elif cfg.graph in (False, 0) or (isinstance(cfg.graph, str) and cfg.graph.lower() in ("false", "none", "")):
+            cfg.graph = None
+        elif isinstance(cfg.graph, str) and cfg.graph.strip().isdigit():
+            cfg.graph = int(cfg.graph)
+        elif not isinstance(cfg.graph, int) and cfg.graph is not None:
+            raise ValueError(f"lrp_graph={cfg.graph!r}: use 'all' or a number N (the top N failures by Δℓ)")
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Values that can be checked before the evaluation starts (metric and filter names need the tasks)."""
+        from .graph.prune import parse_prune
+
+        try:
+            parse_prune(self.graph_prune)
+        except ValueError as err:
+            raise ValueError(f"lrp_graph_prune={self.graph_prune!r}: {err}") from None
+        for name in ("max_failures", "topk", "max_length"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) < (0 if name == "max_failures" else 1)):
+                raise ValueError(f"lrp_{name}={value!r}: must be a {'non-negative' if name == 'max_failures' else 'positive'} integer")
+
+    def graph_count(self, n_attributed: int) -> int:
+        if self.graph is None:
+            return 0
+        return n_attributed if self.graph == "all" else min(int(self.graph), n_attributed)

@@ -1,0 +1,202 @@
+"""Explaining one task's failures: failure → case (what is explained) → explanation → record, written one by one."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from ..failures import Case, Failure, generate_until_case, multiple_choice_case
+from ..lrp import LRPForward, explain, explain_context_pair, explain_sequences
+from ..record import Record, base_record, error_record, explained_record, skipped_record, weak_record
+from .subject import Subject
+
+log = logging.getLogger("lm_eval_lrp")
+
+OOM_ADVICE = ("out of memory during attribution: use a shorter context (lrp_max_length) or turn node relevance off "
+              "(lrp_nodes=false)")
+
+
+class TeacherForcedForward:
+    """``greedy(ids, start)`` for :func:`generate_until_case` from one forward under the LRP rules, kept so that
+    the failure it locates is explained by a backward from that same forward (no second forward)."""
+
+    def __init__(self, model, rule: str, nodes: bool):
+        self.model, self.rule, self.nodes = model, rule, nodes
+        self.forward: LRPForward | None = None
+
+    def __call__(self, ids: list[int], start: int) -> list[int]:
+        self.release()
+        self.forward = LRPForward(self.model, ids, rule=self.rule, nodes=self.nodes)
+        return self.forward.greedy(start)
+
+    def explain(self, case: Case, topk: int):
+        """The case's explanation from the kept forward (its ids are a prefix of the forward's), else None."""
+        fwd = self.forward
+        if fwd is None or len(case.ids) > len(fwd) or fwd.ids[: len(case.ids)].tolist() != list(case.ids):
+            return None
+        return fwd.explain(case.explained, topk=topk).prefix(len(case.ids))
+
+    def release(self) -> None:
+        if self.forward is not None:
+            self.forward.release()
+            self.forward = None
+
+
+def gold_pair(subject: Subject, context: str, gold: str) -> tuple[list[int], list[int]]:
+    """Context and gold ids for teacher forcing, encoded as the prompt format produces them: the context exactly as
+    lm-eval's generate_until encoded it, and the gold without its delimiter's white space when the context already
+    ends in white space (a chat template's assistant turn starts right after ``assistant\\n``)."""
+    if context[-1:].isspace():
+        gold = gold.lstrip()
+    if subject.generation_context is None:
+        return subject.encode_pair(context, gold)
+    return subject.generation_context(context, None), subject.tokenizer.encode(gold, add_special_tokens=False)
+
+
+def _sequence_block(seq) -> dict:
+    return {"delta": seq.delta, "logprob_wrong": seq.logprob_wrong, "logprob_gold": seq.logprob_gold,
+            "context_relevance": [round(float(x), 7) for x in seq.context_relevance]}
+
+
+class TaskAttribution:
+    """Explains the failures of one task and keeps (and writes) their records."""
+
+    def __init__(self, subject: Subject, task, hook, writer, fingerprint: str):
+        self.subject, self.task, self.hook, self.writer = subject, task, hook, writer
+        self.cfg = subject.config
+        self.fingerprint = fingerprint
+        self.records: list[Record] = []
+        self.write_seconds = 0.0  # writing records and node sidecars
+        self._start = time.perf_counter()
+
+    # --- which token, against which ---------------------------------------------------------------------------
+
+    def case(self, failure: Failure, teacher: TeacherForcedForward) -> Case:
+        s = self.subject
+        if failure.kind == "multiple_choice":
+            return multiple_choice_case(failure, self.task, s.encode_pair, s.max_length)
+        return generate_until_case(failure, self.task, self.hook, lambda c, g: gold_pair(s, c, g), teacher,
+                                   s.tokenizer.decode, s.max_length)
+
+    # --- one failure -----------------------------------------------------------------------------------------
+
+    def explain_one(self, failure: Failure) -> Record:
+        tok, cfg = self.subject.tokenizer, self.cfg
+        base, case = base_record(failure), None
+        self._start = start = time.perf_counter()
+        teacher = TeacherForcedForward(self.subject.model, cfg.rule, cfg.nodes)
+        try:
+            if failure.kind == "multiple_choice" and self.task.multiple_input:
+                return self._emit(self._context_pair(failure, base))
+            case = self.case(failure, teacher)
+            base = base_record(failure, case)
+            if case.skip:
+                return self._emit(skipped_record(base, case.skip, case, tok))
+            expl = teacher.explain(case, cfg.topk)
+            teacher.release()
+            if expl is None:
+                expl = explain(self.subject.model, case.explained, rule=cfg.rule, topk=cfg.topk, nodes=cfg.nodes)
+            if not (expl.finite and torch.isfinite(torch.tensor(expl.delta))):
+                return self._emit(error_record(base, "non-finite relevance or logits (NaN/inf): not written as numbers",
+                                               case=case, tokenizer=tok))
+            segments = self.hook.segments(self.task, failure.doc, case.prompt) if case.prompt else []
+            record = explained_record(base, case, expl, tok, segments, time.perf_counter() - start)
+            if expl.delta <= cfg.min_delta:
+                record = weak_record(record, cfg.min_delta)
+            self._extras(record, case, expl, failure)
+            record["seconds"] = round(time.perf_counter() - start, 4)
+            return self._emit(record, expl)
+        except torch.OutOfMemoryError:
+            return self._emit(error_record(base, "out of memory", OOM_ADVICE, case, tok))
+        except RuntimeError as err:
+            if "out of memory" in str(err).lower() or "can't allocate memory" in str(err).lower():
+                return self._emit(error_record(base, "out of memory", OOM_ADVICE, case, tok))
+            log.warning("lm-eval-lrp: %s doc %s: %s", failure.task, failure.doc_id, err)
+            return self._emit(error_record(base, f"{type(err).__name__}: {err}", case=case, tokenizer=tok))
+        except Exception as err:  # noqa: BLE001 - one bad document never stops the others
+            log.warning("lm-eval-lrp: %s doc %s: %s", failure.task, failure.doc_id, err)
+            return self._emit(error_record(base, f"{type(err).__name__}: {err}", case=case, tokenizer=tok))
+        finally:
+            teacher.release()
+
+    def _extras(self, record: Record, case: Case, expl, failure: Failure) -> None:
+        """Faithfulness and the sequence-level contrast, where asked for (or where the token level misleads)."""
+        cfg, model = self.cfg, self.subject.model
+        if cfg.faithfulness and record["status"] == "attributed":
+            from ..faithfulness import faithfulness
+
+            t = time.perf_counter()
+            record["faithfulness"] = faithfulness(model, case.ids, case.position, case.target, case.contrast,
+                                                  expl.input_relevance, seed=failure.doc_id)
+            record["timings"]["faithfulness"] = round(time.perf_counter() - t, 4)
+        if case.sequence is not None and (cfg.sequence or expl.delta < 0):
+            t = time.perf_counter()
+            record["sequence"] = _sequence_block(explain_sequences(model, *case.sequence, rule=cfg.rule))
+            record["timings"]["sequence"] = round(time.perf_counter() - t, 4)
+
+    def _context_pair(self, failure: Failure, base: Record) -> Record:
+        """Multiple-input tasks (winogrande): the choices are contexts and one continuation is scored after each;
+        explained is what lm-eval compared, log p(cont | predicted context) − log p(cont | gold context)."""
+        s, sample = self.subject, failure.sample
+        args = sample["arguments"]
+        pred = self.task.predicted_index(sample, failure.metric)
+        golds = self.task.gold_indices(sample["doc"], len(args))
+        if not golds or golds[0] == pred:
+            return skipped_record(base, "no valid gold context for this document")
+        (ctx_p, cont), (ctx_g, cont_g) = args[pred][:2], args[golds[0]][:2]
+        cp, wp = s.encode_pair(ctx_p, cont)
+        cg, _ = s.encode_pair(ctx_g, cont_g)
+        base.update(prompt=ctx_p, model_output=ctx_p, gold=ctx_g, objective="context_pair", kind="multiple_input")
+        t = time.perf_counter()
+        pair = explain_context_pair(s.model, cp, cg, wp, rule=self.cfg.rule)
+        tok = s.tokenizer
+        record = Record(
+            base, status="attributed", rule=pair.rule,
+            tokens=[tok.decode([i]) for i in pair.wrong_ids], token_ids=pair.wrong_ids, n_prompt_tokens=pair.n_wrong_context,
+            contrast_tokens=[tok.decode([i]) for i in pair.gold_ids], contrast_token_ids=pair.gold_ids,
+            n_contrast_prompt_tokens=pair.n_gold_context, continuation=cont,
+            delta=pair.delta, logprob_wrong=pair.logprob_wrong, logprob_gold=pair.logprob_gold,
+            input_relevance=[round(float(x), 7) for x in pair.wrong_relevance],
+            contrast_relevance=[round(float(x), 7) for x in pair.gold_relevance],
+            conservation={"sum_input": float(pair.wrong_relevance.sum() - pair.gold_relevance.sum()), "delta": pair.delta,
+                          "ratio": float(pair.wrong_relevance.sum() - pair.gold_relevance.sum()) / pair.delta if pair.delta else None},
+            timings={"sequence": round(time.perf_counter() - t, 4)},
+        )
+        if not pair.finite:
+            return error_record(base, "non-finite relevance or logits (NaN/inf): not written as numbers")
+        return weak_record(record, self.cfg.min_delta) if pair.delta <= self.cfg.min_delta else record
+
+    # --- graphs ----------------------------------------------------------------------------------------------
+
+    def graph_candidates(self) -> list[Record]:
+        chosen = sorted((r for r in self.records if r["status"] == "attributed" and r.explained is not None),
+                        key=lambda r: -r["delta"])
+        return chosen[: self.cfg.graph_count(len(chosen))]
+
+    def build_graph(self, record: Record, out_dir: Path | None) -> bool:
+        """The attribution graph of one attributed record, written beside the records."""
+        from ..graph import build_graph, graph_filename
+
+        try:
+            graph = build_graph(self.subject.model, record.explained, rule=self.cfg.rule, prune=self.cfg.graph_prune,
+                                tokens=record["tokens"], record=record)
+        except Exception as err:  # noqa: BLE001 - a graph is an extra; the records stay
+            log.warning("lm-eval-lrp: graph for %s doc %s failed: %s", record["task"], record["doc_id"], err)
+            return False
+        if out_dir is not None:
+            graph.write(out_dir / graph_filename(record["task"], record["doc_id"]))
+        return True
+
+    def _emit(self, record: Record, expl=None) -> Record:
+        record["fingerprint"] = self.fingerprint
+        record.setdefault("seconds", round(time.perf_counter() - self._start, 4))
+        if self.writer is not None:
+            t = time.perf_counter()
+            nodes = expl.node_relevance if (expl is not None and self.cfg.nodes) else None
+            self.writer.write(record, nodes, expl.node_names if expl is not None else None)
+            self.write_seconds += time.perf_counter() - t
+        self.records.append(record)
+        return record

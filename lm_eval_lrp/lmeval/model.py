@@ -1,0 +1,86 @@
+"""``hf-lrp``: lm-eval's HF model plus the attribution settings. Evaluation itself is the parent's, unchanged.
+
+Every ``--model_args`` of ``hf`` works; the ``lrp_*`` ones are taken out before the parent's constructor (HFLM
+would pass unknown arguments on to ``from_pretrained``). The attribution runs after lm-eval has judged the
+documents, on this same model object, through :meth:`HFLRP.subject` (plain values for the harness loop).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+import torch
+from lm_eval.models.huggingface import HFLM
+
+from ..config import LRPConfig
+from ..harness.subject import Subject
+from ..lrp import UnsupportedArchitecture, architecture_of
+
+log = logging.getLogger("lm_eval_lrp")
+
+
+class HFLRP(HFLM):
+    """lm-eval's HF model whose failures are explained with contrastive LRP after evaluation."""
+
+    def __init__(self, *args, **kwargs):
+        self.lrp = LRPConfig.pop_from(kwargs)
+        # what lm-eval's tracker names the output folder after (see GeneralConfigTracker._get_model_name)
+        self.lrp_name_args = {k: kwargs[k] for k in ("peft", "delta", "pretrained") if isinstance(kwargs.get(k), str)}
+        super().__init__(*args, **kwargs)
+        self._data_parallel_on_cpu()
+        self.lrp_unsupported: str | None = None
+        try:
+            architecture_of(self.model)
+        except UnsupportedArchitecture as err:
+            # Decision: evaluate anyway (the results are never lost), attribute nothing, and say so loudly.
+            self.lrp_unsupported = str(err)
+            log.warning("lm-eval-lrp: %s The evaluation runs without attribution.", err)
+
+    def _data_parallel_on_cpu(self) -> None:
+        """Under torchrun on CPU, split the documents like lm-eval does on GPUs.
+
+        lm-eval's HFLM enables data parallelism only when it counts GPUs; on CPU every process would evaluate every
+        document. The accelerator (gloo process group) is already there, so use it: each rank evaluates and
+        attributes its own documents, lm-eval gathers the metrics, and rank 0 merges the attribution shards.
+        """
+        accelerator = getattr(self, "accelerator", None)
+        if accelerator is None or self.world_size > 1 or accelerator.num_processes <= 1:
+            return
+        if accelerator.device.type != "cpu" or getattr(self.model, "hf_device_map", None):
+            return
+        self._rank = accelerator.process_index
+        self._world_size = accelerator.num_processes
+
+    def get_model_info(self) -> dict:
+        info = super().get_model_info()
+        info["lrp"] = {k: v for k, v in asdict(self.lrp).items() if v is not None}
+        return info
+
+    def _generation_context(self, context: str, max_gen_toks: int | None = None) -> list[int]:
+        """The ids lm-eval's ``generate_until`` builds for ``context`` (left-truncated to leave max_gen_toks)."""
+        max_ctx = self.max_length - (max_gen_toks or self.max_gen_toks)
+        ids, _ = self.tok_batch_encode([context], left_truncate_len=max_ctx, truncation=self.truncation)
+        return ids[0].tolist()
+
+    def subject(self) -> Subject:
+        def broadcast(obj):
+            box = [obj]
+            torch.distributed.broadcast_object_list(box, src=0)
+            return box[0]
+
+        return Subject(
+            model=self.model,
+            tokenizer=self.tokenizer,
+            config=self.lrp,
+            encode_pair=self._encode_pair,
+            generation_context=self._generation_context,
+            max_length=self.lrp.max_length or self.max_length,
+            source={"model": self.lrp_name_args, "revision": getattr(self, "revision", None), "dtype": str(self.model.dtype)},
+            rank=self.rank,
+            world=self.world_size,
+            broadcast=broadcast,
+            gather=lambda obj: self.gather_object(obj, dst=0),
+            barrier=self.barrier,
+            unsupported=self.lrp_unsupported,
+        )
