@@ -112,16 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         argv = translate(argv)
 
-    import lm_eval_lrp
-
-    lm_eval_lrp.install()  # registers hf-lrp and routes evaluations through the attribution loop
-    from lm_eval.__main__ import cli_evaluate
-
+    from .lmeval import run_cli  # registers hf-lrp and routes evaluations through the attribution loop
     from .lmeval.route import LRPOptionError
 
-    sys.argv = ["lm-eval-lrp", *argv]
     try:
-        cli_evaluate()
+        run_cli(argv)
     except LRPOptionError as err:
         raise SystemExit(f"lm-eval-lrp: {err}") from None
     except Exception as err:  # noqa: BLE001 - say clearly that lm-eval stopped, then fail as lm_eval would

@@ -14,7 +14,7 @@ from .segments import char_spans, segment_sums
 FORMAT_VERSION = 2
 STATUSES = ("attributed", "skipped", "error")
 _REQUIRED = ("task", "doc_id", "status")
-_EXPLAINED = ("token_ids", "position", "target", "contrast", "delta", "input_relevance")
+_EXPLAINED = ("input_relevance",)  # what every view of an attributed record shows
 
 
 class RecordFormatError(ValueError):
@@ -35,7 +35,9 @@ class Record(dict):
         version = obj.get("format_version", 1)
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise RecordFormatError(f"format_version {version!r} is newer than this lm-eval-lrp reads ({FORMAT_VERSION}); upgrade")
-        if obj["status"] == "attributed" and obj.get("kind") != "multiple_input":
+        if not isinstance(obj["doc_id"], int) or isinstance(obj["doc_id"], bool):
+            raise RecordFormatError(f"doc_id {obj['doc_id']!r} is not an integer")
+        if obj["status"] == "attributed":
             missing = [k for k in _EXPLAINED if k not in obj]
             if missing:
                 raise RecordFormatError(f"an attributed record without {', '.join(missing)}")

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace as NS
-
 import torch
 
 from lm_eval_lrp.failures import Case
+from lm_eval_lrp.lmeval.tasks import TaskView
 from lm_eval_lrp.segments import char_spans, segment_sums
 from task_hooks import HookRegistry, Segment, load_hooks_from
 
 
 def _task(description="", delimiter=" "):
-    return NS(config=NS(target_delimiter=delimiter, description=description), doc_to_text=lambda d: d["q"],
-              doc_to_choice=lambda d: ["a", "b"])
+    return TaskView("t", "generate_until", target_delimiter=delimiter, description=description,
+                    _doc_to_text=lambda d: d["q"], _doc_to_choice=lambda d: ["a", "b"])
 
 
 def test_registry_picks_the_family_hook_and_defaults():

@@ -42,6 +42,7 @@ hellaswag              validation 10042 (arrow)           few-shot pool = valida
 piqa                   validation 1838 (arrow)            few-shot pool = validation
 sciq                   validation 1000 (arrow)            **evaluates validation**
                                                           (test is not shipped)
+winogrande             validation 1267 (arrow)            few-shot pool = validation
 gsm8k, gsm8k_cot,      test 1319                          few-shot pool = test (lm-eval
 gsm8k_cot_zeroshot,                                       drops the evaluated doc from
 gsm8k_cot_llama                                           its own shots)
@@ -251,6 +252,7 @@ TASKS: list[LocalTask] = [
     LocalTask("hellaswag", "hellaswag/hellaswag.yaml", arrow=_arrow({"validation": "hellaswag/none/validation"})),
     LocalTask("piqa", "piqa/piqa.yaml", arrow=_arrow({"validation": "piqa/plain_text/validation"})),
     LocalTask("sciq", "sciq/sciq.yaml", arrow=_arrow({"validation": "sciq/none/validation"})),
+    LocalTask("winogrande", "winogrande/default.yaml", arrow=_arrow({"validation": "winogrande/winogrande_xl/validation"})),
     LocalTask("gsm8k", "gsm8k/gsm8k.yaml", rows=_GSM8K_ROWS),
     LocalTask("gsm8k_cot", "gsm8k/gsm8k-cot.yaml", rows=_GSM8K_ROWS),
     LocalTask("gsm8k_cot_zeroshot", "gsm8k/gsm8k-cot-zeroshot.yaml", rows=_GSM8K_ROWS),

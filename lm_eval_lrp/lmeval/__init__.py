@@ -36,4 +36,15 @@ def install() -> None:
     _INSTALLED = True
 
 
-__all__ = ["install"]
+def run_cli(argv: list[str]) -> None:
+    """lm-eval's own command line (``lm_eval ...``) with ``argv``, after :func:`install`."""
+    import sys
+
+    install()
+    from lm_eval.__main__ import cli_evaluate
+
+    sys.argv = ["lm-eval-lrp", *argv]
+    cli_evaluate()
+
+
+__all__ = ["install", "run_cli"]

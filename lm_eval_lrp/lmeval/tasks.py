@@ -27,6 +27,11 @@ class TaskView:
     _doc_to_target: Callable[[Any], Any] | None = None
     _doc_to_choice: Callable[[Any], Any] | None = None
 
+    @property
+    def config(self) -> "TaskView":
+        """Hooks written against lm-eval's task objects read ``task.config.target_delimiter``: the same values."""
+        return self
+
     def doc_to_text(self, doc):
         return self._doc_to_text(doc) if self._doc_to_text else None
 
