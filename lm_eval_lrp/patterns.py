@@ -131,6 +131,18 @@ def classify(record: dict, thresholds: Thresholds | None = None, relevance: list
     return Pattern(label, support, oit_share, "; ".join(reasons) or "neither pattern", parts)
 
 
+def describe_thresholds(th: Thresholds | None = None) -> list[str]:
+    """The labels' definitions with the thresholds in force, one line each (shown in the report)."""
+    th = th or Thresholds()
+    return [
+        f"URT — the relevant segments ({', '.join(th.relevant)}) support the gold token with less than "
+        f"{th.urt_max_support:.0%} of Σ|R| (or push towards the wrong token);",
+        f"OIT — the irrelevant parts ({', '.join(th.irrelevant)}, special tokens) spend at least "
+        f"{th.oit_min_share:.0%} of Σ|R| pushing towards the wrong token;",
+        "URT+OIT — both; none — neither; n/a — not attributed or no segment labels to judge by.",
+    ]
+
+
 def distribution(records: Iterable[dict], thresholds: Thresholds | None = None) -> Counter:
     """Counts of each label over the attributed records (others are not failures the patterns can judge)."""
     counts: Counter = Counter({k: 0 for k in LABELS})
