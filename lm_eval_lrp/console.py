@@ -1,4 +1,5 @@
-"""The rich table printed at the end of an attributed run."""
+"""Rich tables that fit the terminal: headers are abbreviated (with a legend) rather than cut, numbers never cut;
+and the table printed at the end of an attributed run."""
 
 from __future__ import annotations
 
@@ -11,30 +12,55 @@ def _fmt(x, spec=".3f"):
     return "–" if x is None else format(x, spec)
 
 
+def fitting_table(title: str, columns: list[tuple[str, str]], rows: list[list[str]], width: int) -> tuple[Table, str]:
+    """A table of ``rows`` (strings) under ``columns`` = [(full header, short header)], the first column text.
+
+    Full headers are used when the table fits ``width``; otherwise the short ones, and the legend returned
+    ("short = full; ...") says what they mean. Every column but the first is at least as wide as its widest cell,
+    so numbers are never cut; the first column (task names) folds.
+    """
+    cells = [max([len(r[i]) for r in rows] + [1]) for i in range(len(columns))]
+    borders = 3 * len(columns) + 1
+
+    def need(headers):
+        return sum(max(c, len(h)) for c, h in zip(cells, headers)) + borders
+
+    full = [f for f, _ in columns]
+    use_short = need(full) > width
+    headers = [s if use_short else f for f, s in columns]
+    table = Table(title=title)
+    for i, h in enumerate(headers):
+        if i == 0:
+            table.add_column(escape(h), overflow="fold", min_width=min(cells[0], 12))
+        else:
+            table.add_column(escape(h), no_wrap=True, min_width=max(cells[i], len(h)), justify="right" if i > 1 else "left")
+    for r in rows:
+        table.add_row(*(escape(c) for c in r))
+    legend = "; ".join(f"{s} = {f}" for f, s in columns if s != f) if use_short else ""
+    return table, legend
+
+
+RUN_COLUMNS = [("task", "task"), ("metric", "metric"), ("value", "value"), ("failures", "fail"), ("attributed", "attr"),
+               ("clean rate", "clean"), ("median Δℓ", "Δℓ"), ("ΣR/Δℓ", "ΣR/Δℓ")]
+
+
 def print_summary(summary: dict, console: Console | None = None) -> None:
     console = console or Console(stderr=True)
-    table = Table(title=f"lm-eval-lrp: failures explained ({summary.get('rule')}; clean cases: Δℓ > {summary.get('min_delta')})")
-    for col in ("task", "metric", "value", "failures", "attributed", "clean rate", "median Δℓ", "ΣR/Δℓ"):
-        table.add_column(col, no_wrap=True)
-    details = []
+    rows, details = [], []
     for name, t in summary.get("tasks", {}).items():
-        table.add_row(
-            name,
-            t["metric"] or "–",
-            _fmt(t["accuracy"], ".4f"),
-            str(t["failures"]),
-            str(t["attributed"]),
-            _fmt(t["clean_case_rate"], ".2f"),
-            _fmt(t["median_delta"], ".2f"),
-            _fmt(t["median_conservation_ratio"], ".2f"),
-        )
+        rows.append([name, t["metric"] or "–", _fmt(t["accuracy"], ".4f"), str(t["failures"]), str(t["attributed"]),
+                     _fmt(t["clean_case_rate"], ".2f"), _fmt(t["median_delta"], ".2f"), _fmt(t["median_conservation_ratio"], ".2f")])
         reasons = {**t["skipped"], **{f"error: {k}": v for k, v in t["errors"].items()}}
         if reasons:
-            details.append(f"[bold]{name}[/] skipped: " + "; ".join(escape(f"{v}× {k}") for k, v in reasons.items()))
+            details.append(f"[bold]{escape(name)}[/] skipped: " + "; ".join(escape(f"{v}× {k}") for k, v in reasons.items()))
         if t["top_wrong_tokens"]:
-            details.append(f"[bold]{name}[/] tokens pushing towards the wrong answer: "
+            details.append(f"[bold]{escape(name)}[/] tokens pushing towards the wrong answer: "
                            + ", ".join(escape(f"{tok!r}×{n}") for tok, n in t["top_wrong_tokens"][:8]))
+    title = f"lm-eval-lrp: failures explained ({summary.get('rule')}; clean cases: Δℓ > {summary.get('min_delta')})"
+    table, legend = fitting_table(title, RUN_COLUMNS, rows, console.width)
     console.print(table)
+    if legend:
+        console.print(escape(legend), highlight=False, soft_wrap=True)
     for line in details:
         console.print(line, highlight=False, markup=True, soft_wrap=True)
     if summary.get("output_dir"):
