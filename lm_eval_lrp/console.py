@@ -12,28 +12,44 @@ def _fmt(x, spec=".3f"):
     return "–" if x is None else format(x, spec)
 
 
-def fitting_table(title: str, columns: list[tuple[str, str]], rows: list[list[str]], width: int) -> tuple[Table, str]:
-    """A table of ``rows`` (strings) under ``columns`` = [(full header, short header)], the first column text.
+def fitting_table(title: str, columns: list[tuple[str, str]], rows: list[list[str]], width: int,
+                  text_columns: int = 2) -> tuple[Table, str]:
+    """A table of ``rows`` (strings) under ``columns`` = [(full header, short header)].
 
     Full headers are used when the table fits ``width``; otherwise the short ones, and the legend returned
-    ("short = full; ...") says what they mean. Every column but the first is at least as wide as its widest cell,
-    so numbers are never cut; the first column (task names) folds.
+    ("short = full; ...") says what they mean. The first ``text_columns`` columns (task, metric) fold onto several
+    lines when space is short; every other column is at least as wide as its widest cell: numbers are never cut.
     """
-    cells = [max([len(r[i]) for r in rows] + [1]) for i in range(len(columns))]
-    borders = 3 * len(columns) + 1
+    n = len(columns)
+    cells = [max([len(r[i]) for r in rows] + [1]) for i in range(n)]
+    frame = 3 * n + 1  # padding of one space each side and the vertical rules
 
     def need(headers):
-        return sum(max(c, len(h)) for c, h in zip(cells, headers)) + borders
+        return sum(max(c, len(h)) for c, h in zip(cells, headers)) + frame
 
     full = [f for f, _ in columns]
     use_short = need(full) > width
     headers = [s if use_short else f for f, s in columns]
+    fixed = sum(max(cells[i], len(headers[i])) for i in range(text_columns, n)) + frame
+    if fixed + 6 * text_columns > width:  # too narrow for one line per row: one block of "field value" per row
+        table = Table(title=title, show_header=False)
+        table.add_column(overflow="fold")
+        table.add_column(overflow="fold", justify="right")
+        for r in rows:
+            table.add_row(f"[bold]{escape(r[0])}[/]", "", end_section=False)
+            for (f, _), c in zip(columns[1:], r[1:]):
+                table.add_row(escape(f), escape(c))
+            table.add_section()
+        return table, ""
+    room = max(width - fixed, 6 * text_columns)
     table = Table(title=title)
     for i, h in enumerate(headers):
-        if i == 0:
-            table.add_column(escape(h), overflow="fold", min_width=min(cells[0], 12))
+        if i < text_columns:
+            want = max(cells[i], len(h))
+            table.add_column(escape(h), overflow="fold", max_width=max(room // text_columns, len(h), 6) if need(headers) > width else None,
+                             min_width=min(want, max(room // text_columns, 4)))
         else:
-            table.add_column(escape(h), no_wrap=True, min_width=max(cells[i], len(h)), justify="right" if i > 1 else "left")
+            table.add_column(escape(h), no_wrap=True, min_width=max(cells[i], len(h)), justify="right")
     for r in rows:
         table.add_row(*(escape(c) for c in r))
     legend = "; ".join(f"{s} = {f}" for f, s in columns if s != f) if use_short else ""

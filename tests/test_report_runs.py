@@ -93,3 +93,25 @@ def test_other_json_files_are_not_results(tmp_path):
     (tmp_path / "compare.json").write_text("{}")
     (tmp_path / f"notes_{STAMP}.json").write_text(json.dumps({"something": 1}))
     assert results_files(tmp_path) == [] and read_results(tmp_path) is None
+
+
+@pytest.mark.parametrize("width", [50, 80, 100, 160])
+def test_terminal_summary_fits_and_never_cuts_numbers(width):
+    from rich.console import Console
+
+    from lm_eval_lrp.console import print_summary
+
+    task = {"metric": "exact_match", "accuracy": 0.123456, "failures": 12345, "attributed": 6789, "skipped": {"weak": 5556},
+            "errors": {}, "clean_case_rate": 0.55, "median_delta": 12.3456, "median_conservation_ratio": 0.351,
+            "top_wrong_tokens": []}
+    summary = {"rule": "attnlrp", "min_delta": 1.0,
+               "tasks": {"mmlu_high_school_european_history": task, "arc_easy": {**task, "failures": 7}}}
+    console = Console(width=width, record=True, file=open("/dev/null", "w"))
+    print_summary(summary, console)
+    text = console.export_text()
+    assert all(len(line) <= width for line in text.splitlines() if "│" in line or "┃" in line)
+    assert "…" not in text
+    for number in ("0.1235", "12345", "6789", "0.55", "12.35", "0.35"):
+        assert number in text, (number, text)
+    if width <= 80:
+        assert "fail = failures" in text or "failures" in text  # abbreviations are explained
