@@ -198,8 +198,8 @@ def compare_one(record: dict, model_b, tokenizer, run_a: Run, run_b: Run, rule: 
     seg_b = segment_sums(record, rel_b, tokenizer, segs)
     special = special_positions(record, th.special_tokens)
     corrected = expl.delta < 0
-    pat_a = classify(record, th, segments=seg_a)
-    pat_b = classify(record, th, relevance=rel_b, segments=seg_b) if not corrected else None
+    pat_a = classify(record, th, relevance=rel_a, task_config=configs.get(task), n_shot=n_shot)
+    pat_b = classify(record, th, relevance=rel_b, task_config=configs.get(task), n_shot=n_shot) if not corrected else None
     b_rec = run_b.tasks[task].by_doc_id().get(record["doc_id"]) if task in run_b.tasks else None
     same_question = bool(b_rec and b_rec.get("token_ids") == record["token_ids"] and b_rec.get("position") == record["position"]
                          and (b_rec.get("target") or {}).get("id") == record["target"]["id"]

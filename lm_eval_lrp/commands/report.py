@@ -17,8 +17,8 @@ def parser() -> argparse.ArgumentParser:
                    "to <name>_records/ beside it)")
     p.add_argument("--top", type=int, default=None,
                    help="render at most N attributed records per task in detail (strongest Δℓ first; default: all)")
-    p.add_argument("--urt_max_support", type=float, default=None, help="URT threshold (default 0.10, see lm_eval_lrp.patterns)")
-    p.add_argument("--oit_min_share", type=float, default=None, help="OIT threshold (default 0.30, see lm_eval_lrp.patterns)")
+    p.add_argument("--urt_max_support", type=float, default=None, help="URT threshold (default 0.5, see lm_eval_lrp.patterns)")
+    p.add_argument("--oit_min_share", type=float, default=None, help="OIT threshold (default 0.5, see lm_eval_lrp.patterns)")
     return p
 
 

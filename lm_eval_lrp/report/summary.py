@@ -74,9 +74,15 @@ def segments_of(run: Run, record: dict, task: str | None = None) -> tuple[dict, 
     return derived, bool(derived)
 
 
+def task_config(run: Run, task: str | None) -> tuple[dict | None, int | None]:
+    """(configuration, number of shots) of a task as lm-eval recorded them in the results JSON."""
+    res = run.results or {}
+    return (res.get("configs") or {}).get(task), (res.get("n-shot") or {}).get(task)
+
+
 def pattern_of(run: Run, record: dict, thresholds: Thresholds | None = None, task: str | None = None):
-    segs, _ = segments_of(run, record, task)
-    return classify(record, thresholds, segments=segs)
+    cfg, n_shot = task_config(run, task or record.get("task"))
+    return classify(record, thresholds, task_config=cfg, n_shot=n_shot)
 
 
 def locator_of(record: dict) -> str:
@@ -105,7 +111,7 @@ def record_facts(run: Run, record: dict, thresholds: Thresholds | None = None, t
     if record.get("status") != "attributed":
         return RecordFacts(None, {}, "", [])
     segs, _ = segments_of(run, record, task)
-    pattern = classify(record, thresholds, segments=segs)
+    pattern = pattern_of(run, record, thresholds, task)
     pos = [(v, k_) for k_, v in segs.items() if isinstance(v, (int, float)) and v > 0]
     rel = record.get("input_relevance") or []
     toks = record.get("tokens") or []
