@@ -103,6 +103,7 @@ class ReportBuilder:
             "attributed": s.attributed, "skipped": s.skipped, "errors": s.errors, "skipped_n": sum(s.skipped.values()),
             "error_count": s.error_count, "clean_case_rate": s.clean_case_rate, "median_delta": s.median_delta,
             "median_ratio": s.median_ratio, "patterns": s.patterns, "locators": s.locators, "top_tokens": s.top_tokens,
+            "flips": s.flips,
             "delta_chart": Markup(histogram(s.deltas, "Δℓ of attributed failures", "Δℓ = ℓ(wrong) − ℓ(correct)")),
             "ratio_chart": Markup(histogram(s.ratios, "Conservation ΣR/Δℓ", "ΣR(input)/Δℓ", marker=1.0,
                                             marker_label="1: conservative")),

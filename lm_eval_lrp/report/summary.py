@@ -35,6 +35,21 @@ class TaskSummary:
     segment_shares: dict = field(default_factory=dict)  # mean (segment sum ÷ Σ|R|) over attributed records
     locators: dict = field(default_factory=dict)
     top_tokens: list = field(default_factory=list)  # [(token, times in a record's top 3, records containing it)]
+    flips: dict = field(default_factory=dict)  # per ranking: records, mean tokens masked until the flip, flip rate
+
+
+def flip_summary(records: list[dict]) -> dict:
+    """Per ranking (attnlrp, cp, grad_x_input, random): how many records, the mean number of tokens masked until
+    the preference flipped (over those that flipped) and the share that flipped within the cap."""
+    out: dict[str, dict] = {}
+    for r in records:
+        for name, k in ((r.get("faithfulness") or {}).get("flip") or {}).items():
+            e = out.setdefault(name, {"n": 0, "flipped": []})
+            e["n"] += 1
+            if isinstance(k, int):
+                e["flipped"].append(k)
+    return {name: {"n": e["n"], "mean_tokens": statistics.fmean(e["flipped"]) if e["flipped"] else None,
+                   "flip_rate": len(e["flipped"]) / e["n"]} for name, e in out.items()}
 
 
 def model_args(results: dict | None) -> dict:
@@ -202,5 +217,6 @@ def summarise(run: Run, thresholds: Thresholds | None = None, facts: dict | None
             segment_shares={k: statistics.fmean(v) for k, v in shares.items()},
             locators=dict(Counter(locator_of(r) for r in recs)),
             top_tokens=_normalised_tops(afacts, attributed),
+            flips=flip_summary(attributed),
         ))
     return out
