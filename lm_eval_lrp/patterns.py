@@ -179,7 +179,9 @@ def classify(record: dict, thresholds: Thresholds | None = None, relevance: list
     tokens = record.get("tokens") or []
     name = repr(tokens[best]) if best < len(tokens) else f"#{best}"
     reasons = []
-    if urt:
+    if urt and rel[best] >= 0:
+        reasons.append("no token of the query or answer so far argues for the gold answer")
+    elif urt:
         reasons.append(f"the relevant token most in favour of the gold answer ({name}) has only {support:.0%} of the "
                        "strongest push towards the wrong one")
     if oit:

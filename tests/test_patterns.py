@@ -44,7 +44,7 @@ def test_urt_when_content_words_push_the_wrong_way_and_nothing_argues_for_gold()
     r = rec([0.0, 0.0, 0.1, 0.9, 1.0, 0.2, 0.0, 0.05, 0.0, -0.1])
     p = classify(r, task_config=ARC)
     assert p.label == URT and p.support == 0.0 and p.oit_share < 0.1
-    assert "has only 0% of the strongest push" in p.reason
+    assert "no token of the query or answer so far argues for the gold" in p.reason
 
 
 def test_both_and_none():
