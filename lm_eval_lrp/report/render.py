@@ -16,6 +16,12 @@ from markupsafe import Markup
 from .svg import PATTERN_COLOURS, esc, fmt
 
 TEMPLATES = Path(__file__).with_name("templates")
+# heatmap colour classes p1…p10 (towards the wrong token, red) and n1…n10 (towards the correct one, blue)
+BUCKETS = "\n".join(
+    f".p{k}{{background:rgba(198,40,40,{k / 10:.1f})}} .n{k}{{background:rgba(21,101,192,{k / 10:.1f})}}"
+    + (f" .p{k},.n{k}{{color:#fff}}" if k >= 6 else "")
+    for k in range(1, 11)
+)
 
 
 def _defined(value):
@@ -44,7 +50,7 @@ def environment() -> Environment:
     env.filters["tok"] = tok
     env.globals["badge"] = badge
     env.globals["static"] = {
-        "css": Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
+        "css": Markup((TEMPLATES / "report.css").read_text(encoding="utf-8") + BUCKETS),
         "js": Markup((TEMPLATES / "report.js").read_text(encoding="utf-8")),
         "index_js": Markup((TEMPLATES / "index.js").read_text(encoding="utf-8")),
     }
