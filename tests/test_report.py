@@ -300,3 +300,15 @@ def test_cli_dispatch(mixed_run):
     with pytest.raises(SystemExit) as exit_:
         main(["report", str(mixed_run), "--output", str(mixed_run / "via_cli.html"), "--top", "5"])
     assert exit_.value.code == 0 and (mixed_run / "via_cli.html").exists()
+
+
+def test_old_and_minimal_records_still_render(tmp_path):
+    """Records written by earlier versions (no segments, conservation, kind, target) and unknown fields render."""
+    old = {"task": "t", "doc_id": 0, "status": "attributed", "tokens": ["a", " b", " c"], "input_relevance": [0.2, -0.1, 0.5],
+           "delta": 1.5, "some_future_field": {"x": 1}}
+    bare_skip = {"task": "t", "doc_id": 1, "status": "skipped"}
+    run = write_run(tmp_path / "run", {"t": [old, bare_skip]})
+    out, builder, summaries = build_report(run)
+    html = report_text(out)
+    assert builder.rendered == 2 and summaries[0].attributed == 1
+    assert "Input relevance" in html and "skipped" in html
