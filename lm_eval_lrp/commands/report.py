@@ -35,8 +35,11 @@ def print_summary(summaries, out_path, builder, console=None) -> None:
     from ..report.svg import fmt
 
     console = console or Console()
-    rows = [[s.name, s.metric or "–", fmt(s.accuracy, ".4f"), "–" if s.failures is None else str(s.failures),
-             str(s.attributed), str(sum(s.skipped.values())), str(s.error_count), fmt(s.clean_case_rate, ".2f"),
+    def count(s, n):
+        return "–" if s.failures is None else str(n)
+
+    rows = [[s.name, s.metric or "–", fmt(s.accuracy, ".4f"), count(s, s.failures), count(s, s.attributed),
+             count(s, sum(s.skipped.values())), count(s, s.error_count), fmt(s.clean_case_rate, ".2f"),
              fmt(s.median_delta, ".3f"), fmt(s.median_ratio, ".2f")] for s in summaries]
     table, legend = fitting_table("lm-eval-lrp report", REPORT_COLUMNS, rows, console.width)
     console.print(table)
