@@ -37,8 +37,8 @@ def _command(chromium: str, profile: str, budget_ms: int) -> list[str]:
     return cmd + ([f"--virtual-time-budget={budget_ms}"] if budget_ms else [])
 
 
-def _url(html: str | Path, fragment: str | None) -> str:
-    return Path(html).resolve().as_uri() + (f"#{fragment}" if fragment else "")
+def _url(html: str | Path, fragment: str | None, query: str | None = None) -> str:
+    return Path(html).resolve().as_uri() + (f"?{query}" if query else "") + (f"#{fragment}" if fragment else "")
 
 
 def screenshot(html: str | Path, png: str | Path, fragment: str | None = None, size: tuple[int, int] = (1400, 1000),
@@ -64,13 +64,13 @@ def screenshot(html: str | Path, png: str | Path, fragment: str | None = None, s
 
 
 def dump_dom(html: str | Path, fragment: str | None = None, chromium: str | None = None, timeout: float = 90.0,
-             budget_ms: int = 3000) -> str:
+             budget_ms: int = 3000, query: str | None = None) -> str:
     """The page's DOM after its scripts ran (``--dump-dom``): what a reader's browser shows, as HTML text."""
     chromium = chromium or find_chromium()
     if chromium is None:
         raise RuntimeError("no Chromium found (apt-get install -y chromium)")
     with tempfile.TemporaryDirectory(prefix="lrp-chromium-") as profile:
-        proc = subprocess.run(_command(chromium, profile, budget_ms) + ["--dump-dom", _url(html, fragment)],
+        proc = subprocess.run(_command(chromium, profile, budget_ms) + ["--dump-dom", _url(html, fragment, query)],
                               capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0 or not proc.stdout:
         raise RuntimeError(f"Chromium dumped no DOM (exit {proc.returncode}): {proc.stderr[-2000:]}")

@@ -99,6 +99,11 @@ def test_index_and_a_record_view_in_chromium(big_report, tmp_path):
     page, rid = first.replace("&amp;", "&").split("#")
     record = shot.dump_dom(out.parent / page, fragment=rid)
     assert f'id="{rid}"' in record and "Input relevance" in record
+    filtered = shot.dump_dom(out, query="status=skipped&task=mmlu_b&sort=delta&desc=1")
+    rows = filtered.split('id="rows-body">', 1)[1].split("</tbody>", 1)[0].split("<tr")[1:]
+    assert rows and all("badge skipped" in r and ">mmlu_b<" in r for r in rows)
+    shown = [float(r.split("class=\"num\">", 1)[1].split("<", 1)[0]) for r in rows]
+    assert shown == sorted(shown, reverse=True)  # sorted by Δℓ, largest first
     png = shot.screenshot(out.parent / page, tmp_path / "rec.png", fragment=rid)
     assert _png_pixels(png)[0] == 1400
     t1 = time.perf_counter()

@@ -42,5 +42,11 @@
     var b=ev.target.closest('button[data-page]');
     if(b){page=Math.max(0,page+(+b.getAttribute('data-page')));draw()}
   });
+  // initial state from the address: report.html?status=skipped&task=arc_easy&token=Answer&sort=delta&desc=1
+  var q=new URLSearchParams(location.search);
+  ['task','status','pattern','locator','segment'].forEach(function(k){
+    var want=q.get(k);if(want===null)return;var i=D[k].indexOf(want);var el=document.getElementById('f-'+k);if(el)el.value=i<0?'':String(i)});
+  [['token','f-token'],['dmin','f-dmin'],['dmax','f-dmax']].forEach(function(kv){var v0=q.get(kv[0]);if(v0!==null)document.getElementById(kv[1]).value=v0});
+  if(q.get('sort')&&C[q.get('sort')]!==undefined){sortCol=C[q.get('sort')];sortDir=q.get('desc')?-1:1}
   draw();
 })();
