@@ -239,9 +239,12 @@ def histogram(values: list[float], title: str = "", xlabel: str = "", bins: int 
 
 
 def line_chart(xlabels: list[str], series: list[tuple[str, str, list[float | None]]], title: str = "",
-               ylabel: str = "", width: int = 560, height: int = 260) -> str:
-    """Trend lines over ordered runs (checkpoints, sizes): one polyline per series, points with values."""
-    left, right, top, bottom = 58, 150, 30, 46
+               ylabel: str = "", width: int = 440, height: int = 230) -> str:
+    """Trend lines over ordered runs (checkpoints, sizes): one polyline per series, the legend below the plot."""
+    per_row = max(1, (width - 60) // 140)
+    legend_rows = (len(series) + per_row - 1) // per_row
+    left, right, top, bottom = 52, 16, 30, 40 + 16 * legend_rows
+    height += 16 * legend_rows
     plot_w, plot_h = width - left - right, height - top - bottom
     vals = [v for _, _, vs in series for v in vs if v is not None and math.isfinite(v)]
     hi, lo = max(vals + [0.0]), min(vals + [0.0])
@@ -252,7 +255,7 @@ def line_chart(xlabels: list[str], series: list[tuple[str, str, list[float | Non
     n = max(len(xlabels), 1)
 
     def x_of(i):
-        return left + (plot_w * i / (n - 1) if n > 1 else plot_w / 2)
+        return left + 14 + ((plot_w - 28) * i / (n - 1) if n > 1 else (plot_w - 28) / 2)
 
     def y_of(v):
         return top + plot_h * (hi - v) / (hi - lo)
@@ -265,15 +268,19 @@ def line_chart(xlabels: list[str], series: list[tuple[str, str, list[float | Non
         body.append(f'<text x="12" y="{top + plot_h / 2:.0f}" font-size="11" text-anchor="middle" '
                     f'transform="rotate(-90 12 {top + plot_h / 2:.0f})">{esc(ylabel)}</text>')
     for i, name in enumerate(xlabels):
-        body.append(_text(x_of(i), top + plot_h + 16, _short(name, 18), anchor="middle", size=11))
+        anchor = "middle" if 0 < i < n - 1 or n == 1 else "start" if i == 0 else "end"
+        x = x_of(i) + (-10 if anchor == "start" else 10 if anchor == "end" else 0)
+        body.append(_text(x, top + plot_h + 16, _short(name, max(6, int(plot_w / n / 6.5))), anchor=anchor, size=11))
     for r, (sname, colour, vs) in enumerate(series):
-        pts = [(x_of(i), y_of(v), v) for i, v in enumerate(vs) if v is not None and math.isfinite(v)]
-        if len(pts) > 1:
+        idx = [i for i, v in enumerate(vs) if v is not None and math.isfinite(v)]
+        if len(idx) > 1:
             body.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
-                        + " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in pts) + '"/>')
-        for (x, y, v), i in zip(pts, [i for i, v in enumerate(vs) if v is not None and math.isfinite(v)]):
-            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}"><title>{esc(sname)} · '
-                        f'{esc(xlabels[i] if i < len(xlabels) else i)}: {fmt(v, "+.4g")}</title></circle>')
-        body.append(f'<rect x="{left + plot_w + 12}" y="{top + 16 * r}" width="12" height="12" fill="{colour}"/>')
-        body.append(_text(left + plot_w + 28, top + 16 * r + 10, _short(sname, 18), size=11))
+                        + " ".join(f"{x_of(i):.1f},{y_of(vs[i]):.1f}" for i in idx) + '"/>')
+        for i in idx:
+            body.append(f'<circle cx="{x_of(i):.1f}" cy="{y_of(vs[i]):.1f}" r="3.5" fill="{colour}"><title>{esc(sname)} · '
+                        f'{esc(xlabels[i] if i < len(xlabels) else i)}: {fmt(vs[i], "+.4g")}</title></circle>')
+        lx = left + 140 * (r % per_row)
+        ly = top + plot_h + 28 + 16 * (r // per_row)
+        body.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{colour}"/>')
+        body.append(_text(lx + 16, ly + 10, _short(sname, 18), size=11))
     return _svg(width, height, body, title or "trend")
