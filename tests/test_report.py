@@ -281,7 +281,8 @@ def test_screenshot_in_a_real_browser(mixed_run, tmp_path):
         pytest.skip(reason="Chromium is not installed (apt-get install -y chromium): the report is not checked in a browser")
     out, _, _ = build_report(mixed_run)
     index = shot.screenshot(out, tmp_path / "index.png")
-    record = shot.screenshot(out, tmp_path / "r0.png", fragment="r0", size=(1400, 1400))
+    record = shot.screenshot(out.parent / "report_records" / "part_0000.html", tmp_path / "r0.png", fragment="r0",
+                             size=(1400, 1400))
     w, h, _, _ = _png_pixels(index)
     assert (w, h) == (1400, 1000)
     w, h, rows, bpp = _png_pixels(record)
