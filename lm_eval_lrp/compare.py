@@ -24,9 +24,10 @@ import statistics
 import time
 from collections import Counter
 
-from .artifacts import Run, load_run
+from .artifacts import Run
 from .loading import ModelArgsError, describe, load_model, load_spec, load_tokenizer, parse_model_args
 from .patterns import Thresholds, classify, prompt_segments, special_positions
+from .report.summary import open_run
 
 SEGMENTS = ("instruction", "fewshot", "signature", "docstring", "query", "answer_so_far")
 
@@ -197,8 +198,8 @@ def compare_one(record: dict, model_b, tokenizer, run_a: Run, run_b: Run, rule: 
     seg_b = segment_sums(record, rel_b, tokenizer, segs)
     special = special_positions(record, th.special_tokens)
     corrected = expl.delta < 0
-    pat_a = classify(record, th, segments=seg_a)
-    pat_b = classify(record, th, relevance=rel_b, segments=seg_b) if not corrected else None
+    pat_a = classify(record, th, relevance=rel_a, task_config=configs.get(task), n_shot=n_shot)
+    pat_b = classify(record, th, relevance=rel_b, task_config=configs.get(task), n_shot=n_shot) if not corrected else None
     b_rec = run_b.tasks[task].by_doc_id().get(record["doc_id"]) if task in run_b.tasks else None
     same_question = bool(b_rec and b_rec.get("token_ids") == record["token_ids"] and b_rec.get("position") == record["position"]
                          and (b_rec.get("target") or {}).get("id") == record["target"]["id"]
@@ -232,6 +233,8 @@ def compare_one(record: dict, model_b, tokenizer, run_a: Run, run_b: Run, rule: 
         "top_tokens_b": tb,
         "top_overlap": (len(ia & ib) / len(ia | ib)) if (ia | ib) else None,
         "conservation_ratio_b": (sum(rel_b) / expl.delta) if expl.delta else None,
+        "sum_a": sum(rel_a),
+        "sum_b": sum(rel_b),
         "seconds": round(seconds, 4),
     }
 
@@ -279,16 +282,36 @@ def aggregate(cases: list[dict]) -> dict:
     return out
 
 
-def compare_runs(run_a: Run, run_b: Run, model_b, tokenizer_b, *, tokenizer_a=None, name_a: str = "A", name_b: str = "B",
-                 rule: str | None = None, tasks: list[str] | None = None, limit: int | None = None,
-                 thresholds: Thresholds | None = None, progress=None) -> dict:
-    """Explain each attributed failure of A on ``model_b``; returns the JSON-ready summary."""
+def comparable(run_a: Run, tasks: list[str] | None = None, limit: int | None = None) -> list[dict]:
+    """A's attributed failures that can be re-explained (token ids, target and contrast recorded)."""
     records = []
     for task, ta in run_a.tasks.items():
         if tasks and task not in tasks:
             continue
         recs = [r for r in ta.attributed if r.get("token_ids") and r.get("target") and r.get("contrast")]
         records += recs[:limit] if limit else recs
+    return records
+
+
+def why_nothing(run_a: Run, tasks: list[str] | None = None) -> str:
+    """Why A has no failure to compare: no records, or every failure skipped (with the reasons and the fix)."""
+    recs = [r for t, ta in run_a.tasks.items() if not tasks or t in tasks for r in ta.records]
+    if not recs:
+        lrp = (run_a.results or {}).get("lrp")
+        return ("nothing was compared: the first run has no attribution records"
+                + (" (it was run without --lrp)" if not lrp else " (it had no failures in the selected tasks)") + ".")
+    reasons = Counter(f"{r.get('status')}: {r.get('reason')}" for r in recs if r.get("status") != "attributed")
+    text = "; ".join(f"{n}× {k}" for k, n in reasons.most_common())
+    fix = (" Rerun the first run with a lower --lrp_min_delta (e.g. 0) to explain weak preferences too."
+           if any("weak" in k for k in reasons) else "")
+    return f"nothing was compared: none of the first run's {len(recs)} failures was attributed ({text}).{fix}"
+
+
+def compare_runs(run_a: Run, run_b: Run, model_b, tokenizer_b, *, tokenizer_a=None, name_a: str = "A", name_b: str = "B",
+                 rule: str | None = None, tasks: list[str] | None = None, limit: int | None = None,
+                 thresholds: Thresholds | None = None, progress=None) -> dict:
+    """Explain each attributed failure of A on ``model_b``; returns the JSON-ready summary."""
+    records = comparable(run_a, tasks, limit)
     vocab_b = model_b.get_output_embeddings().weight.shape[0]
     notes = check_tokenizers(records, tokenizer_b, tokenizer_a, name_a, name_b, vocab_b)
     cases, errors = [], []
@@ -304,6 +327,10 @@ def compare_runs(run_a: Run, run_b: Run, model_b, tokenizer_b, *, tokenizer_a=No
         by_task.setdefault(c["task"], []).append(c)
     if any(c["doc_hash_mismatch"] for c in cases):
         notes.append("some documents have different hashes in A and B: the runs did not evaluate the same data")
+    return summary_dict(run_a, run_b, name_a, name_b, rule, notes, cases, errors, by_task)
+
+
+def summary_dict(run_a: Run, run_b: Run, name_a: str, name_b: str, rule, notes, cases, errors, by_task) -> dict:
     return {
         "format": "lm-eval-lrp-compare/1",
         "a": {"name": name_a, "run": str(run_a.path)},
@@ -318,12 +345,22 @@ def compare_runs(run_a: Run, run_b: Run, model_b, tokenizer_b, *, tokenizer_a=No
     }
 
 
+def _name(run: Run, args: dict | None = None) -> str:
+    try:
+        return describe(load_spec(args or run_model_args(run)))
+    except (CompareError, ModelArgsError, ValueError, KeyError):
+        return str(run.path)
+
+
 def compare(run_a_path, run_b_path, model_args_b: str | dict | None = None, *, device: str = "cpu",
             dtype: str = "float32", rule: str | None = None, tasks: list[str] | None = None, limit: int | None = None,
             thresholds: Thresholds | None = None, progress_factory=None) -> dict:
     """Load both runs and B's model (from B's recorded model arguments unless given), then :func:`compare_runs`."""
-    run_a, run_b = load_run(run_a_path), load_run(run_b_path)
+    run_a, run_b = open_run(run_a_path), open_run(run_b_path)
     args_b = parse_model_args(model_args_b) if model_args_b else run_model_args(run_b)
+    if not comparable(run_a, tasks, limit):
+        name_a, name_b = _name(run_a), _name(run_b, args_b)
+        return summary_dict(run_a, run_b, name_a, name_b, rule, [why_nothing(run_a, tasks)], [], [], {})
     if not args_b:
         raise CompareError(f"{run_b.path}: no results JSON with config.model_args; pass --model_args_b pretrained=...")
     spec_b = load_spec(args_b)
@@ -336,7 +373,7 @@ def compare(run_a_path, run_b_path, model_args_b: str | dict | None = None, *, d
         except Exception:  # noqa: BLE001 - A's files may be gone: the per-record check still runs
             tok_a = None
     except (CompareError, ModelArgsError):
-        name_a = str(run_a.path)
+        name_a = _name(run_a)
     name_b = describe(spec_b)
     model_b, tok_b = load_model(spec_b, device=device, dtype=dtype), load_tokenizer(spec_b)
     try:

@@ -1,4 +1,5 @@
-"""The rich table printed at the end of an attributed run."""
+"""Rich tables that fit the terminal: headers are abbreviated (with a legend) rather than cut, numbers never cut;
+and the table printed at the end of an attributed run."""
 
 from __future__ import annotations
 
@@ -11,30 +12,71 @@ def _fmt(x, spec=".3f"):
     return "–" if x is None else format(x, spec)
 
 
+def fitting_table(title: str, columns: list[tuple[str, str]], rows: list[list[str]], width: int,
+                  text_columns: int = 2) -> tuple[Table, str]:
+    """A table of ``rows`` (strings) under ``columns`` = [(full header, short header)].
+
+    Full headers are used when the table fits ``width``; otherwise the short ones, and the legend returned
+    ("short = full; ...") says what they mean. The first ``text_columns`` columns (task, metric) fold onto several
+    lines when space is short; every other column is at least as wide as its widest cell: numbers are never cut.
+    """
+    n = len(columns)
+    cells = [max([len(r[i]) for r in rows] + [1]) for i in range(n)]
+    frame = 3 * n + 1  # padding of one space each side and the vertical rules
+
+    def need(headers):
+        return sum(max(c, len(h)) for c, h in zip(cells, headers)) + frame
+
+    full = [f for f, _ in columns]
+    use_short = need(full) > width
+    headers = [s if use_short else f for f, s in columns]
+    fixed = sum(max(cells[i], len(headers[i])) for i in range(text_columns, n)) + frame
+    if fixed + 6 * text_columns > width:  # too narrow for one line per row: one block of "field value" per row
+        table = Table(title=title, show_header=False)
+        table.add_column(overflow="fold")
+        table.add_column(overflow="fold", justify="right")
+        for r in rows:
+            table.add_row(f"[bold]{escape(r[0])}[/]", "", end_section=False)
+            for (f, _), c in zip(columns[1:], r[1:]):
+                table.add_row(escape(f), escape(c))
+            table.add_section()
+        return table, ""
+    room = max(width - fixed, 6 * text_columns)
+    table = Table(title=title)
+    for i, h in enumerate(headers):
+        if i < text_columns:
+            want = max(cells[i], len(h))
+            table.add_column(escape(h), overflow="fold", max_width=max(room // text_columns, len(h), 6) if need(headers) > width else None,
+                             min_width=min(want, max(room // text_columns, 4)))
+        else:
+            table.add_column(escape(h), no_wrap=True, min_width=max(cells[i], len(h)), justify="right")
+    for r in rows:
+        table.add_row(*(escape(c) for c in r))
+    legend = "; ".join(f"{s} = {f}" for f, s in columns if s != f) if use_short else ""
+    return table, legend
+
+
+RUN_COLUMNS = [("task", "task"), ("metric", "metric"), ("value", "value"), ("failures", "fail"), ("attributed", "attr"),
+               ("clean rate", "clean"), ("median Δℓ", "Δℓ"), ("ΣR/Δℓ", "ΣR/Δℓ")]
+
+
 def print_summary(summary: dict, console: Console | None = None) -> None:
     console = console or Console(stderr=True)
-    table = Table(title=f"lm-eval-lrp: failures explained ({summary.get('rule')}; clean cases: Δℓ > {summary.get('min_delta')})")
-    for col in ("task", "metric", "value", "failures", "attributed", "clean rate", "median Δℓ", "ΣR/Δℓ"):
-        table.add_column(col, no_wrap=True)
-    details = []
+    rows, details = [], []
     for name, t in summary.get("tasks", {}).items():
-        table.add_row(
-            name,
-            t["metric"] or "–",
-            _fmt(t["accuracy"], ".4f"),
-            str(t["failures"]),
-            str(t["attributed"]),
-            _fmt(t["clean_case_rate"], ".2f"),
-            _fmt(t["median_delta"], ".2f"),
-            _fmt(t["median_conservation_ratio"], ".2f"),
-        )
+        rows.append([name, t["metric"] or "–", _fmt(t["accuracy"], ".4f"), str(t["failures"]), str(t["attributed"]),
+                     _fmt(t["clean_case_rate"], ".2f"), _fmt(t["median_delta"], ".2f"), _fmt(t["median_conservation_ratio"], ".2f")])
         reasons = {**t["skipped"], **{f"error: {k}": v for k, v in t["errors"].items()}}
         if reasons:
-            details.append(f"[bold]{name}[/] skipped: " + "; ".join(escape(f"{v}× {k}") for k, v in reasons.items()))
+            details.append(f"[bold]{escape(name)}[/] skipped: " + "; ".join(escape(f"{v}× {k}") for k, v in reasons.items()))
         if t["top_wrong_tokens"]:
-            details.append(f"[bold]{name}[/] tokens pushing towards the wrong answer: "
+            details.append(f"[bold]{escape(name)}[/] tokens pushing towards the wrong answer: "
                            + ", ".join(escape(f"{tok!r}×{n}") for tok, n in t["top_wrong_tokens"][:8]))
+    title = f"lm-eval-lrp: failures explained ({summary.get('rule')}; clean cases: Δℓ > {summary.get('min_delta')})"
+    table, legend = fitting_table(title, RUN_COLUMNS, rows, console.width)
     console.print(table)
+    if legend:
+        console.print(escape(legend), highlight=False, soft_wrap=True)
     for line in details:
         console.print(line, highlight=False, markup=True, soft_wrap=True)
     for path in summary.get("files") or []:

@@ -37,8 +37,15 @@ removals lower Δℓ; negative when they flip the preference to the correct toke
 ranking found what drives the wrong preference faster. The points are geometric in k, so the first removals weigh
 most, which is what a top-k heatmap reader relies on. The area is None when Δℓ(0) ≤ 0 (nothing wrong to explain).
 
-:func:`faithfulness` compares AttnLRP (the given relevance) with gradient × input, CP-LRP and a seeded random order;
-all forward passes of all curves run under ``torch.no_grad`` in batches of masks (the shared k = 0 point once).
+:func:`faithfulness` compares the given relevance (AttnLRP or CP-LRP, named by ``rule``) with the other LRP rule,
+gradient × input and a seeded random order; all forward passes of all curves run under ``torch.no_grad`` in batches
+of masks (the shared k = 0 point once).
+
+Flip count
+----------
+The paper's measure (App. G): the number of top-ranked tokens that must be masked, one more at a time, before the
+model's preference flips to the contrast token (Δℓ ≤ 0); :func:`flip_count`, per order in :func:`faithfulness`
+(``flip``), None when it does not flip within ``flip_max`` removals.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ from torch import nn
 from .lrp.baselines import gradient_x_input
 from .lrp.explain import _head_logits, explain
 
-__all__ = ["deletion_curve", "faithfulness", "candidate_positions", "default_steps", "curve_area"]
+__all__ = ["deletion_curve", "faithfulness", "flip_count", "candidate_positions", "default_steps", "curve_area"]
 
 DEFAULT_CAP = 64
 TOKEN_BUDGET = 16384  # tokens per batched forward (rows = budget // T, at least 1)
@@ -217,24 +224,52 @@ def deletion_curve(model: nn.Module, ids, position: int, target: int, contrast: 
     }
 
 
-def faithfulness(model: nn.Module, ids, position: int, target: int, contrast: int | None, relevance, *,
-                 n_candidates: int | None = None, seed=0, steps=None, method: str = "mask") -> dict:
-    """Deletion curves of AttnLRP (``relevance``), gradient × input, CP-LRP and a random order (``seed``).
+def flip_count(model: nn.Module, ids, position: int, target: int, contrast: int | None, order: Sequence[int], *,
+               n_candidates: int | None = None, max_k: int = 32, method: str = "mask", batch: int = 8) -> int | None:
+    """The paper's flip count: how many tokens of ``order`` (most relevant first) must be removed, one more at a
+    time, before the preference flips (Δℓ ≤ 0, the contrast token is preferred). None when it has not flipped after
+    ``max_k`` removals (or there is nothing to remove). Evaluated in batches of ``batch`` removal sets, stopping at
+    the first batch that flips."""
+    ids, pos = _prepare(model, ids, position)
+    kept, _ = _plan(order, candidate_positions(model, ids, pos, n_candidates), [0])
+    top = min(max_k, len(kept))
+    for start in range(1, top + 1, batch):
+        ks = list(range(start, min(start + batch, top + 1)))
+        deltas = _deltas(model, ids, pos, target, contrast, [kept[:k] for k in ks], method)
+        for k, d in zip(ks, deltas):
+            if math.isfinite(d) and d <= 0:
+                return k
+    return None
 
-    Returns ``{"method", "steps", "curves": {name: [Δℓ...]}, "area": {name: float|None},
-    "attnlrp_beats": {"grad_x_input"|"random"|"cp": bool|None}, "delta", "n_candidates"}`` (JSON-ready).
-    ``attnlrp_beats[x]`` is True when AttnLRP's area is strictly smaller than x's (None if undefined).
+
+LRP_RULES = ("attnlrp", "cp")
+
+
+def faithfulness(model: nn.Module, ids, position: int, target: int, contrast: int | None, relevance, *,
+                 n_candidates: int | None = None, seed=0, steps=None, method: str = "mask", rule: str = "attnlrp",
+                 flips: bool = True, flip_max: int = 32) -> dict:
+    """Deletion curves and flip counts of the given ``relevance`` (computed with LRP rule ``rule``: ``"attnlrp"`` or
+    ``"cp"``), of the other LRP rule, of gradient × input and of a random order (``seed``).
+
+    Returns ``{"method", "rule", "steps", "curves": {name: [Δℓ...]}, "area": {name: float|None},
+    "beats": {other: bool|None}, "attnlrp_beats": {...}, "flip": {name: int|None}, "flip_max", "delta",
+    "n_candidates"}`` (JSON-ready). ``beats[x]`` is True when the given relevance's area is strictly smaller than
+    x's (None if undefined); ``attnlrp_beats`` is the same for the AttnLRP curve (given or computed). ``flip[name]``:
+    tokens masked in that order until the preference flips (the paper's App. G), None if not within ``flip_max``.
     """
+    if rule not in LRP_RULES:
+        raise ValueError(f"rule {rule!r}: use one of {LRP_RULES}")
     ids, pos = _prepare(model, ids, position)
     rel = torch.as_tensor(relevance, dtype=torch.float32).reshape(-1)
     if rel.numel() < pos + 1:
         raise ValueError(f"relevance has {rel.numel()} values for a context of {pos + 1} tokens")
     rel = rel[: pos + 1]
     candidates = candidate_positions(model, ids, pos, n_candidates)
+    other = "cp" if rule == "attnlrp" else "attnlrp"
     scores = {
-        "attnlrp": rel,
+        rule: rel,
         "grad_x_input": gradient_x_input(model, ids, pos, target, contrast),
-        "cp": explain(model, ids, pos, target, contrast, rule="cp", nodes=False, topk=1).input_relevance,
+        other: explain(model, ids, pos, target, contrast, rule=other, nodes=False, topk=1).input_relevance,
     }
     orders = {name: _ranking(s, candidates) for name, s in scores.items()}
     shuffled = list(candidates)
@@ -252,17 +287,24 @@ def faithfulness(model: nn.Module, ids, position: int, target: int, contrast: in
     curves = {name: [values[sets[tuple(sorted(order[:k]))]] for k in ks] for name, order in orders.items()}
     area = {name: curve_area(c) for name, c in curves.items()}
 
-    def beats(other: str):
-        a, b = area["attnlrp"], area[other]
+    def beats(mine: str, versus: str):
+        a, b = area[mine], area[versus]
         return None if a is None or b is None else bool(a < b)
 
-    return {
+    out = {
         "method": method,
+        "rule": rule,
         "steps": ks,
         "curves": {name: [_clean(x) for x in c] for name, c in curves.items()},
         "area": area,
-        "attnlrp_beats": {other: beats(other) for other in ("grad_x_input", "random", "cp")},
-        "delta": _clean(curves["attnlrp"][0]),
+        "beats": {x: beats(rule, x) for x in ("grad_x_input", "random", other)},
+        "attnlrp_beats": {x: beats("attnlrp", x) for x in ("grad_x_input", "random", "cp")},
+        "delta": _clean(curves[rule][0]),
         "n_candidates": len(candidates),
         "seed": seed if isinstance(seed, (int, str)) else repr(seed),
     }
+    if flips:
+        out["flip"] = {name: flip_count(model, ids, pos, target, contrast, order, max_k=flip_max, method=method)
+                       for name, order in orders.items()}
+        out["flip_max"] = flip_max
+    return out

@@ -30,9 +30,23 @@ def find_chromium() -> str | None:
     return None
 
 
+def _command(chromium: str, profile: str, budget_ms: int) -> list[str]:
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+           f"--user-data-dir={profile}"]
+    return cmd + ([f"--virtual-time-budget={budget_ms}"] if budget_ms else [])
+
+
+def _url(html: str | Path, fragment: str | None, query: str | None = None) -> str:
+    return Path(html).resolve().as_uri() + (f"?{query}" if query else "") + (f"#{fragment}" if fragment else "")
+
+
 def screenshot(html: str | Path, png: str | Path, fragment: str | None = None, size: tuple[int, int] = (1400, 1000),
-               chromium: str | None = None, timeout: float = 90.0) -> Path:
-    """Write a PNG of ``html`` (optionally at ``#fragment``); raises RuntimeError when Chromium fails."""
+               chromium: str | None = None, timeout: float = 90.0, budget_ms: int = 3000) -> Path:
+    """Write a PNG of ``html`` (optionally at ``#fragment``); raises RuntimeError when Chromium fails.
+
+    ``budget_ms``: virtual time given to the page's scripts before the shot (0: shoot at load).
+    """
     chromium = chromium or find_chromium()
     if chromium is None:
         raise RuntimeError("no Chromium found (apt-get install -y chromium)")
@@ -40,16 +54,27 @@ def screenshot(html: str | Path, png: str | Path, fragment: str | None = None, s
     png.parent.mkdir(parents=True, exist_ok=True)
     if png.exists():
         png.unlink()
-    url = Path(html).resolve().as_uri() + (f"#{fragment}" if fragment else "")
     with tempfile.TemporaryDirectory(prefix="lrp-chromium-") as profile:
-        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", "--virtual-time-budget=3000", f"--user-data-dir={profile}",
-               f"--screenshot={png}", f"--window-size={size[0]},{size[1]}", url]
+        cmd = _command(chromium, profile, budget_ms) + [f"--screenshot={png}", f"--window-size={size[0]},{size[1]}",
+                                                         _url(html, fragment)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if not png.exists() or png.stat().st_size == 0:
         raise RuntimeError(f"Chromium wrote no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}")
     return png
+
+
+def dump_dom(html: str | Path, fragment: str | None = None, chromium: str | None = None, timeout: float = 90.0,
+             budget_ms: int = 3000, query: str | None = None) -> str:
+    """The page's DOM after its scripts ran (``--dump-dom``): what a reader's browser shows, as HTML text."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise RuntimeError("no Chromium found (apt-get install -y chromium)")
+    with tempfile.TemporaryDirectory(prefix="lrp-chromium-") as profile:
+        proc = subprocess.run(_command(chromium, profile, budget_ms) + ["--dump-dom", _url(html, fragment, query)],
+                              capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or not proc.stdout:
+        raise RuntimeError(f"Chromium dumped no DOM (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.stdout
 
 
 def main(argv: list[str] | None = None) -> int:

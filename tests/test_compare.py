@@ -126,10 +126,53 @@ def test_cli_writes_html_and_json(world, capsys):
     assert rc == 0
     html = (out / "compare.html").read_text()
     data = json.loads((out / "compare.json").read_text())
-    assert data["format"] == "lm-eval-lrp-compare/1" and len(data["cases"]) == len(PROMPTS)
-    assert "A vs B" in html and "Δℓ on B" in html and "y = x" in html and "<script>" in html and html.count("<script>") == 1
+    assert data["format"] == "lm-eval-lrp-compare/2" and len(data["runs"]) == 2
+    (pair,) = data["comparisons"]
+    assert pair["format"] == "lm-eval-lrp-compare/1" and len(pair["cases"]) == len(PROMPTS)
+    assert len(data["trend"]["cases"]) == len(PROMPTS)
+    assert "Run 1 vs run 2" in html and "Δℓ on B" in html and "y = x" in html and html.count("<script>") == 1
     assert "http://" not in html and "https://" not in html
     assert "corrected" in capsys.readouterr().out
+
+
+def test_three_runs_end_to_end_default_output_beside_run_1(world, capsys):
+    """Three sizes: run 1's failures on runs 2 and 3, trend lines, a per-case drill-down; output under run 1."""
+    import transformers as T
+
+    model_c = _save(world["root"], "larger", world["tok"], layers=4, hidden=128, seed=3)
+    c = T.AutoModelForCausalLM.from_pretrained(model_c, dtype=torch.float32).eval()
+    run_c = _write(world["root"] / "run_c" / "larger", [r for r in _records(c, world["tok"]) if r["doc_id"] == 2],
+                   _results(model_c, acc=0.5))
+    rc = compare_cmd.main([str(world["run_a"].parent), str(world["run_b"].parent), str(run_c.parent), "--device", "cpu"])
+    assert rc == 0
+    out = world["run_a"] / "compare"  # the first run's folder, not the working directory
+    data = json.loads((out / "compare.json").read_text())
+    t = data["trend"]
+    assert len(data["runs"]) == 3 and len(data["comparisons"]) == 2
+    assert [a["by_run"] for a in t["accuracy"]] == [[0.0, 0.75, 0.5]]
+    for case in t["cases"]:
+        assert len(case["delta"]) == 3 and all(isinstance(d, float) for d in case["delta"])
+    with torch.no_grad():  # run 3's Δℓ is its model's own logit difference at run 1's position
+        rec = world["recs_a"][0]
+        logits = c(torch.tensor([rec["token_ids"]])).logits[0, rec["position"]]
+    case0 = next(x for x in t["cases"] if x["doc_id"] == 0)
+    assert case0["delta"][2] == pytest.approx(float(logits[rec["target"]["id"]] - logits[rec["contrast"]["id"]]), abs=1e-4)
+    per = t["per_run"]
+    assert per[0]["not_corrected"] == len(PROMPTS) and per[2]["corrected"] + per[2]["not_corrected"] == len(PROMPTS)
+    html = (out / "compare.html").read_text()
+    assert "Accuracy per run" in html and "Relevance by segment (mean share of Σ|R|)" in html and "Run 1 vs run 3" in html
+    term = capsys.readouterr().out
+    assert "run 3" in term and "0.7500" in term and "0.5000" in term
+
+
+def test_nothing_to_compare_says_why(world, tmp_path, capsys):
+    skipped = [{**r, "status": "skipped", "reason": "weak preference (delta <= 1)"} for r in world["recs_a"]]
+    run_weak = _write(tmp_path / "weak" / "small", skipped, _results(world["model_a"], acc=0.0))
+    rc = compare_cmd.main([str(run_weak), str(world["run_b"]), "--device", "cpu"])
+    assert rc == 0
+    term = capsys.readouterr().out
+    assert "nothing was compared" in term and "4× skipped: weak preference" in term and "--lrp_min_delta" in term
+    assert "nothing was compared" in (run_weak / "compare" / "compare.html").read_text()
 
 
 def test_model_args_b_override_and_checkpoint_spec(world):

@@ -130,3 +130,43 @@ def test_replace_method(case):
     assert rep["curve"][1] == pytest.approx(plain_delta(model, swapped, pos, tgt, con), abs=1e-4)
     with pytest.raises(ValueError):
         deletion_curve(model, ids, pos, tgt, con, order, method="blur")
+
+
+def test_cp_relevance_is_labelled_cp(case):
+    """Under --lrp_rule cp the given relevance is CP-LRP's: it is named so, and AttnLRP is the one recomputed."""
+    model, ids, pos, tgt, con = case
+    cp = explain(model, ids, pos, tgt, con, rule="cp", nodes=False).input_relevance
+    out = faithfulness(model, ids, pos, tgt, con, cp, seed=0, rule="cp")
+    assert out["rule"] == "cp" and set(out["curves"]) == {"cp", "attnlrp", "grad_x_input", "random"}
+    ref = faithfulness(model, ids, pos, tgt, con, explain(model, ids, pos, tgt, con, nodes=False).input_relevance, seed=0)
+    assert out["curves"]["cp"] == pytest.approx(ref["curves"]["cp"], abs=1e-5)
+    assert out["curves"]["attnlrp"] == pytest.approx(ref["curves"]["attnlrp"], abs=1e-5)
+    assert set(out["beats"]) == {"grad_x_input", "random", "attnlrp"} and out["attnlrp_beats"] == ref["attnlrp_beats"]
+    with pytest.raises(ValueError, match="rule"):
+        faithfulness(model, ids, pos, tgt, con, cp, rule="lrp")
+
+
+def test_flip_count_is_the_first_k_that_flips(case):
+    """The paper's flip count: tokens removed in ranking order until Δℓ ≤ 0, checked against every k."""
+    from lm_eval_lrp.faithfulness import flip_count
+
+    model, ids, pos, tgt, con = case
+    rel = explain(model, ids, pos, tgt, con, nodes=False).input_relevance
+    out = faithfulness(model, ids, pos, tgt, con, rel, seed=0, flip_max=T)
+    assert set(out["flip"]) == {"attnlrp", "cp", "grad_x_input", "random"} and out["flip_max"] == T
+    cands = candidate_positions(model, ids, pos)
+    flipped = 0
+    for name in ("attnlrp", "random"):
+        order = sorted(cands, key=lambda i: -float(rel[i])) if name == "attnlrp" else None
+        if order is None:
+            import random
+
+            order = list(cands)
+            random.Random(0).shuffle(order)
+        every = deletion_curve(model, ids, pos, tgt, con, order=order, steps=list(range(len(cands) + 1)))["curve"]
+        first = next((k for k, d in enumerate(every) if k and d <= 0), None)
+        assert out["flip"][name] == first == flip_count(model, ids, pos, tgt, con, order, max_k=T, batch=3)
+        flipped += first is not None
+    assert flipped  # the runner-up is close: some order flips the preference
+    assert flip_count(model, ids, pos, tgt, con, [], max_k=5) is None
+    assert "flip" not in faithfulness(model, ids, pos, tgt, con, rel, flips=False)

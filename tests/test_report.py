@@ -60,6 +60,12 @@ def make_graph(task, doc_id, tokens, n_blocks=2):
                              "mass_kept": 1.8} for a, b in zip(layers, layers[1:])]}
 
 
+def report_text(index: Path) -> str:
+    """The index and every record page of a report, as one string."""
+    parts = sorted((index.parent / f"{index.stem}_records").glob("part_*.html"))
+    return "".join(p.read_text(encoding="utf-8") for p in [index, *parts])
+
+
 def write_run(run_dir: Path, by_task: dict[str, list[dict]], results: dict | None = None, nodes: bool = False) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     for task, recs in by_task.items():
@@ -104,7 +110,7 @@ def mixed_run(tmp_path):
 def test_report_renders_records_skips_errors_graphs(mixed_run, capsys):
     rc = report_cmd.main([str(mixed_run.parent), "--output", str(mixed_run / "r.html")])
     assert rc == 0
-    html = (mixed_run / "r.html").read_text()
+    html = report_text(mixed_run / "r.html")
     term = capsys.readouterr().out
     assert "tiny_gen" in term and "report:" in term and "1 attribution graphs" in term
     assert "0.2000" in html and "weak preference (delta &lt;= 1)" in html and "out of memory" in html
@@ -120,7 +126,7 @@ def test_report_default_output_and_top(mixed_run):
     out, builder, summaries = build_report(mixed_run, top=1)
     assert out == mixed_run / "report.html" and out.exists()
     assert builder.rendered == 3  # one attributed (the strongest) + skipped + error
-    assert "beyond --top" in out.read_text()
+    assert (out.parent / "report_records" / "part_0000.html").exists()
     assert summaries[0].attributed == 2
 
 
@@ -135,7 +141,7 @@ def test_report_without_results_json(tmp_path):
     toks = ["a", "b", "c"]
     run = write_run(tmp_path / "run", {"t": [attributed("t", 0, toks, [0.1, -0.2, 0.3])]})
     out, _, _ = build_report(run)
-    assert "No lm-eval results JSON" in out.read_text()
+    assert "No lm-eval results JSON" in report_text(out)
 
 
 def test_escaping_everywhere(tmp_path):
@@ -152,8 +158,8 @@ def test_escaping_everywhere(tmp_path):
     graph = make_graph("evil", 0, toks)
     (run / "graph_evil_0.json").write_text(json.dumps(graph))
     out, _, _ = build_report(run)
-    html = out.read_text()
-    assert html.count("<script>") == 1  # the report's own script, nothing from data
+    html = report_text(out)
+    assert html.count("<script>") == 3  # the report's own scripts (index: 2, one record page: 1), nothing from data  # the report's own script, nothing from data
     assert "alert(1)</script>" not in html and "<img" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'class="graph"' in html
@@ -190,14 +196,14 @@ def test_long_prompt_collapses_and_stays_small(tmp_path):
     assert all(t in h.html for t in (" w0", " w1234", " w4999"))  # folded tokens remain searchable
     run = write_run(tmp_path / "run", {"long": [r]}, results_for({"long": {"accuracy": 0.0, "acc": 0.0, "failures": 1}}))
     out, _, _ = build_report(run)
-    size = out.stat().st_size
+    size = sum(p.stat().st_size for p in [out, *(out.parent / "report_records").glob("*.html")])
     assert size < 400_000, size
-    assert 'data-target="r0-t17"' in out.read_text()
+    assert 'data-target="r0-t17"' in report_text(out)
 
 
 def test_self_contained(mixed_run):
     out, _, _ = build_report(mixed_run)
-    html = out.read_text()
+    html = report_text(out)
     assert not re.search(r"""(src|href|action)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
     assert "http://" not in html and "https://" not in html
     assert "<link" not in html and "@import" not in html and "url(" not in html
@@ -275,7 +281,8 @@ def test_screenshot_in_a_real_browser(mixed_run, tmp_path):
         pytest.skip(reason="Chromium is not installed (apt-get install -y chromium): the report is not checked in a browser")
     out, _, _ = build_report(mixed_run)
     index = shot.screenshot(out, tmp_path / "index.png")
-    record = shot.screenshot(out, tmp_path / "r0.png", fragment="r0", size=(1400, 1400))
+    record = shot.screenshot(out.parent / "report_records" / "part_0000.html", tmp_path / "r0.png", fragment="r0",
+                             size=(1400, 1400))
     w, h, _, _ = _png_pixels(index)
     assert (w, h) == (1400, 1000)
     w, h, rows, bpp = _png_pixels(record)
@@ -294,3 +301,15 @@ def test_cli_dispatch(mixed_run):
     with pytest.raises(SystemExit) as exit_:
         main(["report", str(mixed_run), "--output", str(mixed_run / "via_cli.html"), "--top", "5"])
     assert exit_.value.code == 0 and (mixed_run / "via_cli.html").exists()
+
+
+def test_old_and_minimal_records_still_render(tmp_path):
+    """Records written by earlier versions (no segments, conservation, kind, target) and unknown fields render."""
+    old = {"task": "t", "doc_id": 0, "status": "attributed", "tokens": ["a", " b", " c"], "input_relevance": [0.2, -0.1, 0.5],
+           "delta": 1.5, "some_future_field": {"x": 1}}
+    bare_skip = {"task": "t", "doc_id": 1, "status": "skipped"}
+    run = write_run(tmp_path / "run", {"t": [old, bare_skip]})
+    out, builder, summaries = build_report(run)
+    html = report_text(out)
+    assert builder.rendered == 2 and summaries[0].attributed == 1
+    assert "Input relevance" in html and "skipped" in html

@@ -12,39 +12,54 @@ def parser() -> argparse.ArgumentParser:
         description="Write a self-contained HTML report of an attributed run (heatmaps, segments, conservation, "
         "attribution graphs, failure patterns) and print a summary. No model is run.",
     )
-    p.add_argument("run_dir", help="the run's --output_path, or its model sub-folder")
-    p.add_argument("--output", "-o", help="HTML file to write (default: RUN_DIR/<model>/report.html)")
+    p.add_argument("run_dir", help="the run's --output_path (a folder, or the .json name given to lm-eval), or its model sub-folder")
+    p.add_argument("--output", "-o", help="index HTML file to write (default: RUN_DIR/<model>/report.html; record views go "
+                   "to <name>_records/ beside it)")
     p.add_argument("--top", type=int, default=None,
                    help="render at most N attributed records per task in detail (strongest Δℓ first; default: all)")
-    p.add_argument("--urt_max_support", type=float, default=None, help="URT threshold (default 0.10, see lm_eval_lrp.patterns)")
-    p.add_argument("--oit_min_share", type=float, default=None, help="OIT threshold (default 0.30, see lm_eval_lrp.patterns)")
+    p.add_argument("--urt_max_support", type=float, default=None, help="URT threshold (default 0.5, see lm_eval_lrp.patterns)")
+    p.add_argument("--oit_min_share", type=float, default=None, help="OIT threshold (default 0.5, see lm_eval_lrp.patterns)")
     return p
+
+
+REPORT_COLUMNS = [("task", "task"), ("metric", "metric"), ("value", "value"), ("failures", "fail"),
+                  ("attributed", "attr"), ("skipped", "skip"), ("errors", "err"), ("clean rate", "clean"),
+                  ("median Δℓ", "Δℓ"), ("ΣR/Δℓ", "ΣR/Δℓ")]
 
 
 def print_summary(summaries, out_path, builder, console=None) -> None:
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
+    from ..console import fitting_table
     from ..report.svg import fmt
 
     console = console or Console()
-    table = Table(title="lm-eval-lrp report")
-    table.add_column("task", overflow="fold", min_width=12)
-    for col in ("metric", "value", "failures", "attributed", "clean rate", "median Δℓ"):
-        table.add_column(col, no_wrap=True)
-    for s in summaries:
-        table.add_row(escape(s.name), escape(s.metric or "–"), fmt(s.accuracy, ".4f"), str(s.failures), str(s.attributed),
-                      fmt(s.clean_case_rate, ".2f"), fmt(s.median_delta, ".3f"))
+    def count(s, n):
+        return "–" if s.failures is None else str(n)
+
+    rows = [[s.name, s.metric or "–", fmt(s.accuracy, ".4f"), count(s, s.failures), count(s, s.attributed),
+             count(s, sum(s.skipped.values())), count(s, s.error_count), fmt(s.clean_case_rate, ".2f"),
+             fmt(s.median_delta, ".3f"), fmt(s.median_ratio, ".2f")] for s in summaries]
+    table, legend = fitting_table("lm-eval-lrp report", REPORT_COLUMNS, rows, console.width)
     console.print(table)
+    if legend:
+        console.print(escape(legend), highlight=False, soft_wrap=True)
+    for note in builder.warnings():
+        console.print(f"[yellow]{escape(note)}[/]", highlight=False, soft_wrap=True)
     for s in summaries:
-        pats = " · ".join(f"{k} {n}" for k, n in s.patterns.items() if n) or "–"
-        console.print(f"  [bold]{escape(s.name)}[/] patterns: {escape(pats)}", highlight=False)
+        pats = " · ".join(f"{k} {n}" for k, n in s.patterns.items() if n)
+        if pats:
+            console.print(f"  [bold]{escape(s.name)}[/] patterns: {escape(pats)}", highlight=False, soft_wrap=True)
+        if s.top_tokens:
+            console.print(f"  [bold]{escape(s.name)}[/] tokens pushing towards the wrong answer (in top 3 / records "
+                          "containing them): " + escape(", ".join(f"{t!r} {c}/{n}" for t, c, n in s.top_tokens[:6])),
+                          highlight=False, soft_wrap=True)
         for reason, n in {**s.skipped, **{f"error: {k}": v for k, v in s.errors.items()}}.items():
-            console.print(f"  [bold]{escape(s.name)}[/] {n}× {escape(str(reason))}", highlight=False)
+            console.print(f"  [bold]{escape(s.name)}[/] {n}× {escape(str(reason))}", highlight=False, soft_wrap=True)
     size = out_path.stat().st_size
-    console.print(f"[bold]report:[/] {escape(str(out_path))} ({size / 1024:.0f} KiB; {builder.rendered} record views, "
-                  f"{builder.graphs_found} attribution graphs)", highlight=False)
+    console.print(f"[bold]report:[/] {escape(str(out_path))} ({size / 1024:.0f} KiB index; {builder.rendered} record views "
+                  f"in {len(builder.parts)} pages, {builder.graphs_found} attribution graphs)", highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:

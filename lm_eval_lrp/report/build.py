@@ -1,44 +1,76 @@
-"""Assemble the static report of one run: an index (per task) and one view per record, in a single HTML file."""
+"""Assemble the static report of one run: an index page whose size does not grow with the number of records beyond
+a compact table (data for the sortable, filterable record list in the page), and the record views in pages of
+``chunk`` records beside it (``<report>_records/part_NNNN.html``), opened from the index by a plain link. Everything
+works from ``file://``: no server, no network, no fetch.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import Run, load_run
-from ..patterns import Thresholds
+from markupsafe import Markup
+
+from ..artifacts import Run
+from ..patterns import Thresholds, describe_thresholds
 from . import heatmap
 from .graph import graph_path, load_graph, render_section
-from .page import page
-from .summary import SEGMENT_ORDER, TaskSummary, model_args, pattern_of, segments_of, summarise
-from .svg import PATTERN_COLOURS, diverging_bars, esc, fmt, pattern_chart
+from .render import render, script_json
+from .summary import SEGMENT_ORDER, TaskSummary, locator_of, model_args, open_run, record_facts, summarise
+from .svg import PATTERN_COLOURS, diverging_bars, esc, fmt, histogram, pattern_chart
 
-def _tok(s) -> str:
-    return f'<span class="chip">{esc(repr(s) if s is not None else "–")}</span>'
-
-
-def _pattern_badge(label: str) -> str:
-    return f'<span class="pat" style="background:{PATTERN_COLOURS.get(label, "#999")}">{esc(label)}</span>'
+CHUNK = 100
+STATUS_RANK = {"attributed": 0, "skipped": 1, "error": 2}
 
 
 def _order(recs: list[dict]) -> list[dict]:
-    rank = {"attributed": 0, "skipped": 1, "error": 2}
-    return sorted(recs, key=lambda r: (rank.get(r.get("status"), 3), -(r.get("delta") or 0.0) if r.get("status") == "attributed" else 0, r.get("doc_id", 0)))
+    return sorted(recs, key=lambda r: (STATUS_RANK.get(r.get("status"), 3),
+                                       -(r.get("delta") or 0.0) if r.get("status") == "attributed" else 0, r.get("doc_id", 0)))
+
+
+def model_label(results: dict | None, fallback: str) -> str:
+    """A readable model name: the GGUF file or the last part of ``pretrained`` (never a whole install path)."""
+    args = model_args(results)
+    pretrained = str(args.get("pretrained") or (results or {}).get("model_name") or fallback)
+    name = Path(pretrained.rstrip("/")).name or pretrained
+    if args.get("gguf_file"):
+        name = str(args["gguf_file"]).removesuffix(".gguf")
+    if args.get("revision"):
+        name += f"@{args['revision']}"
+    return name
+
+
+class _Index:
+    """Interns the values of a column so that each row stores a small integer."""
+
+    def __init__(self):
+        self.values: list = []
+        self._pos: dict = {}
+
+    def __call__(self, value) -> int:
+        if value not in self._pos:
+            self._pos[value] = len(self.values)
+            self.values.append(value)
+        return self._pos[value]
 
 
 class ReportBuilder:
-    def __init__(self, run: Run, top: int | None = None, thresholds: Thresholds | None = None, collapse_min: int = 40):
-        self.run, self.top, self.th, self.collapse_min = run, top, thresholds or Thresholds(), collapse_min
+    def __init__(self, run: Run, top: int | None = None, thresholds: Thresholds | None = None, collapse_min: int = 40,
+                 chunk: int = CHUNK):
+        self.run, self.top, self.th, self.collapse_min, self.chunk = run, top, thresholds or Thresholds(), collapse_min, chunk
         self.graphs_found = 0
         self.rendered = 0
+        self.parts: list[Path] = []
+        self.facts: dict = {}
+        self.summaries: list[TaskSummary] = summarise(run, self.th, self.facts)
 
     # --- index ------------------------------------------------------------------------------------------------
 
     def header(self) -> tuple[str, str]:
         res = self.run.results or {}
         args = model_args(res)
-        model = args.get("pretrained") or res.get("model_name") or self.run.path.name
+        model = model_label(res, self.run.path.name)
         lrp = res.get("lrp") or {}
-        bits = [f"run {self.run.path}", f"model {model}"]
+        bits = [f"run {self.run.path}", f"model {args.get('pretrained') or model}"]
         for key in ("gguf_file", "revision"):
             if args.get(key):
                 bits.append(f"{key} {args[key]}")
@@ -46,176 +78,95 @@ class ReportBuilder:
             bits.append(f"rule {lrp['rule']}, clean cases Δℓ > {lrp.get('min_delta')}")
         if res.get("lm_eval_version"):
             bits.append(f"lm-eval {res['lm_eval_version']}")
+        if len(res.get("merged_from") or []) > 1:
+            bits.append(f"{len(res['merged_from'])} results files")
         return f"lm-eval-lrp report — {model}", " · ".join(bits)
 
-    def index(self, summaries: list[TaskSummary], ids: dict[tuple, str]) -> str:
-        out = ['<div id="index">']
+    def warnings(self) -> list[str]:
         res = self.run.results
+        out = []
         if res is None:
-            out.append('<p class="warn">No lm-eval results JSON found beside the records: accuracy is not shown.</p>')
+            out.append("No lm-eval results JSON found beside the records: accuracy is not shown.")
         elif (res.get("lrp") or {}).get("error"):
-            out.append(f'<p class="warn">The attribution step reported an error: {esc(res["lrp"]["error"])}</p>')
-        for note in (res or {}).get("lrp", {}).get("notes", []) or []:
-            out.append(f'<p class="warn">{esc(note)}</p>')
-        out.append("<h2>Tasks</h2><table><tr><th>task</th><th>metric</th><th class=num>value</th><th class=num>failures</th>"
-                   "<th class=num>attributed</th><th>skipped (by reason)</th><th>errors</th><th class=num>clean-case rate</th>"
-                   "<th class=num>median Δℓ</th><th class=num>median ΣR/Δℓ</th><th>patterns</th></tr>")
-        for s in summaries:
-            skipped = "<br>".join(f"{n}× {esc(k)}" for k, n in s.skipped.items()) or "–"
-            errors = "<br>".join(f"{n}× {esc(k)}" for k, n in s.errors.items()) or "–"
-            pats = " ".join(f"{_pattern_badge(k)}&nbsp;{n}" for k, n in s.patterns.items() if n) or "–"
-            out.append(f'<tr><td><a href="#task-{esc(_slug(s.name))}">{esc(s.name)}</a></td><td>{esc(s.metric or "–")}</td>'
-                       f"<td class=num>{fmt(s.accuracy, '.4f')}</td><td class=num>{s.failures}</td><td class=num>{s.attributed}</td>"
-                       f"<td>{skipped}</td><td>{errors}</td><td class=num>{fmt(s.clean_case_rate, '.2f')}</td>"
-                       f"<td class=num>{fmt(s.median_delta, '.3f')}</td><td class=num>{fmt(s.median_ratio, '.2f')}</td><td>{pats}</td></tr>")
-        out.append("</table>")
-        dist = {s.name: s.patterns for s in summaries}
-        out.append('<div class="grid"><div>' + pattern_chart(dist, "Failure patterns per task (attributed failures)") + "</div>")
-        out.append('<div class="card note"><b>Patterns</b> (computed, see <code>lm_eval_lrp.patterns</code>): '
-                   f"<b>URT</b> — the query (and answer so far) supports the gold token with less than "
-                   f"{self.th.urt_max_support:.0%} of Σ|R| (or pushes towards the wrong token); <b>OIT</b> — few-shot, "
-                   f"instruction and special tokens spend at least {self.th.oit_min_share:.0%} of Σ|R| pushing towards the "
-                   "wrong token; <b>n/a</b> — no segment labels to judge by.</div></div>")
-        tops = [(s.name, s.top_wrong_tokens) for s in summaries if s.top_wrong_tokens]
-        if tops:
-            out.append("<h3>Tokens most often pushing towards the wrong answer</h3><ul>")
-            for name, toks in tops:
-                out.append(f"<li><b>{esc(name)}</b>: " + ", ".join(f"{_tok(t)}×{n}" for t, n in toks[:10]) + "</li>")
-            out.append("</ul>")
-        out.append('<h2>Records</h2><div class="toolbar"><input id="filter" placeholder="filter records (task, token, reason, pattern…)">'
-                   '<button data-act="all" title="show every record view below the index">show all record views</button></div>')
-        for s in summaries:
-            recs = self.run.tasks[s.name].records if s.name in self.run.tasks else []
-            out.append(f'<h3 id="task-{esc(_slug(s.name))}">{esc(s.name)} <span class="meta">({len(recs)} records)</span></h3>')
-            if not recs:
-                out.append("<p class=meta>No attribution records for this task.</p>")
-                continue
-            out.append("<table class=small><tr><th>doc</th><th>status</th><th class=num>Δℓ</th><th>target (wrong)</th>"
-                       "<th>contrast (correct)</th><th>pattern</th><th>note</th></tr>")
-            for r in _order(recs):
-                rid = ids.get((s.name, r.get("doc_id")))
-                doc = esc(r.get("doc_id"))
-                link = f'<a href="#{rid}">{doc}</a>' if rid else f'{doc} <span class="meta">(beyond --top)</span>'
-                status = r.get("status", "?")
-                pat = pattern_of(self.run, r, self.th, s.name).label if status == "attributed" else ""
-                note = r.get("reason") or ""
-                if status == "attributed" and (r.get("conservation") or {}).get("ratio") is not None:
-                    note = f"ΣR/Δℓ {r['conservation']['ratio']:.2f}"
-                out.append(f'<tr class="rrow"><td>{link}</td><td><span class="badge {esc(status)}">{esc(status)}</span></td>'
-                           f"<td class=num>{fmt(r.get('delta'), '+.3f')}</td><td>{_tok((r.get('target') or {}).get('token'))}</td>"
-                           f"<td>{_tok((r.get('contrast') or {}).get('token'))}</td><td>{_pattern_badge(pat) if pat else ''}</td>"
-                           f"<td>{esc(note)}</td></tr>")
-            out.append("</table>")
-        out.append("</div>")
-        return "".join(out)
+            out.append(f"The attribution step reported an error: {res['lrp']['error']}")
+        out += [str(n) for n in ((res or {}).get("lrp") or {}).get("notes", []) or []]
+        if not any(t.records for t in self.run.tasks.values()):
+            out.append("No attribution records in this run: lm-eval's accuracy is shown"
+                       + ("" if (res or {}).get("lrp") else " (run with --lrp to explain the failures)") + ".")
+        return out
+
+    def _task_context(self, s: TaskSummary) -> dict:
+        segs = [(k, s.segment_shares[k]) for k in SEGMENT_ORDER if k in s.segment_shares]
+        segs += [(k, v) for k, v in s.segment_shares.items() if k not in SEGMENT_ORDER]
+        return {
+            "name": s.name, "slug": _slug(s.name), "metric": s.metric, "accuracy": s.accuracy, "failures": s.failures,
+            "attributed": s.attributed, "skipped": s.skipped, "errors": s.errors, "skipped_n": sum(s.skipped.values()),
+            "error_count": s.error_count, "clean_case_rate": s.clean_case_rate, "median_delta": s.median_delta,
+            "median_ratio": s.median_ratio, "patterns": s.patterns, "locators": s.locators, "top_tokens": s.top_tokens,
+            "flips": s.flips,
+            "delta_chart": Markup(histogram(s.deltas, "Δℓ of attributed failures", "Δℓ = ℓ(wrong) − ℓ(correct)")),
+            "ratio_chart": Markup(histogram(s.ratios, "Conservation ΣR/Δℓ", "ΣR(input)/Δℓ", marker=1.0,
+                                            marker_label="1: conservative")),
+            "segment_chart": Markup(diverging_bars(segs, "Relevance by segment (mean share of Σ|R|)",
+                                                   note="red: towards the wrong token · blue: towards the correct one")),
+        }
+
+    def _row(self, r: dict, task: str, href: str, ix: dict) -> list:
+        f = self.facts.get(id(r))
+        status = r.get("status", "?")
+        note = r.get("reason") or ""
+        ratio = (r.get("conservation") or {}).get("ratio") if status == "attributed" else None
+        delta = r.get("delta")
+        return [ix["task"](task), r.get("doc_id"), ix["status"](status), round(delta, 4) if isinstance(delta, (int, float)) else None,
+                ix["pattern"](f.pattern.label if f and f.pattern else ""), ix["locator"](locator_of(r)),
+                ix["segment"](f.top_segment if f else ""), (r.get("target") or {}).get("token"),
+                (r.get("contrast") or {}).get("token"), " · ".join(repr(t) for t in (f.top_tokens if f else [])), href,
+                round(ratio, 3) if isinstance(ratio, (int, float)) else None, ix["note"](note)]
 
     # --- one record -------------------------------------------------------------------------------------------
 
-    def record_view(self, r: dict, rid: str, prev: str | None, nxt: str | None, task_key: str | None = None) -> str:
-        task, status = r.get("task"), r.get("status", "?")
-        task_key = task_key or task
-        nav = ['<div class="nav"><a href="#">↑ index</a>']
-        if prev:
-            nav.append(f'<a href="#{prev}">← previous</a>')
-        if nxt:
-            nav.append(f'<a href="#{nxt}">next →</a>')
-        nav.append("</div>")
-        out = [f'<section class="rec" id="{rid}">', "".join(nav),
-               f'<h2>{esc(task)} · doc {esc(r.get("doc_id"))} <span class="badge {esc(status)}">{esc(status)}</span>']
-        pattern = pattern_of(self.run, r, self.th, task_key) if status == "attributed" else None
-        if pattern:
-            out.append(" " + _pattern_badge(pattern.label))
-        out.append("</h2>")
+    def record_view(self, r: dict, rid: str, task_key: str | None = None) -> dict:
+        task_key = task_key or r.get("task")
+        status = r.get("status", "?")
+        f = self.facts.get(id(r)) or record_facts(self.run, r, self.th, task_key)
+        view = {"r": r, "rid": rid, "status": status, "attributed": status == "attributed", "locator": locator_of(r),
+                "target": r.get("target") or {}, "contrast": r.get("contrast") or {}, "topk": r.get("topk") or [],
+                "n_tokens": len(r.get("tokens") or []), "pattern": f.pattern, "prev": None, "next": None,
+                "metrics": ", ".join(f"{k}={v:g}" for k, v in (r.get("metrics") or {}).items() if isinstance(v, (int, float)))}
         if status != "attributed":
-            out.append(f'<p class="warn">{esc(status)}: {esc(r.get("reason"))}' +
-                       (f"<br>{esc(r['advice'])}" if r.get("advice") else "") + "</p>")
-        out.append('<div class="grid">' + self._facts(r) + self._outputs(r) + "</div>")
-        if status == "attributed":
-            out.append(self._heatmap(r, rid))
-            out.append('<div class="grid">' + self._segments(r, pattern, task_key) + self._conservation(r) + "</div>")
-            out.append(self._nodes(r, task_key))
-            out.append(self._graph(r, task_key))
-        out.append("</section>")
-        return "".join(out)
-
-    def _facts(self, r: dict) -> str:
-        t, c = r.get("target") or {}, r.get("contrast") or {}
-        rows = [
-            ("target (wrong, preferred)", f'<span class="chip t">{esc(repr(t.get("token")))}</span> id {esc(t.get("id"))} · logit {fmt(t.get("logit"), ".3f")}'),
-            ("contrast (correct)", f'<span class="chip c">{esc(repr(c.get("token")))}</span> id {esc(c.get("id"))} · logit {fmt(c.get("logit"), ".3f")}'),
-            ("Δℓ = ℓ(target) − ℓ(contrast)", fmt(r.get("delta"), "+.4f")),
-            ("kind · metric", f"{esc(r.get('kind'))} · {esc(r.get('metric'))} " + esc(", ".join(f"{k}={v:g}" for k, v in (r.get("metrics") or {}).items() if isinstance(v, (int, float))))),
-        ]
-        if r.get("status") == "attributed":
-            rows.append(("rule · position · tokens", f"{esc(r.get('rule'))} · {esc(r.get('position'))} · {len(r.get('tokens') or [])} "
-                         f"({esc(r.get('n_prompt_tokens'))} prompt)" + (f" · {esc(r.get('truncated_tokens'))} cut from the left" if r.get("truncated_tokens") else "")))
-        rows.append(("filter · doc hash", f"{esc(r.get('filter'))} · <span class=mono>{esc((r.get('doc_hash') or '')[:16])}</span>"))
-        table = '<table class="kv small">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
-        topk = r.get("topk") or []
-        if topk:
-            body = "".join(
-                f"<tr><td>{i + 1}</td><td>{_tok(x.get('token'))}</td><td class=num>{fmt(x.get('logit'), '.3f')}</td><td>"
-                + ("target" if x.get("id") == t.get("id") else "contrast" if x.get("id") == c.get("id") else "") + "</td></tr>"
-                for i, x in enumerate(topk))
-            table += f"<h4>Top-{len(topk)} next tokens</h4><table class=small><tr><th>#</th><th>token</th><th>logit</th><th></th></tr>{body}</table>"
-        return f"<div>{table}</div>"
-
-    def _outputs(self, r: dict) -> str:
-        return ("<div><h4>Model output</h4><pre>" + esc(r.get("model_output") or "") + "</pre><h4>Gold</h4><pre>"
-                + esc(r.get("gold") or "") + "</pre><details><summary>prompt text</summary><pre>" + esc(r.get("prompt") or "")
-                + "</pre></details></div>")
-
-    def _heatmap(self, r: dict, rid: str) -> str:
+            return view
         h = heatmap.render(r, rid, collapse_min=self.collapse_min, special_tokens=self.th.special_tokens)
-        tokens = r.get("tokens") or []
-        rel = r.get("input_relevance") or []
-
-        def jump(i, cls):
-            v = rel[i] / h.scale if h.scale else 0.0
-            return f'<a class="jump {cls}" href="#{rid}" data-target="{rid}-t{i}">{esc(repr(tokens[i]))} {v:+.2f}</a>'
-
-        special = ", ".join(f"#{i} {esc(repr(tokens[i]))} (R={rel[i]:+.3g})" for i in h.special if i < len(rel) and rel[i] is not None)
-        return (
-            "<h3>Input relevance</h3>" + heatmap.legend()
-            + f'<p class="meta">Normalised by max |R| = {fmt(h.scale, ".4g")} over non-special tokens'
-            + (f"; excluded (grey): {special}" if special else "") + (f"; {h.collapsed} low-relevance tokens folded into {h.gaps} stretch(es)" if h.gaps else "") + ".</p>"
-            + '<div class="toolbar"><input class="tsearch" placeholder="search tokens…"><button data-act="next">next match</button>'
-            + '<span class="count meta"></span>' + ('<button data-act="expand">expand all</button><button data-act="collapse">fold</button>' if h.gaps else "")
-            + "</div>"
-            + '<div class="jumps small">towards wrong: ' + (" ".join(jump(i, "w") for i in h.top_wrong) or "–")
-            + '<br>towards correct: ' + (" ".join(jump(i, "c") for i in h.top_correct) or "–") + "</div>"
-            + h.html
-        )
-
-    def _segments(self, r: dict, pattern, task_key: str) -> str:
-        segs, derived = segments_of(self.run, r, task_key)
+        tokens, rel = r.get("tokens") or [], r.get("input_relevance") or []
+        scale = h.scale or 1.0
+        segs = f.segments
         items = [(k, segs[k]) for k in SEGMENT_ORDER if k in segs] + [(k, v) for k, v in segs.items() if k not in SEGMENT_ORDER]
-        chart = diverging_bars(items, "Relevance by prompt segment", note="red: towards the wrong token · blue: towards the correct one")
-        if derived:
-            chart += ('<p class="meta">The run recorded no segment sums for this record; these are derived from the prompt, '
-                      "the task configuration and the token strings.</p>")
-        why = f'<p class="meta">Pattern {_pattern_badge(pattern.label)}: {esc(pattern.reason)}.</p>' if pattern else ""
-        return f"<div>{chart}{why}</div>"
+        view.update({
+            "heat": h, "heat_html": Markup(h.html), "legend": Markup(heatmap.legend()),
+            "special": ", ".join(f"#{i} {tokens[i]!r} (R={rel[i]:+.3g})" for i in h.special if i < len(rel) and rel[i] is not None),
+            "jumps_wrong": [{"i": i, "token": tokens[i], "value": rel[i] / scale} for i in h.top_wrong],
+            "jumps_correct": [{"i": i, "token": tokens[i], "value": rel[i] / scale} for i in h.top_correct],
+            "segment_chart": Markup(diverging_bars(items, "Relevance by prompt segment",
+                                                   note="red: towards the wrong token · blue: towards the correct one")),
+            "segments_derived": bool(segs) and not r.get("segments"),
+            "conservation": r.get("conservation") or {}, "conservation_chart": Markup(self._conservation(r)),
+            "faithfulness": faithfulness_line(r.get("faithfulness")),
+            "nodes": Markup(self._nodes(r, task_key)), "graph": Markup(self._graph(r, task_key)),
+        })
+        return view
 
     def _conservation(self, r: dict) -> str:
         c = r.get("conservation") or {}
-        if not c:
-            return "<div></div>"
         blocks = c.get("blocks") or []
-        text = (f'<p class="meta">ΣR(input) = {fmt(c.get("sum_input"), "+.4f")} · Δℓ = {fmt(c.get("delta"), "+.4f")} · '
-                f'ratio ΣR/Δℓ = {fmt(c.get("ratio"), ".3f")} · lost in the head {fmt(c.get("head_lost"), "+.3g")}</p>')
         scale = abs(c.get("delta") or 0.0) or 1.0
         split = any(abs(b.get("mlp_lost") or 0.0) > 1e-3 * scale for b in blocks)
         items = []
         for b in blocks:
             if split:
-                items.append((f"block {b.get('layer')} attn", b.get("attn_lost")))
-                items.append((f"block {b.get('layer')} mlp", b.get("mlp_lost")))
+                items += [(f"block {b.get('layer')} attn", b.get("attn_lost")), (f"block {b.get('layer')} mlp", b.get("mlp_lost"))]
             else:
                 items.append((f"block {b.get('layer')}", b.get("lost")))
-        chart = diverging_bars(items[:96], "Relevance lost per block (out − in)",
-                               note="" if split else "attention and MLP together (the MLPs conserve)") if items else ""
-        return f"<div><h4>Conservation</h4>{text}{chart}</div>"
+        return diverging_bars(items[:96], "Relevance lost per block (out − in)",
+                              note="" if split else "attention and MLP together (the MLPs conserve)") if items else ""
 
     def _nodes(self, r: dict, task_key: str) -> str:
         if not r.get("node_relevance_file") or task_key not in self.run.tasks:
@@ -232,41 +183,89 @@ class ReportBuilder:
     def _graph(self, r: dict, task_key: str) -> str:
         path = graph_path(self.run.path, task_key, r.get("doc_id"))
         if path.parent != self.run.path:  # a task name with a path separator never leads elsewhere
-            return '<h3>Attribution graph</h3><p class="meta">No graph for this record.</p>'
+            return '<p class="meta">No graph for this record.</p>'
         if not path.exists():
-            return f'<h3>Attribution graph</h3><p class="meta">No graph for this record ({esc(path.name)} not found beside the records).</p>'
+            return f'<p class="meta">No graph for this record ({esc(path.name)} not found beside the records).</p>'
         try:
             graph = load_graph(path)
         except (ValueError, OSError) as err:
-            return f'<h3>Attribution graph</h3><p class="warn">{esc(err)}</p>'
+            return f'<p class="warn">{esc(err)}</p>'
         self.graphs_found += 1
-        return "<h3>Attribution graph</h3>" + render_section(graph)
+        return render_section(graph)
 
-    # --- the page ---------------------------------------------------------------------------------------------
+    # --- the files --------------------------------------------------------------------------------------------
 
-    def html(self) -> str:
-        summaries = summarise(self.run, self.th)
-        ids: dict[tuple, str] = {}
+    def write(self, out: Path) -> Path:
+        """Write the index at ``out`` and the record pages in ``<out stem>_records/``; returns ``out``."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rec_dir = out.parent / f"{out.stem}_records"
+        rec_dir.mkdir(exist_ok=True)
+        for stale in rec_dir.glob("part_*.html"):
+            stale.unlink()
         views: list[tuple[str, dict]] = []
-        for s in summaries:
+        rows = []
+        ix = {k: _Index() for k in ("task", "status", "pattern", "locator", "segment", "note")}
+        for s in self.summaries:
             if s.name not in self.run.tasks:
                 continue
-            attributed_seen = 0
+            seen = 0
             for r in _order(self.run.tasks[s.name].records):
-                if r.get("status") == "attributed":
-                    attributed_seen += 1
-                    if self.top is not None and attributed_seen > self.top:
-                        continue
-                rid = f"r{len(views)}"
-                ids[(s.name, r.get("doc_id"))] = rid
-                views.append((s.name, r))
-        parts = [self.index(summaries, ids)]
-        for i, (task_key, r) in enumerate(views):
-            parts.append(self.record_view(r, f"r{i}", f"r{i - 1}" if i else None, f"r{i + 1}" if i + 1 < len(views) else None,
-                                          task_key))
-        self.rendered = len(views)
+                href = ""
+                seen += r.get("status") == "attributed"
+                if not (r.get("status") == "attributed" and self.top is not None and seen > self.top):
+                    i = len(views)
+                    href = f"{rec_dir.name}/{_part(i, self.chunk)}#r{i}"
+                    views.append((s.name, r))
+                rows.append(self._row(r, s.name, href, ix))
         title, subtitle = self.header()
-        return page(title, subtitle, "".join(parts))
+        n_parts = (len(views) + self.chunk - 1) // self.chunk
+        index_href = f"../{out.name}#records"
+        for p in range(n_parts):
+            chunk = []
+            for i in range(p * self.chunk, min((p + 1) * self.chunk, len(views))):
+                task_key, r = views[i]
+                v = self.record_view(r, f"r{i}", task_key)
+                if i > 0:
+                    v["prev"] = (f"{_part(i - 1, self.chunk)}" if (i - 1) // self.chunk != p else "") + f"#r{i - 1}"
+                if i + 1 < len(views):
+                    v["next"] = (f"{_part(i + 1, self.chunk)}" if (i + 1) // self.chunk != p else "") + f"#r{i + 1}"
+                chunk.append(v)
+            path = rec_dir / _part(p * self.chunk, self.chunk)
+            path.write_text(render("records.html", title=title, subtitle=subtitle, views=chunk, index_href=index_href,
+                                   first=p * self.chunk, total=len(views)), encoding="utf-8")
+            self.parts.append(path)
+        self.rendered = len(views)
+        dicts = {k: v.values for k, v in ix.items()}
+        dicts["colours"] = PATTERN_COLOURS
+        text = render("index.html", title=title, subtitle=subtitle, warnings=self.warnings(),
+                      summaries=[self._task_context(s) for s in self.summaries],
+                      pattern_chart=Markup(pattern_chart({s.name: s.patterns for s in self.summaries},
+                                                         "Failure patterns per task (attributed failures)")),
+                      pattern_help=describe_thresholds(self.th), n_rows=len(rows),
+                      rows_json=script_json({"dicts": dicts, "rows": rows}), n_parts=n_parts, records_dir=rec_dir.name,
+                      has_lrp=bool((self.run.results or {}).get("lrp")) or bool(self.run.tasks))
+        out.write_text(text, encoding="utf-8")
+        return out
+
+
+def faithfulness_line(f: dict | None) -> str:
+    """One line on a record's faithfulness result (deletion-curve areas, tokens masked until the preference flips)."""
+    if not f:
+        return ""
+    bits = []
+    area = f.get("area") or {}
+    if area:
+        bits.append("deletion-curve area (smaller is better): " + ", ".join(f"{k} {fmt(v, '.2f')}" for k, v in area.items()))
+    flips = f.get("flip") or {}
+    if flips:
+        bits.append("tokens masked until the preference flips: " + ", ".join(
+            f"{k} {v if v is not None else 'no flip'}" for k, v in flips.items()))
+    return " · ".join(bits)
+
+
+def _part(i: int, chunk: int) -> str:
+    return f"part_{i // chunk:04d}.html"
 
 
 def node_heatmap(names: list[str], values: list[list[float]], record: dict, max_cols: int = 64) -> str:
@@ -304,12 +303,10 @@ def _slug(name: str) -> str:
 
 
 def build_report(run_dir: str | Path, output: str | Path | None = None, top: int | None = None,
-                 thresholds: Thresholds | None = None) -> tuple[Path, ReportBuilder, list[TaskSummary]]:
-    """Write the report of the run at ``run_dir`` (default ``<run>/report.html``); returns (path, builder, summaries)."""
-    run = load_run(run_dir)
-    builder = ReportBuilder(run, top=top, thresholds=thresholds)
-    text = builder.html()
-    out = Path(output) if output else run.path / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    return out, builder, summarise(run, builder.th)
+                 thresholds: Thresholds | None = None, chunk: int = CHUNK) -> tuple[Path, ReportBuilder, list[TaskSummary]]:
+    """Write the report of the run at ``run_dir`` (default ``<run>/report.html`` and ``<run>/report_records/``);
+    returns (index path, builder, summaries)."""
+    run = open_run(run_dir)
+    builder = ReportBuilder(run, top=top, thresholds=thresholds, chunk=chunk)
+    out = builder.write(Path(output) if output else run.path / "report.html")
+    return out, builder, builder.summaries

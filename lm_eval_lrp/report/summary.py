@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..artifacts import Run
-from ..patterns import LABELS, Thresholds, classify, derived_segments
+from ..patterns import LABELS, Thresholds, classify, derived_segments, special_positions
 
 SEGMENT_ORDER = ("instruction", "fewshot", "signature", "docstring", "query", "answer_so_far")
 
@@ -29,6 +29,27 @@ class TaskSummary:
     median_ratio: float | None
     patterns: dict = field(default_factory=dict)
     top_wrong_tokens: list = field(default_factory=list)
+    error_count: int = 0
+    deltas: list = field(default_factory=list)
+    ratios: list = field(default_factory=list)
+    segment_shares: dict = field(default_factory=dict)  # mean (segment sum ÷ Σ|R|) over attributed records
+    locators: dict = field(default_factory=dict)
+    top_tokens: list = field(default_factory=list)  # [(token, times in a record's top 3, records containing it)]
+    flips: dict = field(default_factory=dict)  # per ranking: records, mean tokens masked until the flip, flip rate
+
+
+def flip_summary(records: list[dict]) -> dict:
+    """Per ranking (attnlrp, cp, grad_x_input, random): how many records, the mean number of tokens masked until
+    the preference flipped (over those that flipped) and the share that flipped within the cap."""
+    out: dict[str, dict] = {}
+    for r in records:
+        for name, k in ((r.get("faithfulness") or {}).get("flip") or {}).items():
+            e = out.setdefault(name, {"n": 0, "flipped": []})
+            e["n"] += 1
+            if isinstance(k, int):
+                e["flipped"].append(k)
+    return {name: {"n": e["n"], "mean_tokens": statistics.fmean(e["flipped"]) if e["flipped"] else None,
+                   "flip_rate": len(e["flipped"]) / e["n"]} for name, e in out.items()}
 
 
 def model_args(results: dict | None) -> dict:
@@ -68,14 +89,91 @@ def segments_of(run: Run, record: dict, task: str | None = None) -> tuple[dict, 
     return derived, bool(derived)
 
 
+def task_config(run: Run, task: str | None) -> tuple[dict | None, int | None]:
+    """(configuration, number of shots) of a task as lm-eval recorded them in the results JSON."""
+    res = run.results or {}
+    return (res.get("configs") or {}).get(task), (res.get("n-shot") or {}).get(task)
+
+
 def pattern_of(run: Run, record: dict, thresholds: Thresholds | None = None, task: str | None = None):
+    cfg, n_shot = task_config(run, task or record.get("task"))
+    return classify(record, thresholds, task_config=cfg, n_shot=n_shot)
+
+
+def locator_of(record: dict) -> str:
+    """How the explained position was found: the record's own ``locator`` field, else from the task kind."""
+    loc = record.get("locator") or record.get("located_by")
+    if loc:
+        return str(loc)
+    kind = str(record.get("kind") or "")
+    if not kind:
+        return "–"
+    return "first differing choice token" if kind in ("loglikelihood", "multiple_choice") else "first divergence from gold"
+
+
+@dataclass
+class RecordFacts:
+    """What the index needs of one record, computed once: pattern, segment sums, top tokens."""
+
+    pattern: object | None
+    segments: dict
+    top_segment: str
+    top_tokens: list
+
+
+def record_facts(run: Run, record: dict, thresholds: Thresholds | None = None, task: str | None = None,
+                 k: int = 3) -> RecordFacts:
+    if record.get("status") != "attributed":
+        return RecordFacts(None, {}, "", [])
     segs, _ = segments_of(run, record, task)
-    return classify(record, thresholds, segments=segs)
+    pattern = pattern_of(run, record, thresholds, task)
+    pos = [(v, k_) for k_, v in segs.items() if isinstance(v, (int, float)) and v > 0]
+    rel = record.get("input_relevance") or []
+    toks = record.get("tokens") or []
+    special = special_positions(record)
+    order = sorted((i for i in range(min(len(rel), len(toks))) if i not in special and rel[i] is not None and rel[i] > 0),
+                   key=lambda i: -rel[i])[:k]
+    return RecordFacts(pattern, segs, max(pos)[1] if pos else "", [toks[i] for i in order])
 
 
-def summarise(run: Run, thresholds: Thresholds | None = None) -> list[TaskSummary]:
+def _normalised_tops(facts: list[RecordFacts], records: list[dict], n: int = 12) -> list[tuple[str, int, int]]:
+    """Tokens most often in a record's top 3 towards the wrong answer, divided by how many records contain them."""
+    top, occurs = Counter(), Counter()
+    for f, r in zip(facts, records):
+        top.update(set(f.top_tokens))
+        occurs.update(set(r.get("tokens") or []))
+    floor = 2 if len(records) >= 10 else 1
+    rows = [(t, c, occurs[t] or c) for t, c in top.items() if c >= floor]
+    rows.sort(key=lambda x: (-x[1] / x[2], -x[1], x[0]))
+    return rows[:n]
+
+
+def open_run(path) -> Run:
+    """A run folder read for the report: every lm-eval results file merged (tasks run in separate invocations,
+    ``--output_path x.json`` naming), and the attribution records when there are any (a run without ``--lrp`` has
+    none)."""
+    from ..artifacts import load_run
+    from ..lmeval.results import RECORD_GLOB, locate, read_results
+
+    folder = locate(path)
+    results = read_results(folder)
+    if any(folder.glob(RECORD_GLOB)):
+        run = load_run(folder)
+        if results is not None:
+            run.results = results
+        return run
+    return Run(folder, results, {})
+
+
+def summarise(run: Run, thresholds: Thresholds | None = None, facts: dict | None = None) -> list[TaskSummary]:
+    """Per task (every task of the results files and of the records): the index's numbers.
+
+    ``facts`` (optional) is filled with :class:`RecordFacts` per ``id(record)`` for the caller to reuse.
+    """
+    facts = {} if facts is None else facts
     lrp = ((run.results or {}).get("lrp") or {}).get("tasks") or {}
-    names = list(dict.fromkeys(list(lrp) + list(run.tasks)))
+    evaluated = [t for t in ((run.results or {}).get("results") or {}) if t not in lrp and t not in run.tasks]
+    names = list(dict.fromkeys(list(lrp) + list(run.tasks) + evaluated))
     out = []
     for name in names:
         recs = run.tasks[name].records if name in run.tasks else []
@@ -84,15 +182,27 @@ def summarise(run: Run, thresholds: Thresholds | None = None) -> list[TaskSummar
         metric = s.get("metric") or (recs[0].get("metric") if recs else None)
         acc = s.get("accuracy")
         if acc is None:
-            _, acc = accuracy_of(run.results, name, metric, recs[0].get("filter") if recs else None)
+            key, acc = accuracy_of(run.results, name, metric, recs[0].get("filter") if recs else None)
+            metric = metric or (key.split(",")[0] if key else None)
         deltas = [r["delta"] for r in attributed if r.get("delta") is not None]
         ratios = [r["conservation"]["ratio"] for r in attributed if (r.get("conservation") or {}).get("ratio") is not None]
-        pats = Counter(pattern_of(run, r, thresholds, name).label for r in attributed)
+        for r in recs:
+            if id(r) not in facts:
+                facts[id(r)] = record_facts(run, r, thresholds, name)
+        afacts = [facts[id(r)] for r in attributed]
+        pats = Counter(f.pattern.label for f in afacts)
+        shares: dict[str, list[float]] = {}
+        for f, r in zip(afacts, attributed):
+            special = special_positions(r)
+            total = sum(abs(x) for i, x in enumerate(r.get("input_relevance") or []) if x is not None and i not in special)
+            for seg, v in f.segments.items():
+                if total and isinstance(v, (int, float)):
+                    shares.setdefault(seg, []).append(v / total)
         out.append(TaskSummary(
             name=name,
             metric=metric,
             accuracy=acc,
-            failures=s.get("failures", len(recs)),
+            failures=s.get("failures", len(recs) if (recs or s) else None),
             attributed=s.get("attributed", len(attributed)),
             skipped=s.get("skipped") or dict(Counter(r.get("reason") for r in recs if r.get("status") == "skipped")),
             errors=s.get("errors") or dict(Counter(r.get("reason") for r in recs if r.get("status") == "error")),
@@ -101,5 +211,12 @@ def summarise(run: Run, thresholds: Thresholds | None = None) -> list[TaskSummar
             median_ratio=s.get("median_conservation_ratio", statistics.median(ratios) if ratios else None),
             patterns={k: pats.get(k, 0) for k in LABELS},
             top_wrong_tokens=s.get("top_wrong_tokens") or [],
+            error_count=sum(1 for r in recs if r.get("status") == "error") or sum((s.get("errors") or {}).values()),
+            deltas=deltas,
+            ratios=ratios,
+            segment_shares={k: statistics.fmean(v) for k, v in shares.items()},
+            locators=dict(Counter(locator_of(r) for r in recs)),
+            top_tokens=_normalised_tops(afacts, attributed),
+            flips=flip_summary(attributed),
         ))
     return out

@@ -195,3 +195,92 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
         out.append(round(v, 10))
         v += step
     return out
+
+
+def histogram(values: list[float], title: str = "", xlabel: str = "", bins: int = 20, width: int = 420,
+              height: int = 170, marker: float | None = None, marker_label: str = "") -> str:
+    """Counts of ``values`` in equal-width bins; ``marker`` draws a dashed vertical reference line (e.g. 1.0)."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    left, right, top, bottom = 40, 12, 24 if title else 8, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
+    body = [_text(8, 16, title, size=13, cls="ttl")] if title else []
+    if not vals:
+        body.append(_text(left, top + 20, "nothing to show", size=11))
+        return _svg(width, height, body, title or "histogram")
+    lo, hi = min(vals), max(vals)
+    if marker is not None and math.isfinite(marker):
+        lo, hi = min(lo, marker), max(hi, marker)
+    if hi == lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    step = (hi - lo) / bins
+    counts = [0] * bins
+    for v in vals:
+        counts[min(int((v - lo) / step), bins - 1)] += 1
+    peak = max(counts) or 1
+    bw = plot_w / bins
+    for i, n in enumerate(counts):
+        if not n:
+            continue
+        h = plot_h * n / peak
+        a, b = lo + i * step, lo + (i + 1) * step
+        body.append(f'<rect x="{left + i * bw:.1f}" y="{top + plot_h - h:.1f}" width="{max(bw - 1, 0.5):.1f}" '
+                    f'height="{h:.1f}" fill="#546e7a"><title>{fmt(a, ".3g")} … {fmt(b, ".3g")}: {n}</title></rect>')
+    body.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#555"/>')
+    for t in _ticks(lo, hi, 5):
+        x = left + plot_w * (t - lo) / (hi - lo)
+        body.append(_text(x, top + plot_h + 13, fmt(t, "g"), anchor="middle", size=10))
+    body.append(_text(left - 4, top + 10, str(peak), anchor="end", size=10))
+    if marker is not None and math.isfinite(marker):
+        x = left + plot_w * (marker - lo) / (hi - lo)
+        body.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="{RED}" stroke-dasharray="4 3">'
+                    f"<title>{esc(marker_label or marker)}</title></line>")
+    body.append(_text(left + plot_w / 2, height - 4, f"{xlabel} (n={len(vals)})", anchor="middle", size=11))
+    return _svg(width, height, body, title or "histogram")
+
+
+def line_chart(xlabels: list[str], series: list[tuple[str, str, list[float | None]]], title: str = "",
+               ylabel: str = "", width: int = 440, height: int = 230) -> str:
+    """Trend lines over ordered runs (checkpoints, sizes): one polyline per series, the legend below the plot."""
+    per_row = max(1, (width - 60) // 140)
+    legend_rows = (len(series) + per_row - 1) // per_row
+    left, right, top, bottom = 52, 16, 30, 40 + 16 * legend_rows
+    height += 16 * legend_rows
+    plot_w, plot_h = width - left - right, height - top - bottom
+    vals = [v for _, _, vs in series for v in vs if v is not None and math.isfinite(v)]
+    hi, lo = max(vals + [0.0]), min(vals + [0.0])
+    if hi == lo:
+        hi = lo + 1.0
+    pad = 0.08 * (hi - lo)
+    hi, lo = hi + pad, lo - (pad if lo < 0 else 0)
+    n = max(len(xlabels), 1)
+
+    def x_of(i):
+        return left + 14 + ((plot_w - 28) * i / (n - 1) if n > 1 else (plot_w - 28) / 2)
+
+    def y_of(v):
+        return top + plot_h * (hi - v) / (hi - lo)
+
+    body = [_text(8, 18, title, size=13, cls="ttl")] if title else []
+    body.append(f'<line x1="{left}" y1="{y_of(0):.1f}" x2="{left + plot_w}" y2="{y_of(0):.1f}" stroke="#555"/>')
+    for t in _ticks(lo, hi, 5):
+        body.append(_text(left - 4, y_of(t) + 4, fmt(t, "g"), anchor="end", size=10))
+    if ylabel:
+        body.append(f'<text x="12" y="{top + plot_h / 2:.0f}" font-size="11" text-anchor="middle" '
+                    f'transform="rotate(-90 12 {top + plot_h / 2:.0f})">{esc(ylabel)}</text>')
+    for i, name in enumerate(xlabels):
+        anchor = "middle" if 0 < i < n - 1 or n == 1 else "start" if i == 0 else "end"
+        x = x_of(i) + (-10 if anchor == "start" else 10 if anchor == "end" else 0)
+        body.append(_text(x, top + plot_h + 16, _short(name, max(6, int(plot_w / n / 6.5))), anchor=anchor, size=11))
+    for r, (sname, colour, vs) in enumerate(series):
+        idx = [i for i, v in enumerate(vs) if v is not None and math.isfinite(v)]
+        if len(idx) > 1:
+            body.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
+                        + " ".join(f"{x_of(i):.1f},{y_of(vs[i]):.1f}" for i in idx) + '"/>')
+        for i in idx:
+            body.append(f'<circle cx="{x_of(i):.1f}" cy="{y_of(vs[i]):.1f}" r="3.5" fill="{colour}"><title>{esc(sname)} · '
+                        f'{esc(xlabels[i] if i < len(xlabels) else i)}: {fmt(vs[i], "+.4g")}</title></circle>')
+        lx = left + 140 * (r % per_row)
+        ly = top + plot_h + 28 + 16 * (r // per_row)
+        body.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{colour}"/>')
+        body.append(_text(lx + 16, ly + 10, _short(sname, 18), size=11))
+    return _svg(width, height, body, title or "trend")
