@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-import torch
 from lm_eval.models.huggingface import HFLM
 
 from ..config import LRPConfig
 from ..harness.subject import Subject
 from ..lrp import UnsupportedArchitecture, architecture_of
+from . import parallel
 
 log = logging.getLogger("lm_eval_lrp")
 
@@ -64,11 +64,7 @@ class HFLRP(HFLM):
         return ids[0].tolist()
 
     def subject(self) -> Subject:
-        def broadcast(obj):
-            box = [obj]
-            torch.distributed.broadcast_object_list(box, src=0)
-            return box[0]
-
+        rank, world = self.rank, self.world_size
         return Subject(
             model=self.model,
             tokenizer=self.tokenizer,
@@ -77,10 +73,10 @@ class HFLRP(HFLM):
             generation_context=self._generation_context,
             max_length=self.lrp.max_length or self.max_length,
             source={"model": self.lrp_name_args, "revision": getattr(self, "revision", None), "dtype": str(self.model.dtype)},
-            rank=self.rank,
-            world=self.world_size,
-            broadcast=broadcast,
-            gather=lambda obj: self.gather_object(obj, dst=0),
-            barrier=self.barrier,
+            rank=rank,
+            world=world,
+            broadcast=lambda obj: parallel.broadcast(obj, world),
+            gather=lambda obj: parallel.gather(obj, rank, world),
+            barrier=lambda: parallel.barrier(world),
             unsupported=self.lrp_unsupported,
         )
