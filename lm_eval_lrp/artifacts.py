@@ -164,26 +164,14 @@ def _latest(files: list[Path]) -> list[Path]:
     return [p for _, p in newest.values()]
 
 
-def find_run_dir(path: str | Path) -> Path:
-    """The folder holding the artifacts: ``path`` itself or its single model sub-folder."""
-    path = Path(path)
-    if path.is_file():
-        return path.parent
-    if list(path.glob(RECORD_GLOB)) or list(path.glob("results_*.json")):
-        return path
-    subs = [d for d in path.iterdir() if d.is_dir() and (list(d.glob(RECORD_GLOB)) or list(d.glob("results_*.json")))]
-    if len(subs) == 1:
-        return subs[0]
-    if not subs:
-        raise FileNotFoundError(f"no lm-eval results or attribution files under {path}")
-    raise ValueError(f"{path} holds several model folders; pass one of: {', '.join(str(s) for s in subs)}")
-
-
 def load_run(path: str | Path) -> Run:
-    """Read a run back: ``<output_path>`` or ``<output_path>/<model_name_sanitized>``."""
-    run_dir = find_run_dir(path)
-    results_files = sorted(run_dir.glob("results_*.json"))
-    results = json.loads(results_files[-1].read_text(encoding="utf-8")) if results_files else None
+    """Read a run back: ``<output_path>``, ``<output_path>/<model_name_sanitized>`` or the ``x.json`` given as
+    ``--output_path``. Every lm-eval results file of the folder is read and merged (tasks evaluated in separate
+    invocations); a run without ``--lrp`` has no tasks here but its results."""
+    from .lmeval.results import locate, read_results
+
+    run_dir = locate(path)
+    results = read_results(run_dir)
     tasks = {}
     for f in _latest(sorted(run_dir.glob(RECORD_GLOB))):
         task = _NAME.match(f.name).group("task")

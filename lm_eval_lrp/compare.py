@@ -26,7 +26,8 @@ from collections import Counter
 
 from .artifacts import Run
 from .loading import ModelArgsError, describe, load_model, load_spec, load_tokenizer, parse_model_args
-from .patterns import Thresholds, classify, prompt_segments, special_positions
+from .patterns import Thresholds, classify, special_positions
+from .segments import record_segments
 from .report.summary import open_run
 
 SEGMENTS = ("instruction", "fewshot", "signature", "docstring", "query", "answer_so_far")
@@ -89,22 +90,6 @@ def check_tokenizers(records: list[dict], tok_b, tok_a=None, name_a: str = "A", 
 
 
 # --- segments ----------------------------------------------------------------------------------------------------
-
-
-def segment_sums(record: dict, relevance, tokenizer, segments) -> dict:
-    """Relevance summed per segment; token spans from the tokenizer's offsets, else from the token strings."""
-    import torch
-
-    from .patterns import token_spans
-    from .segments import char_spans, segment_sums as _sums
-
-    ids = record.get("token_ids") or []
-    n_prompt = int(record.get("n_prompt_tokens") or len(ids))
-    spans = None
-    if record.get("prompt") and not record.get("truncated_tokens"):
-        spans = char_spans(tokenizer, record["prompt"], ids[:n_prompt]) or token_spans(record)
-    rel = relevance if isinstance(relevance, torch.Tensor) else torch.tensor([float(x or 0.0) for x in relevance])
-    return _sums(segments if spans is not None else [], spans, rel, n_prompt)
 
 
 def normalised(segs: dict, relevance: list[float], special: set[int]) -> dict:
@@ -186,16 +171,15 @@ def compare_one(record: dict, model_b, tokenizer, run_a: Run, run_b: Run, rule: 
     th = thresholds or Thresholds()
     task = record["task"]
     t0 = time.perf_counter()
-    expl = explain(model_b, record["token_ids"], record["position"], record["target"]["id"], record["contrast"]["id"],
+    expl = explain(model_b, record.explained if isinstance(record, Record) else Record.load(record).explained,
                    rule=rule or record.get("rule") or "attnlrp", topk=topk, nodes=False)
     seconds = time.perf_counter() - t0
     rel_b = [float(x) for x in expl.input_relevance]
     rel_a = [float(x or 0.0) for x in record.get("input_relevance") or []]
     configs = (run_a.results or {}).get("configs") or {}
     n_shot = ((run_a.results or {}).get("n-shot") or {}).get(task)
-    segs = prompt_segments(record, configs.get(task), n_shot)
-    seg_a = segment_sums(record, rel_a, tokenizer, segs)
-    seg_b = segment_sums(record, rel_b, tokenizer, segs)
+    seg_a = record_segments(record, rel_a, tokenizer=tokenizer, task_config=configs.get(task), n_shot=n_shot)
+    seg_b = record_segments(record, rel_b, tokenizer=tokenizer, task_config=configs.get(task), n_shot=n_shot)
     special = special_positions(record, th.special_tokens)
     corrected = expl.delta < 0
     pat_a = classify(record, th, relevance=rel_a, task_config=configs.get(task), n_shot=n_shot)

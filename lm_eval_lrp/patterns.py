@@ -32,7 +32,7 @@ the agreement is reported in ``benchmarks/RESULTS.md``. Special tokens are recog
 (``<|...|>``, ``<s>``, ``</s>``, ``<bos>``, …) or given explicitly.
 
 Records whose run wrote no segment sums can be given sums derived here, from the prompt, the task configuration
-lm-eval recorded and the token strings: :func:`derived_segments`.
+lm-eval recorded and the token strings: :func:`lm_eval_lrp.segments.record_segments`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
+
+from .segments import record_prompt_segments, record_spans
 
 URT, OIT, BOTH, NONE, NA = "URT", "OIT", "URT+OIT", "none", "n/a"
 LABELS = (URT, OIT, BOTH, NONE, NA)
@@ -118,9 +120,9 @@ def token_groups(record: dict, task_config: dict | None = None, n_shot: int | No
     special = special_positions(record, th.special_tokens)
     words = template_words(task_config) | {w.lower() for w in th.template_words}
     seg_of: list[str | None] = [None] * len(tokens)
-    spans = token_spans(record)
+    spans = record_spans(record)
     if spans is not None:
-        segs = prompt_segments(record, task_config, n_shot)
+        segs = record_prompt_segments(record, task_config, n_shot)
         for i, (a, b) in enumerate(spans):
             for seg in segs:
                 if b > a and a >= seg.start and b <= seg.end:
@@ -219,80 +221,3 @@ def distribution_by_task(records_by_task: dict[str, Iterable[dict]], thresholds:
 
 
 # --- segments derived from the prompt (for records without them) ----------------------------------------------
-
-
-def prompt_segments(record: dict, task_config: dict | None = None, n_shot: int | None = None) -> list:
-    """Labelled character spans (``task_hooks.base.Segment``) of ``record["prompt"]``.
-
-    HumanEval-like prompts (task name ``humaneval*``): ``signature`` up to the docstring, ``docstring`` after.
-    Otherwise: ``instruction`` = the task's description when the prompt starts with it; with ``n_shot`` > 0,
-    ``fewshot`` = everything up to the last few-shot delimiter; ``query`` = the rest.
-    """
-    from task_hooks.base import Segment
-
-    prompt = record.get("prompt") or ""
-    if not prompt:
-        return []
-    if str(record.get("task") or "").startswith("humaneval"):
-        start = prompt.find('"""')
-        if start < 0:
-            start = prompt.find("'''")
-        if start > 0:
-            return [Segment("signature", 0, start), Segment("docstring", start, len(prompt))]
-    cfg = task_config or {}
-    description = cfg.get("description") or ""
-    if not isinstance(description, str) or "{{" in description:
-        description = ""
-    d_end = len(description) if description and prompt.startswith(description) else 0
-    segs = [Segment("instruction", 0, d_end)] if d_end else []
-    q_start = d_end
-    if n_shot:
-        delim = cfg.get("fewshot_delimiter")
-        delim = "\n\n" if not isinstance(delim, str) or not delim else delim
-        cut = prompt.rfind(delim, d_end)
-        if cut >= d_end:
-            q_start = cut + len(delim)
-            segs.append(Segment("fewshot", d_end, q_start))
-    if q_start < len(prompt):
-        segs.append(Segment("query", q_start, len(prompt)))
-    return segs
-
-
-def token_spans(record: dict) -> list[tuple[int, int]] | None:
-    """Character span of each prompt token, from the token strings laid end to end over the prompt.
-
-    Special tokens absent from the prompt get empty spans; whitespace left over at the end (lm-eval moves a
-    context's trailing whitespace into the continuation) is allowed. None when the strings do not match the prompt.
-    """
-    prompt = record.get("prompt") or ""
-    tokens = record.get("tokens") or []
-    if not prompt or not tokens or record.get("truncated_tokens"):
-        return None
-    n_prompt = int(record.get("n_prompt_tokens") or len(tokens))
-    spans, offset = [], 0
-    for tok in tokens[:n_prompt]:
-        if tok and prompt.startswith(tok, offset):
-            spans.append((offset, offset + len(tok)))
-            offset += len(tok)
-        elif is_special_token(tok) or tok == "":
-            spans.append((offset, offset))
-        else:
-            return None
-    return spans if not prompt[offset:].strip() else None
-
-
-def derived_segments(record: dict, task_config: dict | None = None, n_shot: int | None = None,
-                     relevance: list[float] | None = None) -> dict:
-    """Segment sums like the harness's, from :func:`prompt_segments` and :func:`token_spans` ({} if unaligned)."""
-    rel = list(relevance if relevance is not None else record.get("input_relevance") or [])
-    spans = token_spans(record)
-    if spans is None or not rel:
-        return {}
-    out: dict[str, float] = {}
-    for seg in prompt_segments(record, task_config, n_shot):
-        out[seg.label] = out.get(seg.label, 0.0) + sum(
-            float(rel[i] or 0.0) for i, (a, b) in enumerate(spans) if b > a and a >= seg.start and b <= seg.end)
-    n_prompt = len(spans)
-    if len(rel) > n_prompt:
-        out["answer_so_far"] = out.get("answer_so_far", 0.0) + sum(float(x or 0.0) for x in rel[n_prompt:])
-    return out

@@ -10,9 +10,8 @@ import torch
 
 from lm_eval_lrp.artifacts import AttributionWriter, load_run
 from lm_eval_lrp.commands import compare as compare_cmd
-from lm_eval_lrp.compare import (
-    TokenizerMismatch, check_tokenizers, compare, prompt_segments,
-)
+from lm_eval_lrp.compare import TokenizerMismatch, check_tokenizers, compare
+from lm_eval_lrp.segments import record_prompt_segments as prompt_segments
 from lm_eval_lrp.failures import Case
 from lm_eval_lrp.loading import load_spec, parse_model_args
 from lm_eval_lrp.lrp import explain

@@ -135,7 +135,7 @@ def test_ordinary_token_strings(tok):
 
 
 def test_segments_derived_from_the_prompt_when_the_run_recorded_none():
-    from lm_eval_lrp.patterns import derived_segments, token_spans
+    from lm_eval_lrp.segments import record_segments as derived_segments, record_spans as token_spans
 
     prompt = 'def f(x):\n    """Add one."""\n'
     tokens = ["<|endoftext|>", "def", " f", "(x", "):\n", "   ", ' """', "Add", " one", '."""']  # trailing "\n" moved on
@@ -150,5 +150,5 @@ def test_segments_derived_from_the_prompt_when_the_run_recorded_none():
     assert classify(r, segments=segs).label in (URT, NONE, OIT, BOTH)
     fewshot = {"task": "x", "prompt": "Q: a\nA: 1\n\nQ: b\nA:", "tokens": ["Q: a\nA: 1", "\n\n", "Q: b\nA:"],
                "n_prompt_tokens": 3, "input_relevance": [0.5, 0.1, -0.2]}
-    assert derived_segments(fewshot, {"fewshot_delimiter": "\n\n"}, 1) == pytest.approx({"fewshot": 0.6, "query": -0.2})
-    assert derived_segments({**fewshot, "tokens": ["Q: a", "zzz", "Q: b\nA:"]}, {}, 1) == {}  # strings do not match
+    assert derived_segments(fewshot, task_config={"fewshot_delimiter": "\n\n"}, n_shot=1) == pytest.approx({"fewshot": 0.6, "query": -0.2})
+    assert derived_segments({**fewshot, "tokens": ["Q: a", "zzz", "Q: b\nA:"]}, task_config={}, n_shot=1) == {}  # strings do not match

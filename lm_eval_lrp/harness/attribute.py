@@ -130,7 +130,7 @@ class TaskAttribution:
 
             t = time.perf_counter()
             record["faithfulness"] = faithfulness(model, case.ids, case.position, case.target, case.contrast,
-                                                  expl.input_relevance, seed=failure.doc_id)
+                                                  expl.input_relevance, seed=failure.doc_id, rule=cfg.rule)
             record["timings"]["faithfulness"] = round(time.perf_counter() - t, 4)
         if case.sequence is not None and (cfg.sequence or expl.delta < 0):
             t = time.perf_counter()

@@ -10,7 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..artifacts import Run
-from ..patterns import LABELS, Thresholds, classify, derived_segments, special_positions
+from ..patterns import LABELS, Thresholds, classify, special_positions
+from ..segments import record_segments
 
 SEGMENT_ORDER = ("instruction", "fewshot", "signature", "docstring", "query", "answer_so_far")
 
@@ -85,7 +86,7 @@ def segments_of(run: Run, record: dict, task: str | None = None) -> tuple[dict, 
         return own, False
     task = task or record.get("task")
     res = run.results or {}
-    derived = derived_segments(record, (res.get("configs") or {}).get(task), (res.get("n-shot") or {}).get(task))
+    derived = record_segments(record, task_config=(res.get("configs") or {}).get(task), n_shot=(res.get("n-shot") or {}).get(task))
     return derived, bool(derived)
 
 
@@ -153,16 +154,8 @@ def open_run(path) -> Run:
     ``--output_path x.json`` naming), and the attribution records when there are any (a run without ``--lrp`` has
     none)."""
     from ..artifacts import load_run
-    from ..lmeval.results import RECORD_GLOB, locate, read_results
 
-    folder = locate(path)
-    results = read_results(folder)
-    if any(folder.glob(RECORD_GLOB)):
-        run = load_run(folder)
-        if results is not None:
-            run.results = results
-        return run
-    return Run(folder, results, {})
+    return load_run(path)
 
 
 def summarise(run: Run, thresholds: Thresholds | None = None, facts: dict | None = None) -> list[TaskSummary]:
