@@ -27,6 +27,7 @@ from collections import Counter
 from .artifacts import Run
 from .loading import ModelArgsError, describe, load_model, load_spec, load_tokenizer, parse_model_args
 from .patterns import Thresholds, classify, special_positions
+from .record import Record
 from .segments import record_segments
 from .report.summary import open_run
 
