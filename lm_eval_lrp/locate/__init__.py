@@ -6,11 +6,11 @@
 >>> contrast = result.location.to_contrast(gen)   # what the LRP engine explains
 """
 
-from .chain import DEFAULT_CHAINS, Attempt, Chain, ChainResult, Locator, make, names, register
+from .chain import DEFAULT_CHAINS, Attempt, Chain, ChainResult, Locator, kind_of_task, make, names, register
 from .context import Budget, Context, Scan, scan
 from .types import Candidate, Generation, LocateError, Location, NotFound, Rollout
 
 __all__ = [
     "Attempt", "Budget", "Candidate", "Chain", "ChainResult", "Context", "DEFAULT_CHAINS", "Generation", "LocateError",
-    "Location", "Locator", "NotFound", "Rollout", "Scan", "make", "names", "register", "scan",
+    "Location", "Locator", "NotFound", "Rollout", "Scan", "kind_of_task", "make", "names", "register", "scan",
 ]

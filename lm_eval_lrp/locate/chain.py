@@ -67,6 +67,16 @@ DEFAULT_CHAINS = {
 }
 
 
+#: task-name prefixes of the task kinds (a task hook may say otherwise)
+KIND_BY_PREFIX = {"gsm8k": "math", "hendrycks_math": "math", "minerva_math": "math", "math": "math",
+                  "humaneval": "code", "mbpp": "code", "ifeval": "instructions", "ifbench": "instructions"}
+
+
+def kind_of_task(task: str) -> str | None:
+    best = max((p for p in KIND_BY_PREFIX if task.startswith(p)), key=len, default=None)
+    return KIND_BY_PREFIX[best] if best else None
+
+
 @dataclass
 class Attempt:
     locator: str
