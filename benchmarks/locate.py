@@ -153,6 +153,7 @@ def _tasks(names: set[str], work: Path) -> dict:
 
     spec = importlib.util.spec_from_file_location("make_tasks", ROOT / "examples" / "local_tasks" / "make_tasks.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     local = [n for n in names if n in module.TASK_NAMES]
     out = module.write_local_tasks(work, local)

@@ -17,10 +17,9 @@ TOK = CharTokenizer()
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    before = torch.get_num_threads(), torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
+    torch.set_num_threads(before[0])
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +143,18 @@ def test_instruction_verifier_from_an_ifeval_doc():
     loc = make("verifier").locate(gen, ctx)
     assert (loc.index, loc.target, loc.contrast) == (3, TOK.ids[","], TOK.ids[";"])
     assert "punctuation:no_comma" in loc.reason
+
+
+def test_a_missing_ending_explains_the_models_stop():
+    doc = {"prompt": "p", "instruction_id_list": ["startend:end_checker"], "kwargs": [{"end_phrase": "Bye."}]}
+    output = "ok"
+    gen = Generation(TOK.encode("Q"), TOK.encode(output) + [TOK.eos_token_id], output, doc=doc)
+    topk = [[TOK.ids["o"], TOK.ids["k"], TOK.ids["x"]], [TOK.ids["k"], TOK.ids["x"], TOK.ids["o"]],
+            [TOK.eos_token_id, TOK.ids["!"], TOK.ids["B"]]]
+    ctx = ctx_for(object())
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = fixed_scan(topk, 3)
+    loc = make("instructions").locate(gen, ctx)
+    assert (loc.index, loc.target, loc.contrast, loc.output_offset) == (2, TOK.eos_token_id, TOK.ids["B"], 2)
 
 
 def test_code_verifier():

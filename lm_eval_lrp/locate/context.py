@@ -108,11 +108,12 @@ class Context:
 
     def index_at(self, gen: Generation, offset: int) -> int:
         """The output token whose text covers char ``offset`` (``len(output_ids)`` when past the last one)."""
-        starts = self.offsets(gen.output_ids)
-        for i in range(len(gen.output_ids)):
+        starts, n = self.offsets(gen.output_ids), len(gen.output_ids)
+        for i in range(n):
             if starts[i + 1] > offset:
                 return i
-        return len(gen.output_ids)
+        # at the end of the text: the first token that adds nothing there (the model's end-of-sequence token)
+        return next((i for i in range(n) if starts[i] >= offset), n)
 
     def candidate(self, gen: Generation, index: int, why: str = "") -> Candidate:
         token = self.decode([gen.output_ids[index]]) if index < len(gen.output_ids) else ""
