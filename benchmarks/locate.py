@@ -32,13 +32,14 @@ sys.path.insert(0, str(ROOT))
 from lm_eval_lrp.locate import Budget, Chain, Context, Generation, kind_of_task, make  # noqa: E402
 
 FIELDS = {"task": str, "doc_id": int, "model": str, "chat_template": bool, "prompt_ids": list, "output_ids": list,
-          "output": str, "span": list}
+          "output": str}
 LOCATORS = ("gold", "verifier", "rollout")
 
 
-def load_devset(path: str | Path) -> list[dict]:
-    """The dev set's rows, checked; a malformed line is refused naming the file and the line."""
-    rows = []
+def load_devset(path: str | Path, skipped: list | None = None) -> list[dict]:
+    """The dev set's annotated rows, checked; a malformed line is refused naming the file and the line. Rows with
+    ``span: null`` (no identifiable error, or not annotated yet) are left out (their places go to ``skipped``)."""
+    rows, skipped = [], skipped if skipped is not None else []
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -50,7 +51,10 @@ def load_devset(path: str | Path) -> list[dict]:
         for key, kind in FIELDS.items():
             if not isinstance(row.get(key), kind):
                 raise ValueError(f"{where}: {key!r} must be a {kind.__name__}")
-        start, end = row["span"] if len(row["span"]) == 2 else (None, None)
+        if row.get("span") is None:  # not annotated yet, or no identifiable error (the note says why)
+            skipped.append(where)
+            continue
+        start, end = row["span"] if isinstance(row["span"], list) and len(row["span"]) == 2 else (None, None)
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(row["output"])):
             raise ValueError(f"{where}: span {row['span']} is not [char_start, char_end) inside the output")
         if not row["prompt_ids"] or not all(isinstance(i, int) for i in row["prompt_ids"] + row["output_ids"]):
@@ -179,7 +183,10 @@ def main(argv=None) -> int:
     p.add_argument("--output", default=None, help="write the report (with every case) as JSON here")
     args = p.parse_args(argv)
 
-    rows = load_devset(args.devset)
+    unannotated: list[str] = []
+    rows = load_devset(args.devset, unannotated)
+    if unannotated:
+        print(f"{len(unannotated)} rows without a span (no identifiable error or not annotated) left out")
     labels = Counter(r["model"] for r in rows)
     label = args.label or labels.most_common(1)[0][0]
     rows = [r for r in rows if r["model"] == label][: args.limit]

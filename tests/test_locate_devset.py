@@ -85,11 +85,19 @@ def test_gold_share_reads_the_divergence_in_the_output(tmp_path):
     assert report["gold"]["hit_share"] == 0.5
 
 
+def test_rows_without_a_span_are_left_out(tmp_path):
+    good = row("abc def", (0, 3))
+    skipped = []
+    rows = bench.load_devset(write(tmp_path, [good, {**good, "doc_id": 1, "span": None}]), skipped)
+    assert [r["doc_id"] for r in rows] == [0] and skipped == [f"{tmp_path / 'devset.jsonl'}:2"]
+
+
 @pytest.mark.parametrize("bad,message", [
     ({"span": [5, 2]}, "span"),
     ({"span": [0, 999]}, "span"),
     ({"prompt_ids": []}, "prompt_ids"),
     ({"doc_id": "3"}, "'doc_id' must be a int"),
+    ({"span": [1]}, "span"),
 ])
 def test_malformed_devset_line_is_named(tmp_path, bad, message):
     good = row("abc def", (0, 3))
