@@ -188,6 +188,9 @@ def main(argv=None) -> int:
     if unannotated:
         print(f"{len(unannotated)} rows without a span (no identifiable error or not annotated) left out")
     labels = Counter(r["model"] for r in rows)
+    if not rows:
+        print(f"no annotated rows in {args.devset}")
+        return 1
     label = args.label or labels.most_common(1)[0][0]
     rows = [r for r in rows if r["model"] == label][: args.limit]
     print(f"{len(rows)} failures of {label} ({dict(labels)} in {args.devset})")

@@ -94,3 +94,17 @@ def test_finders_agree_with_lm_evals_checkers(docs, key):
         assert sorted(v.instruction for v in found) == sorted(failed), (response, found)
         for v in found:
             assert 0 <= v.offset <= len(response)
+
+
+def test_task_scorer_is_the_tasks_own_verdict(task):
+    from lm_eval_lrp.lmeval.scoring import stop_sequences, task_scorer
+
+    doc = next(d for d in task.eval_docs if d["key"] == 18)  # no commas and fewer than 40 words
+    scorer = task_scorer(task, doc)
+    assert scorer("A girl meets a wolf. A hunter saves her.") is True
+    assert scorer("A girl, a wolf and a hunter.") is False
+    assert scorer(" ".join(["wolf"] * 45)) is False
+    assert task_scorer(task, doc, metric="inst_level_strict_acc")("A girl, a wolf.") is False
+    with pytest.raises(ValueError, match="filter 'nope'"):
+        task_scorer(task, doc, filter_name="nope")
+    assert stop_sequences(task) == []
