@@ -82,7 +82,7 @@ def explained_offset(location, gen: Generation, ctx: Context) -> int | None:
 
 def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_ctx: Callable[[], Context],
              scorer_for: Callable[[dict], Callable[[str], bool] | None] = lambda row: None,
-             until_for: Callable[[dict], list[str]] = lambda row: []) -> dict:
+             until_for: Callable[[dict], list[str]] = lambda row: [], verbose: bool = False) -> dict:
     """Per spec (a name -> chain for a row): share of rows whose explained offset lies in the span, and cost."""
     report = {}
     for name, chain_of in specs.items():
@@ -110,6 +110,10 @@ def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_c
                         "error": result.error, "reason": loc.reason if loc else result.reason,
                         "seconds": round(seconds, 3), "rollouts": calls[0],
                         "budget_exhausted": bool(loc and loc.budget_exhausted)})
+            if verbose:
+                c = per[-1]
+                print(f"  {name}: {c['where']} offset {c['offset']} span {c['span']} {'HIT' if c['hit'] else 'miss'} "
+                      f"({c['seconds']:.1f} s, {c['rollouts']} rollouts)", file=sys.stderr, flush=True)
         n = len(per)
         report[name] = {
             "failures": n,
@@ -204,7 +208,7 @@ def main(argv=None) -> int:
     specs["default chain"] = lambda row: Chain.default(kind_of_task(row["task"]))
     report = evaluate(rows, specs, lambda: base,
                       scorer_for=lambda row: task_scorer(tasks[row["task"]], row["doc"]),
-                      until_for=lambda row: stop_sequences(tasks[row["task"]]))
+                      until_for=lambda row: stop_sequences(tasks[row["task"]]), verbose=True)
     print_report(report)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,7 @@ class Rollout:
     forced: int
     forced_token: str
     continuation: str  # the rolled-out text after the forced token (truncated)
-    verdict: bool | None  # the task's verdict on the whole rolled-out output; None: the scorer raised
+    verdict: bool  # the task's verdict on the whole rolled-out output
     tokens: int = 0  # new tokens generated
 
 
