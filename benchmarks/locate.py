@@ -1,0 +1,221 @@
+"""Which token does each locator explain, against hand annotations of real failures?
+
+For every failure of the dev set (``tests/data/locate_devset.jsonl``: one JSON per line with ``task``, ``doc_id``,
+``model`` (label), ``chat_template``, ``prompt_ids``, ``output_ids``, ``output``, ``gold``, ``doc``, ``span``
+[char_start, char_end) of the first real error in ``output``, ``note``), each locator alone and the default chain
+of the task's kind locate the token to explain; reported per locator: the share of failures whose explained
+token's char offset falls inside the annotated span, how many it located at all, and the cost per failure
+(seconds, rollouts). ``gold`` (the first divergence from the teacher-forced gold, what lm-eval-lrp explained
+before locators) counts as a hit when the divergence point, read in the output, lies in the span.
+
+The rollout scorer is the task's own (filters + ``process_results``, ``lm_eval_lrp.lmeval.scoring``) on the
+offline task overlays (``examples/local_tasks``); stop sequences are the task's ``until``.
+
+    python benchmarks/locate.py --model_args pretrained=DIR,gguf_file=F.gguf --label SmolLM2-135M-Instruct
+    python benchmarks/locate.py --devset tests/data/locate_devset.jsonl --limit 10 --output runs/locate.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lm_eval_lrp.locate import Budget, Chain, Context, Generation, kind_of_task, make  # noqa: E402
+
+FIELDS = {"task": str, "doc_id": int, "model": str, "chat_template": bool, "prompt_ids": list, "output_ids": list,
+          "output": str}
+LOCATORS = ("gold", "verifier", "rollout")
+
+
+def load_devset(path: str | Path, skipped: list | None = None) -> list[dict]:
+    """The dev set's annotated rows, checked; a malformed line is refused naming the file and the line. Rows with
+    ``span: null`` (no identifiable error, or not annotated yet) are left out (their places go to ``skipped``)."""
+    rows, skipped = [], skipped if skipped is not None else []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+        for key, kind in FIELDS.items():
+            if not isinstance(row.get(key), kind):
+                raise ValueError(f"{where}: {key!r} must be a {kind.__name__}")
+        if row.get("span") is None:  # not annotated yet, or no identifiable error (the note says why)
+            skipped.append(where)
+            continue
+        start, end = row["span"] if isinstance(row["span"], list) and len(row["span"]) == 2 else (None, None)
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(row["output"])):
+            raise ValueError(f"{where}: span {row['span']} is not [char_start, char_end) inside the output")
+        if not row["prompt_ids"] or not all(isinstance(i, int) for i in row["prompt_ids"] + row["output_ids"]):
+            raise ValueError(f"{where}: prompt_ids/output_ids must be non-empty lists of token ids")
+        row["where"] = where
+        rows.append(row)
+    return rows
+
+
+def generation_of(row: dict, until=()) -> Generation:
+    return Generation(row["prompt_ids"], row["output_ids"], row["output"], gold=row.get("gold"), doc=row.get("doc"),
+                      task=row["task"], doc_id=row["doc_id"], until=tuple(until))
+
+
+def explained_offset(location, gen: Generation, ctx: Context) -> int | None:
+    """Char offset into the output of the explained token; for ``gold``, where the output leaves the gold (the
+    divergence point read in the output: the text before it is shared by both), else None."""
+    if location.output_offset is not None:
+        return location.output_offset
+    if location.continuation is None:
+        return None
+    shared = ctx.decode(location.continuation[: location.index])
+    return len(shared) if gen.output.startswith(shared) else None
+
+
+def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_ctx: Callable[[], Context],
+             scorer_for: Callable[[dict], Callable[[str], bool] | None] = lambda row: None,
+             until_for: Callable[[dict], list[str]] = lambda row: [], verbose: bool = False) -> dict:
+    """Per spec (a name -> chain for a row): share of rows whose explained offset lies in the span, and cost."""
+    report = {}
+    for name, chain_of in specs.items():
+        per = []
+        for row in rows:
+            gen = generation_of(row, until_for(row))
+            calls = [0]
+            scorer = scorer_for(row)
+
+            def counted(text, _scorer=scorer):
+                calls[0] += 1
+                return _scorer(text)
+
+            ctx = make_ctx().for_doc(counted if scorer is not None else None)
+            start = time.perf_counter()
+            result = chain_of(row).locate(gen, ctx)
+            seconds = time.perf_counter() - start
+            ctx.release()
+            loc = result.location
+            offset = explained_offset(loc, gen, ctx) if loc is not None else None
+            s, e = row["span"]
+            per.append({"where": row["where"], "task": row["task"], "doc_id": row["doc_id"],
+                        "locator": loc.locator if loc else None, "offset": offset, "span": [s, e],
+                        "hit": offset is not None and s <= offset < e, "located": loc is not None,
+                        "error": result.error, "reason": loc.reason if loc else result.reason,
+                        "seconds": round(seconds, 3), "rollouts": calls[0],
+                        "budget_exhausted": bool(loc and loc.budget_exhausted)})
+            if verbose:
+                c = per[-1]
+                print(f"  {name}: {c['where']} offset {c['offset']} span {c['span']} {'HIT' if c['hit'] else 'miss'} "
+                      f"({c['seconds']:.1f} s, {c['rollouts']} rollouts)", file=sys.stderr, flush=True)
+        n = len(per)
+        report[name] = {
+            "failures": n,
+            "hit_share": round(sum(p["hit"] for p in per) / n, 3) if n else None,
+            "located_share": round(sum(p["located"] for p in per) / n, 3) if n else None,
+            "errors": sum(p["error"] is not None for p in per),
+            "seconds_per_failure": round(statistics.mean(p["seconds"] for p in per), 3) if n else None,
+            "rollouts_per_failure": round(statistics.mean(p["rollouts"] for p in per), 2) if n else None,
+            "by_locator": dict(Counter(p["locator"] or "none" for p in per)),
+            "cases": per,
+        }
+    return report
+
+
+def print_report(report: dict) -> None:
+    print(f"{'locator':<22}{'failures':>9}{'in span':>9}{'located':>9}{'errors':>8}{'s/failure':>11}{'rollouts':>10}")
+    for name, r in report.items():
+        print(f"{name:<22}{r['failures']:>9}{r['hit_share']:>9.2f}{r['located_share']:>9.2f}{r['errors']:>8}"
+              f"{r['seconds_per_failure']:>11.2f}{r['rollouts_per_failure']:>10.1f}")
+
+
+# --- the real run: a model, lm-eval's task scorers ------------------------------------------------------------
+
+
+def _load(model_args: str | None):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if model_args is None:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from _common import load_model
+
+        return load_model()
+    kwargs = dict(kv.split("=", 1) for kv in model_args.split(","))
+    path = kwargs.pop("pretrained")
+    tok = AutoTokenizer.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs).eval()
+    return model, tok
+
+
+def _tasks(names: set[str], work: Path) -> dict:
+    import importlib.util
+
+    from lm_eval.tasks import TaskManager
+
+    spec = importlib.util.spec_from_file_location("make_tasks", ROOT / "examples" / "local_tasks" / "make_tasks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    local = [n for n in names if n in module.TASK_NAMES]
+    out = module.write_local_tasks(work, local)
+    return TaskManager(include_path=str(out)).load(sorted(names))["tasks"]
+
+
+def main(argv=None) -> int:
+    import os
+
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(key, "1")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--devset", default=str(ROOT / "tests" / "data" / "locate_devset.jsonl"))
+    p.add_argument("--model_args", default=None, help="pretrained=DIR[,gguf_file=F.gguf] (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--label", default=None, help="use the dev set rows of this model label (default: the most common)")
+    p.add_argument("--locators", default=",".join(LOCATORS), help="each alone, plus the default chain of the task's kind")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--topk", type=int, default=10)
+    p.add_argument("--max_rollouts", type=int, default=24)
+    p.add_argument("--max_new_tokens", type=int, default=160)
+    p.add_argument("--width", type=int, default=3)
+    p.add_argument("--work", default=str(ROOT / "runs" / "bench-locate"))
+    p.add_argument("--output", default=None, help="write the report (with every case) as JSON here")
+    args = p.parse_args(argv)
+
+    unannotated: list[str] = []
+    rows = load_devset(args.devset, unannotated)
+    if unannotated:
+        print(f"{len(unannotated)} rows without a span (no identifiable error or not annotated) left out")
+    labels = Counter(r["model"] for r in rows)
+    if not rows:
+        print(f"no annotated rows in {args.devset}")
+        return 1
+    label = args.label or labels.most_common(1)[0][0]
+    rows = [r for r in rows if r["model"] == label][: args.limit]
+    print(f"{len(rows)} failures of {label} ({dict(labels)} in {args.devset})")
+    model, tok = _load(args.model_args)
+    tasks = _tasks({r["task"] for r in rows}, Path(args.work) / "tasks")
+    from lm_eval_lrp.lmeval.scoring import stop_sequences, task_scorer
+
+    budget = Budget(args.max_rollouts, args.max_new_tokens, args.width)
+    base = Context.from_tokenizer(tok, model, topk=args.topk, budget=budget)
+    specs = {name: (lambda row, n=name: Chain([make(n)])) for name in args.locators.split(",") if name}
+    specs["default chain"] = lambda row: Chain.default(kind_of_task(row["task"]))
+    report = evaluate(rows, specs, lambda: base,
+                      scorer_for=lambda row: task_scorer(tasks[row["task"]], row["doc"]),
+                      until_for=lambda row: stop_sequences(tasks[row["task"]]), verbose=True)
+    print_report(report)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps({"label": label, "devset": args.devset, "budget": vars(args),
+                                                 "report": report}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Which token of a failed generation to explain: locators and the chain that runs them (no lm-eval inside).
+
+>>> from lm_eval_lrp.locate import Chain, Context, Generation
+>>> ctx = Context.from_tokenizer(tokenizer, model).for_doc(score=lambda text: is_correct(text))
+>>> result = Chain.from_names("rollout,verifier,gold").locate(Generation(prompt_ids, output_ids, output), ctx)
+>>> contrast = result.location.to_contrast(gen)   # what the LRP engine explains
+"""
+
+from .chain import DEFAULT_CHAINS, Attempt, Chain, ChainResult, Locator, kind_of_task, make, names, register
+from .context import Budget, Context, Scan, scan
+from .types import Candidate, Generation, LocateError, Location, NotFound, Rollout
+
+__all__ = [
+    "Attempt", "Budget", "Candidate", "Chain", "ChainResult", "Context", "DEFAULT_CHAINS", "Generation", "LocateError",
+    "Location", "Locator", "NotFound", "Rollout", "Scan", "kind_of_task", "make", "names", "register", "scan",
+]

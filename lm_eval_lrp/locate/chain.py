@@ -1,0 +1,144 @@
+"""Locators by name, and the chain that tries them in order (the first that finds a token wins).
+
+``--lrp_locate gold,verifier,rollout`` becomes ``Chain.from_names("gold,verifier,rollout")``. Each locator is a
+small object with a ``name`` and ``locate(gen, ctx) -> Location | None``; it raises :class:`NotFound` (or returns
+None) when it finds nothing, with the reason, and :class:`LocateError` when the document cannot be judged (the
+chain stops: an error for that document, the run goes on).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, runtime_checkable
+
+from .context import Context
+from .types import Generation, LocateError, Location, NotFound
+
+
+@runtime_checkable
+class Locator(Protocol):
+    name: str
+
+    def locate(self, gen: Generation, ctx: Context) -> Location | None: ...
+
+
+_REGISTRY: dict[str, Callable[..., Locator]] = {}
+
+
+def register(name: str, factory: Callable[..., Locator]) -> None:
+    """Make ``factory`` (a class or a function returning a locator) available as ``name``."""
+    _REGISTRY[name] = factory
+
+
+def _builtins() -> None:
+    if _REGISTRY:
+        return
+    from .cases import CasesLocator
+    from .gold import GoldLocator
+    from .reference import ReferenceLocator
+    from .rollout import RolloutLocator
+    from .verifier import ArithmeticVerifier, CodeVerifier, InstructionVerifier, Verifier
+
+    for cls in (GoldLocator, Verifier, ArithmeticVerifier, InstructionVerifier, CodeVerifier, RolloutLocator,
+                ReferenceLocator, CasesLocator):
+        _REGISTRY.setdefault(cls.name, cls)
+
+
+def names() -> list[str]:
+    _builtins()
+    return sorted(_REGISTRY)
+
+
+def make(name: str, **options) -> Locator:
+    """A locator by name; ``options`` go to its constructor (e.g. ``path=`` for ``cases``, ``model=`` for ``reference``)."""
+    _builtins()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown locator {name!r}; available: {', '.join(names())}")
+    return _REGISTRY[name](**options)
+
+
+#: the chain per kind of task when the user names none (verifier hits seed the rollout search)
+DEFAULT_CHAINS = {
+    "math": ("rollout", "arithmetic", "gold"),
+    "code": ("rollout", "code", "gold"),
+    "instructions": ("rollout", "instructions"),
+    None: ("rollout", "verifier", "gold"),
+}
+
+
+#: task-name prefixes of the task kinds (a task hook may say otherwise)
+KIND_BY_PREFIX = {"gsm8k": "math", "hendrycks_math": "math", "minerva_math": "math", "math": "math",
+                  "humaneval": "code", "mbpp": "code", "ifeval": "instructions", "ifbench": "instructions"}
+
+
+def kind_of_task(task: str) -> str | None:
+    best = max((p for p in KIND_BY_PREFIX if task.startswith(p)), key=len, default=None)
+    return KIND_BY_PREFIX[best] if best else None
+
+
+@dataclass
+class Attempt:
+    locator: str
+    status: str  # "located" | "not_found" | "error"
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ChainResult:
+    location: Location | None
+    attempts: list[Attempt] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why nothing was located (each locator's reason), or the error."""
+        if self.error:
+            return self.error
+        return "; ".join(f"{a.locator}: {a.reason}" for a in self.attempts if a.status != "located")
+
+
+class Chain:
+    def __init__(self, locators: list[Locator]):
+        if not locators:
+            raise ValueError("a locate chain needs at least one locator")
+        self.locators = list(locators)
+
+    @classmethod
+    def from_names(cls, spec: str | list[str], options: dict[str, dict] | None = None) -> "Chain":
+        """``"gold,verifier,rollout"`` (or a list); ``options[name]`` are that locator's constructor arguments."""
+        items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+        options = options or {}
+        return cls([make(n, **options.get(n, {})) for n in items])
+
+    @classmethod
+    def default(cls, kind: str | None, options: dict[str, dict] | None = None) -> "Chain":
+        return cls.from_names(list(DEFAULT_CHAINS.get(kind, DEFAULT_CHAINS[None])), options)
+
+    @property
+    def names(self) -> list[str]:
+        return [loc.name for loc in self.locators]
+
+    def locate(self, gen: Generation, ctx: Context) -> ChainResult:
+        result = ChainResult(None)
+        for loc in self.locators:
+            start = time.perf_counter()
+            try:
+                found = loc.locate(gen, ctx)
+            except NotFound as why:
+                result.attempts.append(Attempt(loc.name, "not_found", str(why), time.perf_counter() - start))
+                continue
+            except LocateError as err:
+                result.attempts.append(Attempt(loc.name, "error", str(err), time.perf_counter() - start))
+                result.error = f"{loc.name}: {err}"
+                return result
+            seconds = time.perf_counter() - start
+            if found is None:
+                result.attempts.append(Attempt(loc.name, "not_found", "found nothing", seconds))
+                continue
+            found.seconds = found.seconds or seconds
+            result.attempts.append(Attempt(loc.name, "located", found.reason, seconds))
+            result.location = found
+            return result
+        return result

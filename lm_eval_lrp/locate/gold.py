@@ -1,0 +1,43 @@
+"""``gold``: the first token where the model's greedy choice leaves the gold continuation, teacher-forced after the
+prompt (the explanation lm-eval-lrp gave before locators). Target = the model's greedy token, contrast = the gold
+token; the position indexes the gold continuation, so the record's ``output_offset`` is None.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .context import Context, scan
+from .types import Candidate, Generation, Location, NotFound
+
+
+class GoldLocator:
+    name = "gold"
+
+    def __init__(self, divergence: Callable | None = None):
+        """``divergence(gold_text, gold_ids, greedy_ids, decode) -> index | None`` overrides "first differing
+        token" (a task hook's ``locate_divergence``)."""
+        self.divergence = divergence
+
+    def locate(self, gen: Generation, ctx: Context) -> Location:
+        if not gen.gold or not gen.gold.strip():
+            raise NotFound("no gold continuation for this task")
+        if ctx.model is None or ctx.encode is None:
+            raise NotFound("needs the model and its tokenizer")
+        gold_ids = list(ctx.encode(gen.gold))
+        if not gold_ids:
+            raise NotFound("empty gold continuation")
+        s = scan(ctx.model, gen.prompt_ids, gold_ids, ctx.topk, keep_cache=False)
+        greedy = s.topk_ids[:, 0].tolist()
+        if self.divergence is not None:
+            k = self.divergence(gen.gold, gold_ids, greedy, ctx.decode)
+        else:
+            k = next((i for i, (g, p) in enumerate(zip(gold_ids, greedy)) if g != p), None)
+        if k is None:
+            raise NotFound("greedy decoding follows the gold continuation")
+        if greedy[k] == gold_ids[k]:
+            raise NotFound("no valid contrast at the located position")
+        cand = Candidate(k, None, ctx.decode([gold_ids[k]]), s.alternatives(k, ctx.decode), "first divergence from the gold")
+        return Location(k, greedy[k], gold_ids[k], self.name,
+                        f"first token where the greedy choice leaves the teacher-forced gold (gold token {k})",
+                        output_offset=None, continuation=tuple(gold_ids), candidates=[cand])

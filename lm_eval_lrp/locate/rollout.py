@@ -1,0 +1,135 @@
+"""``rollout``: counterfactual search with the task's own scorer.
+
+At candidate positions of the model's output, each of the model's next-best tokens is forced and the output
+continued greedily (from the KV cache of the shared prefix; the alternatives of one position as one batch); the
+rolled-out output is scored by ``Context.score`` (the task's filters and ``process_results``). The error token is
+the earliest position where an alternative turns the document correct; that alternative (the highest-ranked one
+that does) is the contrast.
+
+Candidates: the verifier's hits first (they are likely culprits and cheap to confirm), then "forks" — positions
+where the model's best alternative has probability ≥ ``min_alternative`` — in output order. Once a fix is found
+at position h, only earlier forks are still tried, earliest first. The budget (:class:`Budget`) bounds the
+rollouts and the new tokens of each; running out is recorded (``budget_exhausted``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .context import Budget, Context
+from .decoding import greedy_after, prefix_cache
+from .types import Generation, LocateError, Location, NotFound, Rollout
+from .verifier import verifier_hits
+
+TRUNCATE = 200  # characters of each rollout's continuation kept in the record
+
+
+def cut_at(text: str, until) -> str:
+    """lm-eval's stop-sequence cut: the text before the first occurrence of any stop sequence."""
+    for term in until:
+        if term:
+            text = text.split(term)[0]
+    return text
+
+
+class RolloutLocator:
+    name = "rollout"
+
+    def __init__(self, budget: Budget | None = None, min_alternative: float = 0.05, use_verifier: bool = True):
+        self.budget, self.min_alternative, self.use_verifier = budget, min_alternative, use_verifier
+
+    def _alternatives(self, gen, ctx, i, width) -> list[int]:
+        s = ctx.scan(gen)
+        return [int(t) for t in s.topk_ids[i].tolist() if t != gen.output_ids[i]][:width]
+
+    def positions(self, gen: Generation, ctx: Context) -> tuple[list[int], list[int]]:
+        """(verifier-hit positions, fork positions in output order)."""
+        n = len(gen.output_ids)
+        hits = []
+        if self.use_verifier:
+            for h in verifier_hits(gen, ctx):
+                i = ctx.index_at(gen, h.offset)
+                if i < n and i not in hits:
+                    hits.append(i)
+        s = ctx.scan(gen)
+        floor = math.log(self.min_alternative)
+        forks = []
+        for i in range(n):
+            alts = [v for t, v in zip(s.topk_ids[i].tolist(), s.topk_logprobs[i].tolist()) if t != gen.output_ids[i]]
+            if alts and alts[0] >= floor:
+                forks.append(i)
+        return hits, forks
+
+    def locate(self, gen: Generation, ctx: Context) -> Location:
+        if ctx.score is None:
+            raise NotFound("no scorer for this task: rollouts cannot be judged")
+        if ctx.model is None:
+            raise NotFound("needs the model")
+        if not gen.output_ids:
+            raise NotFound("empty output")
+        budget = self.budget or ctx.budget
+        hits, forks = self.positions(gen, ctx)
+        state = {"left": budget.max_rollouts, "exhausted": False, "rollouts": [], "tried": [], "why": {}}
+
+        fix = None
+        for i in hits:
+            fix = self._try(gen, ctx, i, budget, state, "verifier hit")
+            if fix is not None:
+                break
+        limit = fix[0] if fix is not None else len(gen.output_ids)
+        for i in forks:
+            if i >= limit:
+                break
+            if i in state["tried"]:
+                continue
+            found = self._try(gen, ctx, i, budget, state, "fork")
+            if found is not None:
+                fix = found
+                break
+        tried = [ctx.candidate(gen, i, why) for i, why in state["why"].items()]
+        n_roll = len(state["rollouts"])
+        if fix is None:
+            more = " (budget exhausted)" if state["exhausted"] else ""
+            raise NotFound(f"no alternative among the model's top-{ctx.topk} at {len(state['tried'])} positions "
+                           f"turns the document correct ({n_roll} rollouts{more})")
+        i, alt = fix
+        reason = (f"forcing {ctx.decode([alt])!r} instead of {ctx.decode([gen.output_ids[i]])!r} at output token {i} "
+                  f"makes the task's scorer accept the output ({n_roll} rollouts)")
+        return Location(i, gen.output_ids[i], alt, self.name, reason, output_offset=ctx.offsets(gen.output_ids)[i],
+                        candidates=tried, rollouts=state["rollouts"], budget_exhausted=state["exhausted"])
+
+    def _try(self, gen, ctx, i, budget, state, why):
+        """Roll out the alternatives at position i; the first (highest-ranked) that the scorer accepts, or None."""
+        alts = self._alternatives(gen, ctx, i, budget.width)
+        if not alts:
+            return None
+        if state["left"] < len(alts):
+            state["exhausted"] = True
+            alts = alts[: state["left"]]
+            if not alts:
+                return None
+        state["left"] -= len(alts)
+        state["tried"].append(i)
+        state["why"][i] = why
+        s = ctx.scan(gen)
+        ids = gen.prompt_ids + gen.output_ids
+        cache = prefix_cache(ctx.model, s.cache, ids, len(gen.prompt_ids) + i, len(alts))
+        until = gen.until
+
+        def stop(tokens):
+            return bool(until) and any(u and u in ctx.decode(tokens) for u in until)
+
+        rows = greedy_after(ctx.model, cache, alts, budget.max_new_tokens, ctx.eos_ids, stop)
+        prefix_text = ctx.decode(gen.output_ids[:i])
+        winner = None
+        for alt, row in zip(alts, rows):
+            text = cut_at(ctx.decode(list(gen.output_ids[:i]) + [alt] + row), until)
+            try:
+                verdict = bool(ctx.score(text))
+            except Exception as err:  # noqa: BLE001 - the task's scorer is user code
+                raise LocateError(f"the task's scorer raised on a rollout: {type(err).__name__}: {err}") from err
+            tail = text[len(prefix_text):] if text.startswith(prefix_text) else text
+            state["rollouts"].append(Rollout(i, alt, ctx.decode([alt]), tail[:TRUNCATE], verdict, len(row)))
+            if verdict and winner is None:
+                winner = alt
+        return None if winner is None else (i, winner)

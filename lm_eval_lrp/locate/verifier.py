@@ -1,0 +1,136 @@
+"""Verifier locators: checks that read the model's output and say where it first goes wrong, without running it.
+
+* ``arithmetic`` (math): the first wrong value of ``a op b = c`` / ``<<expr=value>>``; contrast = the model's
+  highest-ranked alternative that starts the correct value;
+* ``instructions`` (IFEval docs: ``instruction_id_list`` + ``kwargs``): the first token that breaks an instruction;
+  contrast = the highest-ranked alternative that keeps it;
+* ``code``: the first token of the first line Python's ``compile`` rejects;
+* ``verifier``: whichever of these applies to the document (``Context.kind``, else the doc's fields), earliest hit.
+
+Hits are also the first positions the ``rollout`` locator tries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .arithmetic import arithmetic_errors
+from .code import syntax_error
+from .context import Context
+from .instructions import violations
+from .types import Generation, Location, NotFound
+
+
+@dataclass(frozen=True)
+class Hit:
+    offset: int  # char offset into the output
+    reason: str
+    accept: Callable[[str], bool] | None  # which alternative token texts would be right here
+    check: str
+
+
+def _value_start(correct: str, pre: str) -> Callable[[str], bool]:
+    """An alternative token that keeps the text before the value (``pre``) and starts the correct value."""
+
+    def accept(piece: str) -> bool:
+        if not piece.startswith(pre):
+            return False
+        rest = piece[len(pre):].lstrip(" $")
+        return bool(rest) and correct.startswith(rest)
+
+    return accept
+
+
+class _Check:
+    name = "verifier"
+    kind: str | None = None
+
+    def hits(self, gen: Generation, ctx: Context) -> list[Hit]:
+        raise NotImplementedError
+
+    def locate(self, gen: Generation, ctx: Context) -> Location:
+        hits = self.hits(gen, ctx)
+        if not hits:
+            raise NotFound(f"{self.name}: no violation found in the output")
+        cands = []
+        for hit in hits:
+            index = ctx.index_at(gen, hit.offset)
+            if index >= len(gen.output_ids) and ctx.model is None:
+                continue  # the model's own stop choice needs the model
+            cands.append((index, hit))
+        if not cands:
+            raise NotFound(f"{self.name}: the violation lies past the output and there is no model to ask")
+        index, hit = cands[0]
+        target = ctx.target_at(gen, index)
+        contrast = ctx.pick_contrast(gen, index, hit.accept) if hit.accept is not None else None
+        why = f"{hit.check}: {hit.reason}"
+        candidates = [ctx.candidate(gen, i, f"{h.check}: {h.reason}") for i, h in cands]
+        return Location(index, target, contrast, self.name, why + ("" if contrast is not None else
+                        " (no alternative among the model's top-k fixes it: no contrast)"),
+                        output_offset=min(hit.offset, len(gen.output)), candidates=candidates)
+
+
+class ArithmeticVerifier(_Check):
+    name = "arithmetic"
+    kind = "math"
+
+    def hits(self, gen, ctx):
+        out = []
+        starts = ctx.offsets(gen.output_ids)
+        for err in arithmetic_errors(gen.output):
+            index = ctx.index_at(gen, err.offset)
+            pre = gen.output[starts[index] : err.offset] if index < len(gen.output_ids) else ""
+            out.append(Hit(err.offset, err.reason, _value_start(err.correct, pre), "arithmetic"))
+        return out
+
+
+class InstructionVerifier(_Check):
+    name = "instructions"
+    kind = "instructions"
+
+    def hits(self, gen, ctx):
+        doc = gen.doc if isinstance(gen.doc, dict) else {}
+        ids = doc.get("instruction_id_list") or []
+        kwargs = [dict(k or {}) for k in doc.get("kwargs") or []]
+        for kw, iid in zip(kwargs, ids):
+            if iid == "combination:repeat_prompt" and not kw.get("prompt_to_repeat"):
+                kw["prompt_to_repeat"] = doc.get("prompt", "")
+        return [Hit(v.offset, v.reason, v.accept, v.instruction) for v in violations(gen.output, ids, kwargs)]
+
+
+class CodeVerifier(_Check):
+    name = "code"
+    kind = "code"
+
+    def hits(self, gen, ctx):
+        doc = gen.doc if isinstance(gen.doc, dict) else {}
+        prefix = doc.get("prompt", "") if doc.get("entry_point") and isinstance(doc.get("prompt"), str) else ""
+        problem = syntax_error(gen.output, prefix)
+        return [] if problem is None else [Hit(problem.offset, problem.reason, None, "code")]
+
+
+def kind_of(gen: Generation, ctx: Context) -> str:
+    if ctx.kind:
+        return ctx.kind
+    doc = gen.doc if isinstance(gen.doc, dict) else {}
+    if "instruction_id_list" in doc:
+        return "instructions"
+    if any(k in doc for k in ("entry_point", "test_list", "canonical_solution")):
+        return "code"
+    return "math"
+
+
+CHECKS = {c.kind: c for c in (ArithmeticVerifier, InstructionVerifier, CodeVerifier)}
+
+
+class Verifier(_Check):
+    name = "verifier"
+
+    def hits(self, gen, ctx):
+        return CHECKS[kind_of(gen, ctx)]().hits(gen, ctx)
+
+
+def verifier_hits(gen: Generation, ctx: Context) -> list[Hit]:
+    """The applicable verifier's hits (no model needed), earliest first."""
+    return sorted(Verifier().hits(gen, ctx), key=lambda h: h.offset)

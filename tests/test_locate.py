@@ -1,0 +1,313 @@
+"""Locators on tiny seeded models with a character-level tokenizer: what each explains, and the chain around them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_model
+from locate_helpers import CharTokenizer
+
+from lm_eval_lrp.locate import Budget, Chain, Context, Generation, LocateError, Location, NotFound, Scan, make
+from lm_eval_lrp.locate.decoding import greedy_after, greedy_fresh, prefix_cache
+from lm_eval_lrp.locate import rollout as rollout_module
+from lm_eval_lrp.locate.verifier import Hit
+
+TOK = CharTokenizer()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads(), torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before[0])
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model("llama")
+
+
+def greedy_output(model, prompt_ids, n=14):
+    """The model's own greedy output (no special tokens, so text and tokens line up one char per token)."""
+    out = greedy_fresh(model, prompt_ids, n)
+    assert all(t >= 3 for t in out), "the seeded model emits a special token; pick another prompt"
+    return out
+
+
+def ctx_for(model=None, **kw):
+    return Context.from_tokenizer(TOK, model, **kw)
+
+
+def fixed_scan(topk: list[list[int]], n_out: int) -> Scan:
+    """A hand-made scan: the model's top-k at each output position (log-probs descending)."""
+    ids = torch.tensor(topk)
+    values = torch.log(torch.linspace(0.5, 0.01, ids.shape[1])).expand(n_out, -1)
+    return Scan(ids, values, values[:, 0].clone(), None, torch.zeros(100))
+
+
+def gen_of(output: str, prompt: str = "Q:", **kw) -> Generation:
+    return Generation(TOK.encode(prompt), TOK.encode(output), output, **kw)
+
+
+# ----------------------------------------------------------------------------- types and chain
+
+
+def test_location_converts_to_the_explained_contrast():
+    gen = gen_of("abcdef")
+    loc = Location(3, gen.output_ids[3], TOK.encode("x")[0], "test", "why", output_offset=3)
+    c = loc.to_contrast(gen)
+    assert c.ids == gen.prompt_ids + gen.output_ids[:3]
+    assert c.position == len(c.ids) - 1 and c.target == TOK.encode("d")[0] and c.contrast == TOK.encode("x")[0]
+    assert loc.as_dict()["explains"] == "output"
+
+
+def test_chain_first_success_wins_and_collects_reasons():
+    class Miss:
+        name = "miss"
+
+        def locate(self, gen, ctx):
+            raise NotFound("nothing here")
+
+    class Hit1:
+        name = "hit"
+
+        def locate(self, gen, ctx):
+            return Location(1, gen.output_ids[1], None, self.name, "found")
+
+    class Boom:
+        name = "boom"
+
+        def locate(self, gen, ctx):
+            raise LocateError("scorer raised")
+
+    gen, ctx = gen_of("abc"), ctx_for()
+    res = Chain([Miss(), Hit1(), Boom()]).locate(gen, ctx)
+    assert res.location.locator == "hit" and [a.status for a in res.attempts] == ["not_found", "located"]
+    res = Chain([Miss(), Boom(), Hit1()]).locate(gen, ctx)
+    assert res.location is None and res.error == "boom: scorer raised"
+    res = Chain([Miss()]).locate(gen, ctx)
+    assert res.location is None and res.error is None and "miss: nothing here" in res.reason
+    with pytest.raises(ValueError, match="unknown locator 'nope'.*available: arithmetic"):
+        Chain.from_names("gold,nope")
+    assert Chain.from_names("gold, verifier,rollout").names == ["gold", "verifier", "rollout"]
+    assert Chain.default("math").names == ["rollout", "arithmetic", "gold"]
+
+
+# ----------------------------------------------------------------------------- gold
+
+
+def test_gold_locator_first_divergence(model):
+    prompt = TOK.encode("Question: 12?")
+    greedy = greedy_output(model, prompt, 6)
+    wrong = next(t for t in range(3, 100) if t != greedy[3])
+    gold_ids = greedy[:3] + [wrong] + greedy[4:]
+    gen = Generation(prompt, greedy, TOK.decode(greedy), gold=TOK.decode(gold_ids))
+    loc = make("gold").locate(gen, ctx_for(model))
+    assert (loc.index, loc.target, loc.contrast, loc.output_offset) == (3, greedy[3], wrong, None)
+    assert loc.to_contrast(gen).ids == tuple(prompt + gold_ids[:3])
+    with pytest.raises(NotFound, match="no gold"):
+        make("gold").locate(Generation(prompt, greedy, "x"), ctx_for(model))
+    follows = Generation(prompt, greedy, "x", gold=TOK.decode(greedy))
+    with pytest.raises(NotFound, match="follows the gold"):
+        make("gold").locate(follows, ctx_for(model))
+
+
+# ----------------------------------------------------------------------------- verifiers
+
+
+def test_arithmetic_verifier_targets_the_wrong_value_and_picks_the_correct_start():
+    output = "3*3*60 = <<3*3*60=180>>180"
+    gen = gen_of(output)
+    i = output.index("180")
+    topk = [[TOK.ids[c] for c in "ab"] + [TOK.ids["x"]]] * len(output)
+    topk[i] = [TOK.ids["1"], TOK.ids["9"], TOK.ids["5"]]  # the model's token, then two alternatives
+    ctx = ctx_for(object())
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = fixed_scan(topk, len(output))
+    loc = make("arithmetic").locate(gen, ctx)
+    assert (loc.index, loc.output_offset, loc.target, loc.contrast) == (i, i, TOK.ids["1"], TOK.ids["5"])
+    assert "should be 540" in loc.reason and loc.candidates[0].alternatives[2]["token"] == "5"
+    # without the model: same token, no contrast
+    text_only = make("verifier").locate(gen, ctx_for())
+    assert (text_only.index, text_only.contrast) == (i, None)
+    with pytest.raises(NotFound, match="no violation"):
+        make("arithmetic").locate(gen_of("2 + 2 = 4"), ctx_for())
+
+
+def test_instruction_verifier_from_an_ifeval_doc():
+    doc = {"key": 1, "prompt": "Write without commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    output = "yes, sure"
+    gen = gen_of(output, doc=doc)
+    topk = [[TOK.ids[","], TOK.ids[";"], TOK.ids[" "]] for _ in output]
+    ctx = ctx_for(object())
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = fixed_scan(topk, len(output))
+    loc = make("verifier").locate(gen, ctx)
+    assert (loc.index, loc.target, loc.contrast) == (3, TOK.ids[","], TOK.ids[";"])
+    assert "punctuation:no_comma" in loc.reason
+
+
+def test_a_missing_ending_explains_the_models_stop():
+    doc = {"prompt": "p", "instruction_id_list": ["startend:end_checker"], "kwargs": [{"end_phrase": "Bye."}]}
+    output = "ok"
+    gen = Generation(TOK.encode("Q"), TOK.encode(output) + [TOK.eos_token_id], output, doc=doc)
+    topk = [[TOK.ids["o"], TOK.ids["k"], TOK.ids["x"]], [TOK.ids["k"], TOK.ids["x"], TOK.ids["o"]],
+            [TOK.eos_token_id, TOK.ids["!"], TOK.ids["B"]]]
+    ctx = ctx_for(object())
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = fixed_scan(topk, 3)
+    loc = make("instructions").locate(gen, ctx)
+    assert (loc.index, loc.target, loc.contrast, loc.output_offset) == (2, TOK.eos_token_id, TOK.ids["B"], 2)
+
+
+def test_code_verifier():
+    output = "def f(x):\n    return (x\n"
+    loc = make("code").locate(gen_of(output), ctx_for())
+    assert loc.output_offset == output.index("return") and loc.contrast is None
+
+
+# ----------------------------------------------------------------------------- rollout
+
+
+def test_kv_cache_reuse_gives_the_same_greedy_tokens(model):
+    prompt, output = TOK.encode("Sum: 1+2="), TOK.encode("abcdefgh")
+    ctx = ctx_for(model)
+    gen = Generation(prompt, output, "abcdefgh")
+    cache = ctx.scan(gen).cache
+    for i in (0, 3, 7):
+        forced = [5, 17, 42]
+        rows = greedy_after(model, prefix_cache(model, cache, prompt + output, len(prompt) + i, 3), forced, 10)
+        for f, row in zip(forced, rows):
+            assert row == greedy_fresh(model, prompt + output[:i] + [f], 10)
+
+
+def test_kv_cache_sliding_window_falls_back_to_recomputing(model):
+    gemma = tiny_model("gemma3")
+    prompt, output = [5, 6, 7, 8], [9, 10, 11, 12]
+    cache = Context(decode=TOK.decode, model=gemma).scan(Generation(prompt, output, "")).cache
+    rows = greedy_after(gemma, prefix_cache(gemma, cache, prompt + output, 6, 2), [20, 30], 6)
+    assert rows == [greedy_fresh(gemma, prompt + output[:2] + [f], 6) for f in (20, 30)]
+
+
+class FirstChangeScorer:
+    """Correct iff the output first leaves the original at one of ``fixing`` char positions (one char per token)."""
+
+    def __init__(self, original: str, fixing: set[int]):
+        self.original, self.fixing, self.calls = original, fixing, 0
+
+    def __call__(self, text: str) -> bool:
+        self.calls += 1
+        k = next((j for j, (a, b) in enumerate(zip(text, self.original)) if a != b), None)
+        return k in self.fixing
+
+
+def rollout_case(model):
+    prompt = TOK.encode("Question: 7*8?")
+    output = greedy_output(model, prompt, 12)
+    return Generation(prompt, output, TOK.decode(output))
+
+
+def test_rollout_finds_the_earliest_fixing_position(model, monkeypatch):
+    gen = rollout_case(model)
+    scorer = FirstChangeScorer(gen.output, {5, 8})
+    ctx = ctx_for(model, budget=Budget(max_rollouts=100, max_new_tokens=4, width=2)).for_doc(scorer)
+    loc = make("rollout", min_alternative=1e-9).locate(gen, ctx)
+    assert loc.index == 5 and loc.output_offset == 5 and not loc.budget_exhausted
+    assert loc.target == gen.output_ids[5]
+    assert loc.contrast == next(t for t in ctx.scan(gen).topk_ids[5].tolist() if t != gen.output_ids[5])
+    assert {r.position for r in loc.rollouts} == set(range(6)) and len(loc.rollouts) == 12 == scorer.calls
+    assert all(r.verdict is (r.position == 5) for r in loc.rollouts)
+    assert all(len(r.continuation) <= rollout_module.TRUNCATE and r.tokens <= 4 for r in loc.rollouts)
+    # a verifier hit at 8 is tried first; earlier forks are then searched and 5 still wins
+    monkeypatch.setattr(rollout_module, "verifier_hits", lambda gen, ctx: [Hit(8, "planted", None, "test")])
+    loc = make("rollout", min_alternative=1e-9).locate(gen, ctx.for_doc(FirstChangeScorer(gen.output, {5, 8})))
+    assert loc.index == 5 and loc.rollouts[0].position == 8 and loc.candidates[0].why == "verifier hit"
+
+
+def test_rollout_respects_the_budget(model):
+    gen = rollout_case(model)
+    scorer = FirstChangeScorer(gen.output, {9})
+    ctx = ctx_for(model, budget=Budget(max_rollouts=5, max_new_tokens=3, width=2)).for_doc(scorer)
+    with pytest.raises(NotFound, match=r"5 rollouts \(budget exhausted\)"):
+        make("rollout", min_alternative=1e-9).locate(gen, ctx)
+    assert scorer.calls == 5
+    # a fix found with budget left over at an earlier verifier hit keeps the flag when forks go untried
+    scorer = FirstChangeScorer(gen.output, {2})
+    ctx = ctx_for(model, budget=Budget(max_rollouts=3, max_new_tokens=3, width=1)).for_doc(scorer)
+    loc = make("rollout", min_alternative=1e-9).locate(gen, ctx)
+    assert loc.index == 2 and scorer.calls == 3 and not loc.budget_exhausted
+
+
+def test_rollout_scorer_error_is_an_error_for_the_document(model):
+    gen = rollout_case(model)
+
+    def broken(text):
+        raise KeyError("answer")
+
+    ctx = ctx_for(model).for_doc(broken)
+    res = Chain.from_names("rollout,gold").locate(gen, ctx)
+    assert res.location is None and "scorer raised" in res.error and "KeyError" in res.error
+    no_scorer = Chain.from_names("rollout").locate(gen, ctx_for(model))
+    assert "no scorer" in no_scorer.reason
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def test_reference_locator(model):
+    gen = rollout_case(model)
+    ref = tiny_model("llama", seed=3)
+    loc = make("reference", model=ref, tokenizer=TOK, evaluated_tokenizer=TOK, gap=0.5).locate(gen, ctx_for(model))
+    with torch.no_grad():
+        logp = torch.log_softmax(ref(torch.tensor([gen.prompt_ids + gen.output_ids])).logits[0].float(), -1)
+    n = len(gen.prompt_ids)
+    gaps = [float(logp[n - 1 + j].max() - logp[n - 1 + j, t]) for j, t in enumerate(gen.output_ids)]
+    expected = next(j for j, g in enumerate(gaps) if g > 0.5)
+    assert loc.index == expected and loc.target == gen.output_ids[expected]
+    best = int(logp[n - 1 + expected].argmax())
+    in_topk = best in ctx_for(model).scan(gen).topk_ids[expected].tolist()
+    assert loc.contrast == (best if in_topk else None)
+
+
+def test_reference_with_another_tokenizer_is_refused():
+    other = CharTokenizer(TOK.chars[::-1])
+    with pytest.raises(ValueError, match="tokenizer differs from the evaluated model's"):
+        make("reference", model=object(), tokenizer=other, evaluated_tokenizer=TOK)
+    with pytest.raises(ValueError, match="needs a reference model"):
+        make("reference")
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def test_cases_file(tmp_path, model):
+    path = tmp_path / "cases.jsonl"
+    path.write_text('{"task": "t", "doc_id": 0, "offset": 4, "target": "e", "contrast": "z"}\n\n'
+                    '{"task": "t", "doc_id": 1, "index": 2}\n')
+    loc = make("cases", path=path)
+    gen = Generation(TOK.encode("Q"), TOK.encode("abcdefg"), "abcdefg", task="t", doc_id=0)
+    found = loc.locate(gen, ctx_for())
+    assert (found.index, found.output_offset, found.target, found.contrast) == (4, 4, TOK.ids["e"], TOK.ids["z"])
+    assert found.reason.startswith(f"hand annotation {path}:1")
+    other = Generation(gen.prompt_ids, gen.output_ids, gen.output, task="t", doc_id=1)
+    assert loc.locate(other, ctx_for()).index == 2
+    with pytest.raises(NotFound, match="no hand annotation"):
+        loc.locate(Generation(gen.prompt_ids, gen.output_ids, gen.output, task="t", doc_id=7), ctx_for())
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("{not json", "not valid JSON"),
+        ('["a"]', "must be a JSON object"),
+        ('{"doc_id": 1, "offset": 2}', "'task'"),
+        ('{"task": "t", "offset": 2}', "'doc_id' is missing"),
+        ('{"task": "t", "doc_id": 1, "offset": 2, "index": 1}', "exactly one of 'offset'"),
+        ('{"task": "t", "doc_id": 1, "offset": -2}', "offset must be a non-negative integer"),
+        ('{"task": "t", "doc_id": 1, "index": 2, "contrast": 5}', "'contrast' must be a string"),
+        ('{"task": "t", "doc_id": 0, "index": 2}', "a second annotation"),
+    ],
+)
+def test_malformed_cases_file_names_file_and_line(tmp_path, line, message):
+    path = tmp_path / "cases.jsonl"
+    path.write_text('{"task": "t", "doc_id": 0, "index": 1}\n' + line + "\n")
+    with pytest.raises(ValueError, match=message) as err:
+        make("cases", path=path)
+    assert f"{path}:2:" in str(err.value)
