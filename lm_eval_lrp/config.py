@@ -11,7 +11,7 @@ _BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no"
 def _coerce(name: str, value):
     """Model arguments given as strings (a dict from Python, or a results JSON) in the type of the field."""
     kind = {f.name: str(f.type) for f in fields(LRPConfig)}.get(name, "")
-    if not isinstance(value, str):
+    if not isinstance(value, str) or (name == "batch_size" and value == "auto"):
         return value
     if kind.startswith("bool") and value.lower() in _BOOLS:
         return _BOOLS[value.lower()]
@@ -43,6 +43,12 @@ class LRPConfig:
     graph: str | int | bool | None = None  # attribution graphs: "all" (or true) / N = the top N by Δℓ per task
     graph_prune: str = "mass:0.85"  # "mass:p" (cumulative mass per transition) or "threshold:τ"
     faithfulness: bool = False  # deletion curves vs gradient×input, CP-LRP and random per record
+    locate: str | None = None  # generate_until: locator chain "name[,name...]" (default: per kind of task)
+    rollouts: int = 24  # rollout locator: forced alternatives continued per failure, at most
+    rollout_tokens: int = 256  # rollout locator: new tokens per rollout, at most
+    reference_model: str | None = None  # reference locator: a second model's args ("pretrained=...,gguf_file=...")
+    cases: str | None = None  # cases locator: JSONL of hand annotations
+    batch_size: int | str = 1  # multiple-choice failures explained per forward/backward ("auto": from free memory)
 
     @classmethod
     def pop_from(cls, kwargs: dict) -> "LRPConfig":
@@ -78,10 +84,26 @@ class LRPConfig:
             parse_prune(self.graph_prune)
         except ValueError as err:
             raise ValueError(f"lrp_graph_prune={self.graph_prune!r}: {err}") from None
-        for name in ("max_failures", "topk", "max_length"):
+        if self.locate:
+            from .locate import names
+
+            unknown = [n.strip() for n in str(self.locate).split(",") if n.strip() and n.strip() not in names()]
+            if unknown:
+                raise ValueError(f"lrp_locate: unknown locator {unknown[0]!r}; available: {', '.join(names())}")
+            if "cases" in str(self.locate) and not self.cases:
+                raise ValueError("lrp_locate names 'cases': give the annotations file with --lrp_cases FILE")
+            if "reference" in str(self.locate) and not self.reference_model:
+                raise ValueError("lrp_locate names 'reference': give the model with --lrp_reference_model pretrained=...")
+        if self.cases:
+            from .locate.cases import load_cases
+
+            load_cases(self.cases)  # a malformed line is named now, before the evaluation
+        if not (self.batch_size == "auto" or (isinstance(self.batch_size, int) and self.batch_size >= 1)):
+            raise ValueError(f"lrp_batch_size={self.batch_size!r}: a positive integer or 'auto'")
+        for name in ("max_failures", "topk", "max_length", "rollouts", "rollout_tokens"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) < (0 if name == "max_failures" else 1)):
-                raise ValueError(f"lrp_{name}={value!r}: must be a {'non-negative' if name == 'max_failures' else 'positive'} integer")
+            if value is not None and (isinstance(value, bool) or int(value) < (0 if name in ("max_failures", "rollouts") else 1)):
+                raise ValueError(f"lrp_{name}={value!r}: must be a {'non-negative' if name in ('max_failures', 'rollouts') else 'positive'} integer")
 
     def graph_count(self, n_attributed: int) -> int:
         if self.graph is None:

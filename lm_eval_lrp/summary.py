@@ -61,6 +61,17 @@ def summarize(per_task: dict[str, list[dict]], work, results: dict | None, confi
             **{k: round(v, 3) for k, v in sorted(timings.items())},  # of which: LRP forward, backward, ...
             "writing": round(work.write_seconds.get(name, 0.0), 3),
         }
+        located = [r["locate"] for r in records if isinstance(r.get("locate"), dict)]
+        if located:
+            rollouts = [len(b.get("rollouts") or []) for b in located]
+            tasks[name]["locate"] = {
+                "chain": located[0].get("chain"),
+                "located_by": dict(Counter(b.get("locator") or "none" for b in located)),
+                "rollouts": sum(rollouts),
+                "rollouts_per_failure": round(sum(rollouts) / len(located), 2),
+                "budget_exhausted": sum(1 for b in located if b.get("budget_exhausted")),
+                "seconds": round(sum(b.get("seconds_total") or 0.0 for b in located), 3),
+            }
         if faithful:
             tasks[name]["faithfulness"] = {
                 "n": len(faithful),

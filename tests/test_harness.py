@@ -96,8 +96,9 @@ def test_artifacts_load_back_and_make_sense(attributed):
 
 
 def test_generate_until_records_equal_a_fresh_explanation(world, attributed):
-    """generate_until cases are located and explained from one teacher-forced forward; the record must equal a
-    separate explain() of its tokens, and the target must be the model's greedy token there."""
+    """generate_until records explain a token located by the task's locator chain; the record must equal a separate
+    explain() of its tokens, and the target must be the model's greedy token there. When the token is in the model's
+    own output, the explained ids are the prompt the model generated from + its output up to that token."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -112,6 +113,17 @@ def test_generate_until_records_equal_a_fresh_explanation(world, attributed):
             assert int(model(ids.unsqueeze(0)).logits[0, -1].argmax()) == r["target"]["id"]
         e = explain(model, ids, r["position"], r["target"]["id"], r["contrast"]["id"], topk=3)
         assert r["delta"] == pytest.approx(e.delta, abs=1e-4)
+        loc = r["locate"]
+        assert loc["chain"] == ["rollout", "verifier", "gold"] and r["locator"] == loc["locator"] in loc["chain"]
+        assert [a["locator"] for a in loc["attempts"]][-1] == r["locator"]
+        if loc["explains"] == "output":
+            from transformers import AutoTokenizer
+
+            out_ids = AutoTokenizer.from_pretrained(world["model"]).encode(r["model_output"], add_special_tokens=False)
+            own = r["token_ids"][r["n_prompt_tokens"]:] + [r["target"]["id"]]
+            assert out_ids[: len(own)] == own and r["output_offset"] is not None
+        else:
+            assert r["output_offset"] is None
         assert r["input_relevance"] == pytest.approx(e.input_relevance.tolist(), abs=1e-4, rel=1e-3)
 
 

@@ -8,52 +8,16 @@ from pathlib import Path
 
 import torch
 
-from ..failures import Case, Failure, generate_until_case, multiple_choice_case
-from ..lrp import LRPForward, explain, explain_context_pair, explain_sequences
+from ..failures import Case, Failure, multiple_choice_case
+from ..lrp import explain, explain_context_pair, explain_sequences
 from ..record import Record, base_record, error_record, explained_record, skipped_record, weak_record
+from .locating import LocateFailed, Locating
 from .subject import Subject
 
 log = logging.getLogger("lm_eval_lrp")
 
 OOM_ADVICE = ("out of memory during attribution: use a shorter context (lrp_max_length) or turn node relevance off "
               "(lrp_nodes=false)")
-
-
-class TeacherForcedForward:
-    """``greedy(ids, start)`` for :func:`generate_until_case` from one forward under the LRP rules, kept so that
-    the failure it locates is explained by a backward from that same forward (no second forward)."""
-
-    def __init__(self, model, rule: str, nodes: bool):
-        self.model, self.rule, self.nodes = model, rule, nodes
-        self.forward: LRPForward | None = None
-
-    def __call__(self, ids: list[int], start: int) -> list[int]:
-        self.release()
-        self.forward = LRPForward(self.model, ids, rule=self.rule, nodes=self.nodes)
-        return self.forward.greedy(start)
-
-    def explain(self, case: Case, topk: int):
-        """The case's explanation from the kept forward (its ids are a prefix of the forward's), else None."""
-        fwd = self.forward
-        if fwd is None or len(case.ids) > len(fwd) or fwd.ids[: len(case.ids)].tolist() != list(case.ids):
-            return None
-        return fwd.explain(case.explained, topk=topk).prefix(len(case.ids))
-
-    def release(self) -> None:
-        if self.forward is not None:
-            self.forward.release()
-            self.forward = None
-
-
-def gold_pair(subject: Subject, context: str, gold: str) -> tuple[list[int], list[int]]:
-    """Context and gold ids for teacher forcing, encoded as the prompt format produces them: the context exactly as
-    lm-eval's generate_until encoded it, and the gold without its delimiter's white space when the context already
-    ends in white space (a chat template's assistant turn starts right after ``assistant\\n``)."""
-    if context[-1:].isspace():
-        gold = gold.lstrip()
-    if subject.generation_context is None:
-        return subject.encode_pair(context, gold)
-    return subject.generation_context(context, None), subject.tokenizer.encode(gold, add_special_tokens=False)
 
 
 def _sequence_block(seq) -> dict:
@@ -69,17 +33,18 @@ class TaskAttribution:
         self.cfg = subject.config
         self.fingerprint = fingerprint
         self.records: list[Record] = []
+        self.locating = Locating(subject, task, hook) if task.output_type == "generate_until" else None
         self.write_seconds = 0.0  # writing records and node sidecars
         self._start = time.perf_counter()
 
     # --- which token, against which ---------------------------------------------------------------------------
 
-    def case(self, failure: Failure, teacher: TeacherForcedForward) -> Case:
+    def case(self, failure: Failure) -> tuple[Case, dict | None]:
+        """What to explain: multiple choice by lm-eval's own scoring; generate_until by the task's locator chain."""
         s = self.subject
         if failure.kind == "multiple_choice":
-            return multiple_choice_case(failure, self.task, s.encode_pair, s.max_length)
-        return generate_until_case(failure, self.task, self.hook, lambda c, g: gold_pair(s, c, g), teacher,
-                                   s.tokenizer.decode, s.max_length)
+            return multiple_choice_case(failure, self.task, s.encode_pair, s.max_length), None
+        return self.locating.case(failure)
 
     # --- one failure -----------------------------------------------------------------------------------------
 
@@ -87,18 +52,18 @@ class TaskAttribution:
         tok, cfg = self.subject.tokenizer, self.cfg
         base, case = base_record(failure), None
         self._start = start = time.perf_counter()
-        teacher = TeacherForcedForward(self.subject.model, cfg.rule, cfg.nodes)
         try:
             if failure.kind == "multiple_choice" and self.task.multiple_input:
                 return self._emit(self._context_pair(failure, base))
-            case = self.case(failure, teacher)
+            t = time.perf_counter()
+            case, located = self.case(failure)
             base = base_record(failure, case)
+            if located is not None:
+                base.update(locate=located, locator=located.get("locator"), output_offset=located.get("output_offset"))
+                base["locate"]["seconds_total"] = round(time.perf_counter() - t, 4)
             if case.skip:
                 return self._emit(skipped_record(base, case.skip, case, tok))
-            expl = teacher.explain(case, cfg.topk)
-            teacher.release()
-            if expl is None:
-                expl = explain(self.subject.model, case.explained, rule=cfg.rule, topk=cfg.topk, nodes=cfg.nodes)
+            expl = explain(self.subject.model, case.explained, rule=cfg.rule, topk=cfg.topk, nodes=cfg.nodes)
             if not (expl.finite and torch.isfinite(torch.tensor(expl.delta))):
                 return self._emit(error_record(base, "non-finite relevance or logits (NaN/inf): not written as numbers",
                                                case=case, tokenizer=tok))
@@ -109,6 +74,9 @@ class TaskAttribution:
             self._extras(record, case, expl, failure)
             record["seconds"] = round(time.perf_counter() - start, 4)
             return self._emit(record, expl)
+        except LocateFailed as err:
+            base.update(locate=err.block)
+            return self._emit(error_record(base, f"locating the error failed: {err}"))
         except torch.OutOfMemoryError:
             return self._emit(error_record(base, "out of memory", OOM_ADVICE, case, tok))
         except RuntimeError as err:
@@ -119,8 +87,6 @@ class TaskAttribution:
         except Exception as err:  # noqa: BLE001 - one bad document never stops the others
             log.warning("lm-eval-lrp: %s doc %s: %s", failure.task, failure.doc_id, err)
             return self._emit(error_record(base, f"{type(err).__name__}: {err}", case=case, tokenizer=tok))
-        finally:
-            teacher.release()
 
     def _extras(self, record: Record, case: Case, expl, failure: Failure) -> None:
         """Faithfulness and the sequence-level contrast, where asked for (or where the token level misleads)."""

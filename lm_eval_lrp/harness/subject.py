@@ -38,3 +38,5 @@ class Subject:
     barrier: Callable[[], None] = lambda: None
     #: why this model cannot be attributed (unsupported architecture), or None
     unsupported: str | None = None
+    #: the reference locator's second model (same tokenizer, no LRP on it), or None
+    reference: Any = None

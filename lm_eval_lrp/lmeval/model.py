@@ -29,6 +29,7 @@ class HFLRP(HFLM):
         self.lrp_name_args = {k: kwargs[k] for k in ("peft", "delta", "pretrained") if isinstance(kwargs.get(k), str)}
         super().__init__(*args, **kwargs)
         self._data_parallel_on_cpu()
+        self.lrp_reference = self._load_reference() if self.lrp.reference_model else None
         self.lrp_unsupported: str | None = None
         try:
             architecture_of(self.model)
@@ -51,6 +52,16 @@ class HFLRP(HFLM):
             return
         self._rank = accelerator.process_index
         self._world_size = accelerator.num_processes
+
+    def _load_reference(self):
+        """The reference locator's model, loaded once before the evaluation; another tokenizer is refused here."""
+        from ..loading import load_model, load_spec, load_tokenizer, parse_model_args
+        from ..locate.reference import check_same_tokenizer
+
+        spec = load_spec(parse_model_args(str(self.lrp.reference_model).replace("|", ",")))
+        check_same_tokenizer(load_tokenizer(spec), self.tokenizer)
+        dtype = str(self.model.dtype).replace("torch.", "")
+        return load_model(spec, device=str(self.model.device), dtype=dtype)
 
     def get_model_info(self) -> dict:
         info = super().get_model_info()
@@ -79,4 +90,5 @@ class HFLRP(HFLM):
             gather=lambda obj: parallel.gather(obj, rank, world),
             barrier=lambda: parallel.barrier(world),
             unsupported=self.lrp_unsupported,
+            reference=self.lrp_reference,
         )

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .scoring import task_scorer
+
 
 @dataclass
 class TaskView:
@@ -26,6 +28,7 @@ class TaskView:
     _doc_to_text: Callable[[Any], Any] | None = None
     _doc_to_target: Callable[[Any], Any] | None = None
     _doc_to_choice: Callable[[Any], Any] | None = None
+    _scorer: Callable[..., Callable[[str], bool]] | None = None
 
     @property
     def config(self) -> "TaskView":
@@ -40,6 +43,10 @@ class TaskView:
 
     def doc_to_choice(self, doc):
         return self._doc_to_choice(doc) if self._doc_to_choice else None
+
+    def scorer(self, doc, filter_name: str | None = None, metric: str | None = None) -> Callable[[str], bool] | None:
+        """The task's own verdict on an output text for ``doc`` (its filters and ``process_results``): True = right."""
+        return self._scorer(doc, filter_name, metric) if self._scorer else None
 
     # --- the multiple-choice verdict, as lm-eval's process_results decides it ---------------------------------
 
@@ -91,6 +98,7 @@ def task_view(name: str, task) -> TaskView:
         _doc_to_text=getattr(task, "doc_to_text", None),
         _doc_to_target=getattr(task, "doc_to_target", None),
         _doc_to_choice=getattr(task, "doc_to_choice", None),
+        _scorer=lambda doc, filter_name=None, metric=None: task_scorer(task, doc, filter_name, metric),
     )
 
 

@@ -1,0 +1,96 @@
+"""generate_until failures: which token of the model's own output to explain, found by the task's locator chain.
+
+The explained sequence is exactly what the model generated from and generated: lm-eval's context encoding for
+``generate_until`` (the seam's ``generation_context``) followed by the model's output. The chain is
+``--lrp_locate`` when given, else the default of the task's kind (:data:`lm_eval_lrp.locate.DEFAULT_CHAINS`:
+math, code, instructions, other); the task's own scorer judges rollouts (the seam's ``TaskView.scorer``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from ..failures import Case, Failure
+from ..locate import Budget, Chain, ChainResult, Context, Generation, kind_of_task
+from ..lmeval.tasks import sample_context, sample_output
+from .subject import Subject
+
+
+class Locating:
+    """The locate chain and context of one task."""
+
+    def __init__(self, subject: Subject, task, hook):
+        cfg = subject.config
+        self.subject, self.task, self.hook = subject, task, hook
+        self.kind = getattr(hook, "kind", None) or kind_of_task(task.name)
+        budget = Budget(max_rollouts=cfg.rollouts, max_new_tokens=cfg.rollout_tokens)
+        options = {"gold": {"divergence": hook.locate_divergence}, "rollout": {"budget": budget}}
+        if subject.reference is not None:
+            options["reference"] = {"model": subject.reference}
+        if cfg.cases:
+            options["cases"] = {"path": cfg.cases}
+        self.chain = Chain.from_names(cfg.locate, options) if cfg.locate else Chain.default(self.kind, options)
+        self.ctx = Context.from_tokenizer(subject.tokenizer, subject.model, budget=budget, kind=self.kind)
+
+    def generation(self, failure: Failure) -> Generation:
+        s, sample = self.subject, failure.sample
+        context = sample_context(sample)
+        gen_kwargs = sample["arguments"][0][1] if len(sample["arguments"][0]) > 1 else {}
+        gen_kwargs = gen_kwargs if isinstance(gen_kwargs, dict) else {}
+        prompt_ids = s.generation_context(context, gen_kwargs.get("max_gen_toks"))
+        output = sample_output(sample)
+        gold = self.hook.gold_continuation(self.task, sample["doc"], sample)
+        if gold and context[-1:].isspace():  # the prompt format already ends in white space (chat templates)
+            gold = gold.lstrip()
+        until = gen_kwargs.get("until") or ()
+        return Generation(prompt_ids, s.tokenizer.encode(output, add_special_tokens=False), output, gold,
+                          sample["doc"], task=self.task.name, doc_id=failure.doc_id, prompt=context,
+                          until=(until,) if isinstance(until, str) else tuple(until))
+
+    def case(self, failure: Failure) -> tuple[Case, dict]:
+        """The case to explain and the record's ``locate`` block (who chose the token, why, the evidence)."""
+        gen = self.generation(failure)
+        base = Case(prompt=gen.prompt, model_output=gen.output, gold=gen.gold or "")
+        score = self.task.scorer(failure.doc, failure.sample.get("filter"), failure.metric)
+        try:
+            result = self.chain.locate(gen, self.ctx.for_doc(score))
+        finally:
+            self.ctx.release()
+        block = _block(result, self.chain)
+        loc = result.location
+        if result.error:
+            raise LocateFailed(result.error, block)
+        if loc is None:
+            base.skip = f"no locator found the token to explain ({result.reason})"
+            return base, block
+        if loc.contrast is None:
+            base.skip = f"{loc.locator} located output token {loc.index} but found no contrast among the model's top-k"
+            return base, block
+        contrast = loc.to_contrast(gen)
+        ids, cut = list(contrast.ids), 0
+        limit = self.subject.max_length
+        if limit and len(ids) > limit:
+            cut = len(ids) - limit
+            ids = ids[cut:]
+        return Case(ids=ids, position=len(ids) - 1, target=loc.target, contrast=loc.contrast,
+                    n_prompt=max(0, len(gen.prompt_ids) - cut), prompt=gen.prompt, model_output=gen.output,
+                    gold=gen.gold or "", truncated=cut, note=loc.reason), block
+
+
+class LocateFailed(Exception):
+    """The chain could not judge the document (e.g. the task's scorer raised during a rollout)."""
+
+    def __init__(self, message: str, block: dict):
+        super().__init__(message)
+        self.block = block
+
+
+def _block(result: ChainResult, chain: Chain) -> dict:
+    loc = result.location
+    out = {"chain": chain.names, "attempts": [asdict(a) for a in result.attempts]}
+    if loc is not None:
+        d = loc.as_dict()
+        out.update(locator=loc.locator, reason=loc.reason, output_offset=loc.output_offset, explains=d["explains"],
+                   index=loc.index, candidates=d["candidates"], rollouts=d["rollouts"],
+                   budget_exhausted=loc.budget_exhausted, seconds=round(loc.seconds, 4))
+    return out
