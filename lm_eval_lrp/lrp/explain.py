@@ -17,6 +17,7 @@ from torch import nn
 
 from .arch import Architecture, architecture_of
 from .composite import Composite
+from .rules import softcap
 
 
 @dataclass
@@ -140,11 +141,11 @@ def _as_ids(input_ids, device) -> torch.Tensor:
     return ids.to(device)
 
 
-def _head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None = None) -> torch.Tensor:
-    """LM head on selected rows of the final hidden state (with the model's logit soft-capping, if any).
+def _head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None = None, *, lrp: bool = True) -> torch.Tensor:
+    """LM head on selected rows of the final hidden state (with the model's logit scaling and soft-capping, if any).
 
     With ``vocab``, only those output rows are computed: a contrastive backward then reads two rows of the head's
-    weight instead of all of it."""
+    weight instead of all of it. Soft-capping takes the identity rule unless ``lrp=False`` (plain gradient)."""
     head = model.get_output_embeddings()
     hidden = hidden.to(head.weight.device)
     if vocab is None:
@@ -153,9 +154,12 @@ def _head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None
         index = torch.tensor(vocab, device=head.weight.device)
         bias = getattr(head, "bias", None)
         logits = torch.nn.functional.linear(hidden, head.weight[index], None if bias is None else bias[index])
+    scaling = getattr(model.config, "logits_scaling", None)  # Granite divides its logits by a constant
+    if scaling:
+        logits = logits / scaling
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
-        logits = torch.tanh(logits / cap) * cap
+        logits = softcap(logits, cap, identity=lrp)
     return logits
 
 
@@ -405,7 +409,7 @@ def gradient_x_input(model: nn.Module, input_ids, position: int, target: int, co
         with torch.enable_grad():
             emb = model.get_input_embeddings()(ids.unsqueeze(0)).detach().requires_grad_(True)
             out = model.base_model(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
-            logits = _head_logits(model, out.last_hidden_state[0, pos : pos + 1])[0]
+            logits = _head_logits(model, out.last_hidden_state[0, pos : pos + 1], lrp=False)[0]
             value = logits[target] - (logits[contrast] if contrast is not None else 0.0)
             (g,) = torch.autograd.grad(value, [emb])
     finally:

@@ -1,43 +1,32 @@
 """GPT-2: LayerNorm with bias, fused q|k|v projection (Conv1D ``c_attn``), plain GELU-tanh MLP, learned positions."""
 
-import torch
+from ._gated import attention_rules, norm_rule, plain_mlp_rules
+from .base import Architecture, AttentionParts
+from ..rules import NormIdentity
 
-from . import Architecture
-from ..rules import ActivationIdentity, GradScale, NormIdentity
+ATTENTION = AttentionParts(
+    module="attn", fused="c_attn", o="c_proj", pre_norm="ln_1", rope=False,
+    split=lambda attn, out: out.split(attn.split_size, dim=-1),
+)
 
 
-def _qkv_factor(module_dim: int, q: float, k: float, v: float) -> torch.Tensor:
-    d = module_dim // 3
-    return torch.tensor([q] * d + [k] * d + [v] * d)
-
-
-class FusedQKV(GradScale):
-    """Per-slice gradient factors for a fused ``[q | k | v]`` projection output."""
-
-    def __init__(self, q: float, k: float, v: float):
-        super().__init__(factor=None)
-        self.qkv = (q, k, v)
-
-    def register(self, module):
-        self.factor = _qkv_factor(module.nf, *self.qkv)
-        return super().register(module)
+def _layout(module) -> list:
+    d = module.nf // 3
+    return [("q", d), ("k", d), ("v", d)]
 
 
 def rules(variant: str) -> list:
-    norm = NormIdentity("layer")
-    qkv = FusedQKV(0.0, 0.0, 1.0) if variant == "cp" else FusedQKV(0.25, 0.25, 0.5)
-    return [
-        ("*ln_*", norm),
-        ("*.attn.c_attn", qkv),
-        ("*.mlp.act", ActivationIdentity()),
-    ]
+    return [("ln_*", NormIdentity("layer"))] + attention_rules(variant, ATTENTION, _layout) + plain_mlp_rules(variant)
 
 
 ARCHITECTURE = Architecture(
     name="gpt2",
     model_types=("gpt2",),
-    rules=rules,
+    block_rules=rules,
+    final_rule=norm_rule("layer"),
     layers="transformer.h",
     mid="ln_2",
     final_norm="transformer.ln_f",
+    attention=ATTENTION,
+    containers=("attn", "mlp"),
 )

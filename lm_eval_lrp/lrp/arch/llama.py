@@ -1,5 +1,10 @@
-"""Llama: pre-norm blocks, RMSNorm, SiLU-gated MLP, separate q/k/v projections."""
+"""Llama and the families with its exact block: pre-norm, RMSNorm, SiLU-gated MLP, separate q/k/v projections.
 
-from ._gated import gated_architecture
+* ``smollm3``: NoPE layers (no RoPE in some blocks: a change of q/k values only, not of the rules);
+* ``granite``: constant multipliers on embeddings, residual branches, attention scores and logits (linear);
+* ``helium``, ``ministral``: the Llama block.
+"""
 
-ARCHITECTURE = gated_architecture("llama", ("llama",))
+from ._gated import decoder
+
+ARCHITECTURE = decoder("llama", ("llama", "smollm3", "granite", "helium", "ministral"))

@@ -1,0 +1,43 @@
+"""Tiny seeded random models of every supported model type, built from transformers' own config classes.
+
+Shapes: 2 blocks, hidden 32, 4 heads (2 kv heads, head_dim 8), MLP 64, vocab 100; MoE: 4 experts, top-2.
+"""
+
+from __future__ import annotations
+
+import torch
+from conftest import VOCAB, randomise_norms
+
+SHAPE = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+    intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=128, initializer_range=0.2,
+    pad_token_id=0, bos_token_id=1, eos_token_id=2,
+)
+MOE = dict(num_experts_per_tok=2, moe_intermediate_size=16)
+
+#: model_type -> config overrides (on top of SHAPE)
+ZOO: dict[str, dict] = {
+    "llama": {}, "mistral": {}, "qwen2": {}, "qwen3": {}, "gemma3_text": {}, "olmo2": {}, "olmo3": {},
+    "smollm3": {"no_rope_layer_interval": 2},
+    "granite": {"embedding_multiplier": 2.0, "residual_multiplier": 0.5, "attention_multiplier": 0.3,
+                "logits_scaling": 4.0},
+    "helium": {}, "ministral": {},
+    "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 128},
+}
+
+
+def tiny_config(model_type: str):
+    from transformers import AutoConfig
+
+    kw = dict(SHAPE)
+    kw.update(ZOO[model_type])
+    return AutoConfig.for_model(model_type, **kw)
+
+
+def tiny(model_type: str, *, attn: str = "eager", seed: int = 0, dtype=torch.float32) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(model_type), attn_implementation=attn, dtype=torch.float32)
+    randomise_norms(model, seed=seed + 1)
+    return model.to(dtype).eval()
