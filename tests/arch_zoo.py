@@ -21,7 +21,15 @@ ZOO: dict[str, dict] = {
     "smollm3": {"no_rope_layer_interval": 2},
     "granite": {"embedding_multiplier": 2.0, "residual_multiplier": 0.5, "attention_multiplier": 0.3,
                 "logits_scaling": 4.0},
-    "helium": {}, "ministral": {},
+    "helium": {}, "ministral": {}, "gemma": {},
+    "gemma2": {"final_logit_softcapping": 3.0, "attn_logit_softcapping": 5.0},
+    "phi3": {},
+    "gpt_neox": {"intermediate_size": 64, "rotary_pct": 0.5},
+    "gpt_neox_serial": {"use_parallel_residual": False},
+    "mixtral": {"num_local_experts": 4, "num_experts_per_tok": 2},
+    "qwen2_moe": {"num_experts": 4, **MOE, "shared_expert_intermediate_size": 16, "mlp_only_layers": [1]},
+    "qwen3_moe": {"num_experts": 4, **MOE},
+    "olmoe": {"num_experts": 4, **MOE},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 128},
 }
 
@@ -31,7 +39,7 @@ def tiny_config(model_type: str):
 
     kw = dict(SHAPE)
     kw.update(ZOO[model_type])
-    return AutoConfig.for_model(model_type, **kw)
+    return AutoConfig.for_model(model_type.replace("_serial", ""), **kw)
 
 
 def tiny(model_type: str, *, attn: str = "eager", seed: int = 0, dtype=torch.float32) -> torch.nn.Module:

@@ -13,15 +13,17 @@ from torch import nn
 
 from .base import Architecture, AttentionParts, UnsupportedArchitecture
 
-_MODULES = ("llama", "mistral", "qwen2", "qwen3", "gemma3", "olmo2", "gpt2")
+_MODULES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo2", "phi3", "gpt2", "gpt_neox",
+            "mixtral", "qwen2_moe")
 
 
 def registry() -> dict[str, Architecture]:
     table: dict[str, Architecture] = {}
     for mod in _MODULES:
-        arch = importlib.import_module(f"{__name__}.{mod}").ARCHITECTURE
-        for model_type in arch.model_types:
-            table[model_type] = arch
+        module = importlib.import_module(f"{__name__}.{mod}")
+        for arch in getattr(module, "ARCHITECTURES", None) or (module.ARCHITECTURE,):
+            for model_type in arch.model_types:
+                table[model_type] = arch
     return table
 
 

@@ -70,14 +70,20 @@ class Architecture:
     final_norm: str = "model.norm"
     attention: AttentionParts = field(default_factory=AttentionParts)
     containers: tuple[str, ...] = ("self_attn", "mlp")
-    optional: tuple[str, ...] = ()  # block patterns that need not match in *every* block (but in one at least)
-    token_wise_mlp: bool = True  # the mid -> out transition is token-wise (False: parallel attention and MLP)
+    optional: tuple[str, ...] = ()  # block patterns that need not match (MoE and dense layers may alternate) ...
+    groups: tuple[tuple[str, ...], ...] = ()  # ... but each block must match one pattern of every group
+    token_wise_mlp: bool | Callable = True  # mid -> out is token-wise (False: parallel attention and MLP); or f(config)
     notes: str = ""
 
     def rules(self, variant: str) -> list:
         """The rule map as ``[(full-name pattern, rule)]`` (block patterns under ``layers.<i>.``)."""
         out = [(f"{self.layers}.*.{pattern}", rule) for pattern, rule in self.block_rules(variant)]
         return out + [(self.final_norm, self.final_rule(variant))]
+
+    def mlp_is_token_wise(self, model: nn.Module) -> bool:
+        """Whether the ``mid -> out`` transition acts token by token (graphs may then use the diagonal shortcut)."""
+        flag = self.token_wise_mlp
+        return bool(flag(model.config) if callable(flag) else flag)
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return list(model.get_submodule(self.layers))
@@ -90,7 +96,8 @@ class Architecture:
             for rel, module in block.named_modules():
                 for pattern, rule in block_rules:
                     if rel and fnmatch.fnmatchcase(rel, pattern):
-                        found.append((f"{self.layers}.{i}.{rel}", module, rule))
+                        bound = rule.bind(block) if hasattr(rule, "bind") else rule
+                        found.append((f"{self.layers}.{i}.{rel}", module, bound))
                         break
         found.append((self.final_norm, model.get_submodule(self.final_norm), self.final_rule(variant)))
         return found

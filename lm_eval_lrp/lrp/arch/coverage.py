@@ -2,7 +2,8 @@
 
 Refused, with the module named (:class:`UnsupportedArchitecture`):
 
-* a block pattern that matches nothing in some block (``optional`` ones: in every block of the model);
+* a block pattern that matches nothing in some block (``optional`` ones excepted, but every block must match one
+  pattern of each of the adapter's ``groups``: MoE or dense MLP);
 * a module inside a block that computes something non-linear and carries no rule: any leaf that is not a linear
   map (``nn.Linear``, GPT-2's ``Conv1D``), dropout, identity or a rotary table; any container the adapter does
   not list in ``containers`` (its forward may combine its children non-linearly: a router, a new gate);
@@ -43,6 +44,11 @@ def _refuse(model: nn.Module, where: str, module: nn.Module | None, why: str) ->
 
 
 def _check_rule_fits(model, name: str, module: nn.Module, rule) -> None:
+    if hasattr(rule, "check"):
+        try:
+            rule.check(module)
+        except (UnsupportedArchitecture, TypeError) as err:
+            raise _refuse(model, name, module, f"does not fit its rule: {err}") from None
     if isinstance(rule, NormIdentity):
         layer = isinstance(module, nn.LayerNorm) or type(module).__name__ == "LayerNorm"
         rms = "RMSNorm" in type(module).__name__ or isinstance(module, getattr(nn, "RMSNorm", ()))
@@ -66,7 +72,6 @@ def check_coverage(model: nn.Module, arch: Architecture, variant: str = "attnlrp
         raise _refuse(model, f"the adapter {arch.name!r}", None, f"does not fit the module tree ({err})") from None
     block_rules = arch.block_rules(variant)
     assigned = {id(m): (name, rule) for name, m, rule in arch.assign(model, variant)}
-    counts = {pattern: 0 for pattern, _ in block_rules}
     n_rules = 0
     for index, block in enumerate(blocks):
         prefix = f"{arch.layers}.{index}"
@@ -100,12 +105,11 @@ def check_coverage(model: nn.Module, arch: Architecture, variant: str = "attnlrp
             if not any(fnmatch.fnmatchcase(rel, c) for c in arch.containers):
                 raise _refuse(model, name, module, "is a module the adapter does not know (no rule, not a known container)")
         for pattern, hit in seen.items():
-            counts[pattern] += int(hit)
             if not hit and pattern not in arch.optional:
                 raise _refuse(model, f"the rule pattern {pattern!r}", None, f"matches no module in block {index}")
-    for pattern, n in counts.items():
-        if n == 0:
-            raise _refuse(model, f"the rule pattern {pattern!r}", None, "matches no module in any block")
+        for group in arch.groups:
+            if not any(seen.get(p) for p in group):
+                raise _refuse(model, f"block {index}", block, f"matches none of the rule patterns {list(group)}")
     _check_rule_fits(model, arch.final_norm, final, arch.final_rule(variant))
     _check_outside_blocks(model, arch, blocks)
     return {"adapter": arch.name, "blocks": len(blocks), "modules_with_rules": n_rules + 1, "patterns": len(block_rules) + 1}

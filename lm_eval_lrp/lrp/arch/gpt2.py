@@ -10,7 +10,7 @@ ATTENTION = AttentionParts(
 )
 
 
-def _layout(module) -> list:
+def _layout(module, block) -> list:
     d = module.nf // 3
     return [("q", d), ("k", d), ("v", d)]
 
