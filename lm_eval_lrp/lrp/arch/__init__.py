@@ -17,6 +17,15 @@ _MODULES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "
             "mixtral", "qwen2_moe")
 
 
+#: families transformers ships that are refused on purpose, with the reason (a clearer message than "unknown")
+REFUSED = {
+    "qwen3_next": "its gated delta-net (linear attention) layers have no LRP rule here yet",
+    "qwen3_5": "its gated delta-net (linear attention) layers have no LRP rule here yet",
+    "qwen3_5_moe": "its gated delta-net (linear attention) layers have no LRP rule here yet",
+    "phi": "Phi-1/2 (parallel attention with a dense MLP and partial RoPE) has no adapter yet",
+}
+
+
 def registry() -> dict[str, Architecture]:
     table: dict[str, Architecture] = {}
     for mod in _MODULES:
@@ -37,8 +46,9 @@ def architecture_of(model: nn.Module) -> Architecture:
     model_type = getattr(config, "model_type", None)
     table = registry()
     if model_type not in table:
+        why = f": {REFUSED[model_type]}" if model_type in REFUSED else ""
         raise UnsupportedArchitecture(
-            f"LRP rules are not defined for model_type={model_type!r} ({type(model).__name__}). "
+            f"LRP rules are not defined for model_type={model_type!r} ({type(model).__name__}){why}. "
             f"Supported: {', '.join(sorted(table))}. To add one, write lm_eval_lrp/lrp/arch/<name>.py with an "
             "Architecture (rule map) and list it in lm_eval_lrp/lrp/arch/__init__.py."
         )

@@ -113,10 +113,11 @@ def _probe(model, arch, ids: torch.Tensor, variant: str, target: int, contrast: 
             "logits": logits.detach().cpu()}
 
 
-def self_check(model: nn.Module, *, n_tokens: int = 8, tolerance: float | None = None) -> dict:
-    """Run the checks above on ``model``; returns the figures or raises :class:`UnsupportedArchitecture`."""
+def self_check(model: nn.Module, *, n_tokens: int = 8, tolerance: float | None = None, arch=None) -> dict:
+    """Run the checks above on ``model``; returns the figures or raises :class:`UnsupportedArchitecture`
+    (:class:`SelfCheckFailed`, with ``.figures``, when the probe fails). ``arch`` overrides the registered adapter."""
     start = time.perf_counter()
-    arch = architecture_of(model)
+    arch = arch or architecture_of(model)
     coverage = check_coverage(model, arch, "cp")
     check_coverage(model, arch, "attnlrp")
     embeddings = model.get_input_embeddings()

@@ -1,0 +1,148 @@
+"""AttnLRP / CP-LRP written directly on the operations of a decoder forward: no hooks, no engine code.
+
+The rules (AttnLRP, Achtibat et al. 2024; CP-LRP): norms with 1/σ constant; element-wise activations with the
+identity rule (backward f(x)/x); the uniform rule (½ per factor) on act(gate)·up, q·kᵀ and P·V; plain softmax;
+CP-LRP: q, k and act(gate) constant. Mixture of experts: routing weights constant. Logit soft-capping at the head:
+identity rule. Covers the Llama-shaped families (pre-norm, sandwich norms, post-norms; q/k norms; fused q|k|v and
+gate|up; MoE with shared experts; Granite's multipliers).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def uniform(a, b, op):
+    """op(a, b) whose backward gives each factor half the relevance."""
+    return 0.5 * (op(a, b.detach()) + op(a.detach(), b))
+
+
+def norm(module, x, offset):
+    eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", 1e-6)
+    inv = torch.rsqrt(x.detach().pow(2).mean(-1, keepdim=True) + eps)
+    return x * inv * (module.weight + offset)
+
+
+def identity_act(fn, x):
+    """fn(x) with backward g · fn(x)/x."""
+    value = fn(x.detach())
+    ratio = torch.where(x.detach() == 0, torch.ones_like(x), value / torch.where(x.detach() == 0, torch.ones_like(x), x.detach()))
+    return value + (x - x.detach()) * ratio
+
+
+def gated(act_fn, gate, up, variant):
+    if variant == "cp":
+        return act_fn(gate).detach() * up
+    return uniform(identity_act(act_fn, gate), up, torch.mul)
+
+
+def mlp(module, x, variant):
+    if hasattr(module, "experts"):
+        return moe(module, x, variant)
+    if hasattr(module, "gate_up_proj"):  # Phi-3
+        gate, up = module.gate_up_proj(x).chunk(2, dim=-1)
+        return module.down_proj(gated(module.activation_fn, gate, up, variant))
+    return module.down_proj(gated(module.act_fn, module.gate_proj(x), module.up_proj(x), variant))
+
+
+def moe(block, x, variant):
+    _, weights, index = block.gate(x.detach())
+    weights, experts = weights.detach(), block.experts
+    out = torch.zeros_like(x)
+    for t in range(x.shape[0]):
+        for slot in range(index.shape[1]):
+            e = int(index[t, slot])
+            gate, up = F.linear(x[t], experts.gate_up_proj[e]).chunk(2, dim=-1)
+            y = F.linear(gated(experts.act_fn, gate, up, variant), experts.down_proj[e]) * weights[t, slot]
+            out = out + F.one_hot(torch.tensor(t), x.shape[0]).to(x.dtype)[:, None] * y
+    if hasattr(block, "shared_expert"):
+        out = out + torch.sigmoid(block.shared_expert_gate(x)).detach() * mlp(block.shared_expert, x, variant)
+    return out
+
+
+def attention(model, attn, x, position_embeddings, variant, offset):
+    cfg = model.config
+    T = x.shape[0]
+    H, Hkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, attn.head_dim
+    if hasattr(attn, "qkv_proj"):
+        qkv = attn.qkv_proj(x)
+        q, k, v = qkv.split([H * hd, Hkv * hd, Hkv * hd], dim=-1)
+    else:
+        q, k, v = attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
+    qn, kn = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
+    flat = qn is not None and qn.weight.shape[-1] != hd
+    if flat:
+        q, k = norm(qn, q, offset), norm(kn, k, offset)
+    q, k, v = q.view(T, -1, hd), k.view(T, -1, hd), v.view(T, -1, hd)
+    if qn is not None and not flat:
+        q, k = norm(qn, q, offset), norm(kn, k, offset)
+    q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
+    if getattr(attn, "use_rope", True) and position_embeddings is not None:
+        import importlib
+
+        rope = importlib.import_module(type(attn).__module__).apply_rotary_pos_emb
+        q, k = rope(q, k, *position_embeddings)
+    q, k, v = q[0], k[0].repeat_interleave(H // Hkv, 0), v[0].repeat_interleave(H // Hkv, 0)
+    if variant == "cp":
+        q, k = q.detach(), k.detach()
+    scores = uniform(q, k, lambda a, b: a @ b.transpose(-1, -2)) * attn.scaling
+    cap = getattr(cfg, "attn_logit_softcapping", None)
+    if cap:
+        scores = torch.tanh(scores / cap) * cap
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    probs = torch.softmax(scores.masked_fill(~causal, float("-inf")), -1)
+    ctx = uniform(probs, v, torch.matmul) if variant == "attnlrp" else probs @ v
+    return attn.o_proj(ctx.transpose(0, 1).reshape(T, H * hd))
+
+
+def position_embeddings_of(model, ids):
+    """The (cos, sin) each attention module receives in a plain forward (captured with removable pre-hooks)."""
+    got, handles = {}, []
+    for i, layer in enumerate(model.model.layers):
+        def keep(m, a, kw, i=i):
+            got[i] = kw.get("position_embeddings")
+        handles.append(layer.self_attn.register_forward_pre_hook(keep, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            model(ids.unsqueeze(0))
+    finally:
+        for h in handles:
+            h.remove()
+    return got
+
+
+def reference_relevance(model, ids, target, contrast, variant):
+    """Node relevance ``[2L+1, T]`` (embed, then per block: after attention, after MLP) of Δℓ under the rules."""
+    cfg = model.config
+    offset = 1.0 if cfg.model_type.startswith("gemma") else 0.0
+    pe = position_embeddings_of(model, ids)
+    emb = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    h = emb * getattr(cfg, "embedding_multiplier", 1.0)
+    nodes, rm = [emb], getattr(cfg, "residual_multiplier", 1.0)
+    for i, layer in enumerate(model.model.layers):
+        post_ff = getattr(layer, "post_feedforward_layernorm", None)
+        pre_ff = getattr(layer, "pre_feedforward_layernorm", None)
+        x = norm(layer.input_layernorm, h, offset) if hasattr(layer, "input_layernorm") else h
+        a = attention(model, layer.self_attn, x, pe[i], variant, offset)
+        if post_ff is not None:  # a norm after attention inside the branch (sandwich / post-norm)
+            a = norm(layer.post_attention_layernorm, a, offset)
+        h = h + a * rm
+        nodes.append(h)
+        if pre_ff is not None:
+            x = norm(pre_ff, h, offset)
+        elif post_ff is None:
+            x = norm(layer.post_attention_layernorm, h, offset)
+        else:
+            x = h
+        m = mlp(layer.mlp, x, variant)
+        if post_ff is not None:
+            m = norm(post_ff, m, offset)
+        h = h + m * rm
+        nodes.append(h)
+    logits = model.lm_head(norm(model.model.norm, h, offset)[-1])[[target, contrast]] / getattr(cfg, "logits_scaling", 1.0)
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    if cap:
+        logits = logits * (torch.tanh(logits / cap) * cap / logits).detach()
+    grads = torch.autograd.grad(logits[0] - logits[1], nodes)
+    return torch.stack([(n.detach() * g).sum(-1) for n, g in zip(nodes, grads)])
