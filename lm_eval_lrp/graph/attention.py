@@ -121,6 +121,7 @@ def closed_form_attention_rows(
     if parts is None:
         return None
     attn, names, projs, o_proj, post, pre = parts
+    branch_scale = arch.branch_scale(layer) if arch.branch_scale else 1.0
     T = x.shape[-2]
     if len(projs) == 1:
         fused = _factor(applied_rules.get(id(projs[0])))
@@ -207,6 +208,7 @@ def closed_form_attention_rows(
         y = o_proj(z)
         if post is not None:
             y = post(y)
+        y = y * branch_scale
         (U,) = torch.autograd.grad(y, [z], grad_outputs=g_mid.detach()[:, targets].to(y.dtype).reshape(y.shape))
     U = U.detach()[0].float().reshape(targets.numel(), H, hd)
 
@@ -217,6 +219,7 @@ def closed_form_attention_rows(
             branch = o_proj(o_in.detach()[:, sample])
             if post is not None:
                 branch = post(branch)
+            branch = branch * branch_scale
         ref_mid = mid[:, sample].float()
         if not torch.allclose(x.detach()[:, sample].float() + branch.float(), ref_mid, rtol=1e-5, atol=1e-5 * float(ref_mid.abs().max())):
             return None
