@@ -47,7 +47,7 @@ def mlp(module, x, variant):
 
 
 def moe(block, x, variant):
-    _, weights, index = block.gate(x.detach())
+    _, weights, index = block.gate(x.detach().view(-1, x.shape[-1]))
     weights, experts = weights.detach(), block.experts
     out = torch.zeros_like(x)
     for t in range(x.shape[0]):
@@ -58,16 +58,24 @@ def moe(block, x, variant):
             out = out + F.one_hot(torch.tensor(t), x.shape[0]).to(x.dtype)[:, None] * y
     if hasattr(block, "shared_expert"):
         out = out + torch.sigmoid(block.shared_expert_gate(x)).detach() * mlp(block.shared_expert, x, variant)
+    if hasattr(block, "shared_experts"):
+        out = out + mlp(block.shared_experts, x, variant)
     return out
 
 
-def attention(model, attn, x, position_embeddings, variant, offset):
+def _rope(attn, name="apply_rotary_pos_emb"):
+    import importlib
+
+    return getattr(importlib.import_module(type(attn).__module__), name)
+
+
+def qkv_heads(model, attn, x, position_embeddings, offset):
+    """q, k, v as [H, T, d] (GQA repeated), after q/k norms and RoPE."""
     cfg = model.config
     T = x.shape[0]
     H, Hkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, attn.head_dim
     if hasattr(attn, "qkv_proj"):
-        qkv = attn.qkv_proj(x)
-        q, k, v = qkv.split([H * hd, Hkv * hd, Hkv * hd], dim=-1)
+        q, k, v = attn.qkv_proj(x).split([H * hd, Hkv * hd, Hkv * hd], dim=-1)
     else:
         q, k, v = attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
     qn, kn = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
@@ -79,21 +87,41 @@ def attention(model, attn, x, position_embeddings, variant, offset):
         q, k = norm(qn, q, offset), norm(kn, k, offset)
     q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
     if getattr(attn, "use_rope", True) and position_embeddings is not None:
-        import importlib
+        q, k = _rope(attn)(q, k, *position_embeddings)
+    return q[0], k[0].repeat_interleave(H // Hkv, 0), v[0].repeat_interleave(H // Hkv, 0)
 
-        rope = importlib.import_module(type(attn).__module__).apply_rotary_pos_emb
-        q, k = rope(q, k, *position_embeddings)
-    q, k, v = q[0], k[0].repeat_interleave(H // Hkv, 0), v[0].repeat_interleave(H // Hkv, 0)
+
+def mla_heads(model, attn, x, position_embeddings):
+    """DeepSeek's multi-head latent attention: q, k, v as [H, T, d]."""
+    T, H = x.shape[0], attn.num_heads
+    nope, rope, dv = attn.qk_nope_head_dim, attn.qk_rope_head_dim, attn.v_head_dim
+    q = attn.q_proj(x) if attn.q_proj is not None else attn.q_b_proj(norm(attn.q_a_layernorm, attn.q_a_proj(x), 0.0))
+    q_pass, q_rot = q.view(T, H, nope + rope).transpose(0, 1).split([nope, rope], dim=-1)
+    c_kv, k_rot = attn.kv_a_proj_with_mqa(x).split([attn.kv_lora_rank, rope], dim=-1)
+    kv = attn.kv_b_proj(norm(attn.kv_a_layernorm, c_kv, 0.0)).view(T, H, nope + dv).transpose(0, 1)
+    k_nope, v = kv.split([nope, dv], dim=-1)
+    fn = _rope(attn, "apply_rotary_pos_emb_interleave" if model.config.rope_interleave else "apply_rotary_pos_emb")
+    q_rot, k_rot = fn(q_rot.unsqueeze(0), k_rot.view(1, 1, T, rope), *position_embeddings)
+    k = torch.cat([k_nope, k_rot[0].expand(H, -1, -1)], dim=-1)
+    return torch.cat([q_pass, q_rot[0]], dim=-1), k, v
+
+
+def attention(model, attn, x, position_embeddings, variant, offset):
+    T = x.shape[0]
+    if hasattr(attn, "kv_b_proj"):
+        q, k, v = mla_heads(model, attn, x, position_embeddings)
+    else:
+        q, k, v = qkv_heads(model, attn, x, position_embeddings, offset)
     if variant == "cp":
         q, k = q.detach(), k.detach()
     scores = uniform(q, k, lambda a, b: a @ b.transpose(-1, -2)) * attn.scaling
-    cap = getattr(cfg, "attn_logit_softcapping", None)
+    cap = getattr(model.config, "attn_logit_softcapping", None)
     if cap:
         scores = torch.tanh(scores / cap) * cap
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     probs = torch.softmax(scores.masked_fill(~causal, float("-inf")), -1)
     ctx = uniform(probs, v, torch.matmul) if variant == "attnlrp" else probs @ v
-    return attn.o_proj(ctx.transpose(0, 1).reshape(T, H * hd))
+    return attn.o_proj(ctx.transpose(0, 1).reshape(T, -1))
 
 
 def position_embeddings_of(model, ids):

@@ -30,6 +30,9 @@ ZOO: dict[str, dict] = {
     "qwen2_moe": {"num_experts": 4, **MOE, "shared_expert_intermediate_size": 16, "mlp_only_layers": [1]},
     "qwen3_moe": {"num_experts": 4, **MOE},
     "olmoe": {"num_experts": 4, **MOE},
+    "deepseek_v3": {"n_routed_experts": 4, **MOE, "n_shared_experts": 1, "first_k_dense_replace": 1, "n_group": 2,
+                    "topk_group": 1, "q_lora_rank": 16, "kv_lora_rank": 16, "qk_rope_head_dim": 4,
+                    "qk_nope_head_dim": 8, "v_head_dim": 8, "num_key_value_heads": 4, "head_dim": 4},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 128},
 }
 

@@ -249,8 +249,8 @@ class FusedQKV(GradScale):
     """Per-slice gradient factors on the output of a fused ``q|k|v`` projection.
 
     ``layout(module, block)`` lists the output features in order as ``[(slot, count), ...]`` with slot ``"q"``,
-    ``"k"`` or ``"v"`` (GPT-2 and Phi-3: three blocks; GPT-NeoX: ``[q|k|v]`` per head); ``qkv`` are the three
-    factors. :meth:`bind` gives the decoder block the layout may read head counts from."""
+    ``"k"``, ``"v"`` or ``"1"`` (no factor: features that reach q/k/v through later modules, such as MLA's latent)
+    (GPT-2 and Phi-3: three blocks; GPT-NeoX: ``[q|k|v]`` per head); ``qkv`` are the three factors. :meth:`bind` gives the decoder block the layout may read head counts from."""
 
     def __init__(self, q: float, k: float, v: float, layout: Callable, block: nn.Module | None = None):
         super().__init__(factor=None)
@@ -262,7 +262,7 @@ class FusedQKV(GradScale):
         return FusedQKV(*self.qkv, layout=self.layout, block=block)
 
     def register(self, module):
-        f = dict(zip("qkv", self.qkv))
+        f = dict(zip("qkv", self.qkv), **{"1": 1.0})
         self.factor = torch.cat([torch.full((int(n),), f[slot]) for slot, n in self.layout(module, self.block)])
         if self.factor.numel() != module.weight.shape[0 if isinstance(module, nn.Linear) else -1]:
             raise ValueError(f"fused q|k|v layout of {self.factor.numel()} features does not fit {module}")
