@@ -198,9 +198,9 @@ class LRPForward:
             mask = torch.ones_like(self.ids).unsqueeze(0)
             if recorder is not None:
                 with recorder:
-                    out = model.base_model(inputs_embeds=emb, attention_mask=mask, use_cache=False)
+                    out = arch.backbone(model)(inputs_embeds=emb, attention_mask=mask, use_cache=False)
             else:
-                out = model.base_model(inputs_embeds=emb, attention_mask=mask, use_cache=False)
+                out = arch.backbone(model)(inputs_embeds=emb, attention_mask=mask, use_cache=False)
         self.hidden = out.last_hidden_state[0]  # [T, d], part of the graph
         self.tensors = [emb] + (recorder.tensors if recorder is not None else [])
         self.node_names = recorder.names() if recorder is not None else []
@@ -397,6 +397,13 @@ def explain_sequences(
     )
 
 
+def _backbone(model: nn.Module) -> nn.Module:
+    try:
+        return architecture_of(model).backbone(model)
+    except ValueError:
+        return model.base_model
+
+
 def gradient_x_input(model: nn.Module, input_ids, position: int, target: int, contrast: int | None = None) -> torch.Tensor:
     """Plain (unmodified) gradient × input of the same objective, as a baseline. Returns [T] float32."""
     device = model.get_input_embeddings().weight.device
@@ -408,7 +415,7 @@ def gradient_x_input(model: nn.Module, input_ids, position: int, target: int, co
             p.requires_grad_(False)
         with torch.enable_grad():
             emb = model.get_input_embeddings()(ids.unsqueeze(0)).detach().requires_grad_(True)
-            out = model.base_model(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
+            out = _backbone(model)(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
             logits = _head_logits(model, out.last_hidden_state[0, pos : pos + 1], lrp=False)[0]
             value = logits[target] - (logits[contrast] if contrast is not None else 0.0)
             (g,) = torch.autograd.grad(value, [emb])

@@ -86,6 +86,11 @@ class Architecture:
         flag = self.token_wise_mlp
         return bool(flag(model.config) if callable(flag) else flag)
 
+    def backbone(self, model: nn.Module) -> nn.Module:
+        """The decoder stack without the LM head (the module holding ``layers``), returning ``last_hidden_state``."""
+        parent = self.layers.rpartition(".")[0]
+        return model.get_submodule(parent) if parent else model
+
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return list(model.get_submodule(self.layers))
 

@@ -97,7 +97,7 @@ def _probe(model, arch, ids: torch.Tensor, variant: str, target: int, contrast: 
 
     with Composite(model, variant, arch), _Absorbed(model) as absorbed, torch.enable_grad():
         emb = model.get_input_embeddings()(ids.unsqueeze(0)).detach().requires_grad_(True)
-        out = model.base_model(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
+        out = arch.backbone(model)(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
         row = out.last_hidden_state[0, -1:]
         logits = _head_logits(model, row.detach())[0].float()
         chosen = _head_logits(model, row, [target, contrast])[0]

@@ -96,6 +96,41 @@ class GatedExperts(Rule):
         return [module.register_forward_hook(hook, with_kwargs=True)]
 
 
+class BatchedExperts(GatedExperts):
+    """Llama-4's experts: every expert on its own slice of pre-weighted inputs (``[E·S, d]``, routing weights applied
+    to the input by the MoE block: constants), one ``bmm`` each for gate|up and down."""
+
+    def check(self, module: nn.Module) -> None:
+        for name in ("gate_up_proj", "down_proj", "act_fn"):
+            if not hasattr(module, name):
+                raise UnsupportedArchitecture(f"{type(module).__name__} has no {name}")
+        activation_kind(module.act_fn)
+
+    def register(self, module):
+        self.check(module)
+        ratio = ACTIVATION_RATIOS[activation_kind(module.act_fn)]
+
+        def hook(mod, args, output):
+            x = args[0]
+            if not _recording(x) or not isinstance(output, torch.Tensor):
+                return None
+            gate, up = torch.bmm(x.view(mod.gate_up_proj.shape[0], -1, x.shape[-1]), mod.gate_up_proj).chunk(2, dim=-1)
+            value = mod.act_fn(gate.detach())
+            if self.variant == "cp":
+                prod = up * value
+            else:
+                act = value + (gate - gate.detach()) * ratio(gate.detach())
+                prod = 0.5 * (up * act.detach() + up.detach() * act)
+            sur = torch.bmm(prod, mod.down_proj).view(-1, x.shape[-1])
+            if not torch.allclose(sur.detach().float(), output.detach().float(), rtol=1e-3,
+                                  atol=1e-3 * (float(output.detach().abs().max()) + 1e-6)):
+                raise UnsupportedArchitecture(f"{type(mod).__name__}: the experts recomputed for the LRP backward do "
+                                              "not reproduce the module's output; this model cannot be explained")
+            return output.detach() + (sur - sur.detach())
+
+        return [module.register_forward_hook(hook)]
+
+
 def moe_mlp_rules(variant: str, *, shared: str | None = "mlp.shared_expert", shared_gate: str | None = None) -> list:
     """Rules of an MoE block at ``mlp`` (router ``mlp.gate``, experts ``mlp.experts``), its shared expert (a gated
     MLP at ``shared``, optionally scaled by ``sigmoid(shared_gate(x))``), and of dense MLP blocks in other layers."""
