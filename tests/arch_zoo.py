@@ -33,6 +33,8 @@ ZOO: dict[str, dict] = {
     "llama4_text": {"num_local_experts": 4, "num_experts_per_tok": 1, "intermediate_size": 16,
                     "intermediate_size_mlp": 64, "interleave_moe_layer_step": 2, "no_rope_layers": [1, 0],
                     "attention_chunk_size": 64},
+    "gpt_oss": {"num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 16, "sliding_window": 64,
+                "layer_types": ["sliding_attention", "full_attention"], "swiglu_limit": 1.0},
     "deepseek_v3": {"n_routed_experts": 4, **MOE, "n_shared_experts": 1, "first_k_dense_replace": 1, "n_group": 2,
                     "topk_group": 1, "q_lora_rank": 16, "kv_lora_rank": 16, "qk_rope_head_dim": 4,
                     "qk_nope_head_dim": 8, "v_head_dim": 8, "num_key_value_heads": 4, "head_dim": 4},

@@ -14,10 +14,10 @@ from lm_eval_lrp.lrp import Composite, explain, supported_model_types
 from lm_eval_lrp.lrp.arch import self_check
 
 FAMILIES = sorted(ZOO)
-#: families the reference implementation (Llama-shaped decoders) covers; GPT-2 has its own in test_engine.py; GPT-NeoX
-#: and Llama-4 (complex RoPE, NoPE temperature, input-weighted experts) are checked by conservation and graphs only
-REFERENCE = [f for f in FAMILIES if not f.startswith(("gpt2", "gpt_neox", "llama4"))]
-NO_SDPA = {"gemma2"}  # soft-capped attention scores: transformers runs it eagerly only
+#: families the reference implementation (Llama-shaped decoders, MLA) covers; GPT-2 has its own in test_engine.py;
+#: GPT-NeoX, Llama-4 (complex RoPE, NoPE temperature) and gpt-oss (sinks, clamped SwiGLU): conservation and graphs
+REFERENCE = [f for f in FAMILIES if not f.startswith(("gpt2", "gpt_neox", "llama4", "gpt_oss"))]
+NO_SDPA = {"gemma2", "gpt_oss"}  # soft-capped scores / sinks: transformers runs them eagerly only
 
 
 @pytest.fixture(autouse=True, scope="module")

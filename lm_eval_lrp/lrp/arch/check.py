@@ -95,7 +95,10 @@ def _probe(model, arch, ids: torch.Tensor, variant: str, target: int, contrast: 
     from ..composite import Composite
     from ..explain import _head_logits
 
-    with Composite(model, variant, arch), _Absorbed(model) as absorbed, torch.enable_grad():
+    with Composite(model, variant, arch) as composite, _Absorbed(model) as absorbed, torch.enable_grad():
+        collecting = {id(r): r for r in composite.applied.values() if hasattr(r, "collect")}.values()
+        for rule in collecting:  # rules with additive constants of their own (expert biases) expose them as leaves
+            rule.collect, rule.leaves = True, absorbed.leaves
         emb = model.get_input_embeddings()(ids.unsqueeze(0)).detach().requires_grad_(True)
         out = arch.backbone(model)(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
         row = out.last_hidden_state[0, -1:]
@@ -103,6 +106,8 @@ def _probe(model, arch, ids: torch.Tensor, variant: str, target: int, contrast: 
         chosen = _head_logits(model, row, [target, contrast])[0]
         value = chosen[0] - chosen[1]
         grads = torch.autograd.grad(value, [emb] + absorbed.leaves, allow_unused=True)
+        for rule in collecting:
+            rule.collect, rule.leaves = False, []
     head_bias = getattr(model.get_output_embeddings(), "bias", None)
     extra = 0.0 if head_bias is None else float(head_bias[target] - head_bias[contrast])
     for leaf, g in zip(absorbed.leaves, grads[1:]):
