@@ -9,6 +9,8 @@ gate|up; MoE with shared experts; Granite's multipliers).
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 
@@ -21,7 +23,8 @@ def uniform(a, b, op):
 def norm(module, x, offset):
     eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", 1e-6)
     inv = torch.rsqrt(x.detach().pow(2).mean(-1, keepdim=True) + eps)
-    return x * inv * (module.weight + offset)
+    weight = getattr(module, "weight", None)
+    return x * inv * (weight + offset) if weight is not None else x * inv
 
 
 def identity_act(fn, x):
@@ -46,9 +49,10 @@ def mlp(module, x, variant):
     return module.down_proj(gated(module.act_fn, module.gate_proj(x), module.up_proj(x), variant))
 
 
-def moe(block, x, variant):
-    _, weights, index = block.gate(x.detach().view(-1, x.shape[-1]))
-    weights, experts = weights.detach(), block.experts
+def moe(block, x, variant, router=None, experts=None, x_route=None):
+    router = router or block.gate
+    _, weights, index = router((x if x_route is None else x_route).detach().view(-1, x.shape[-1]))
+    weights, experts = weights.detach(), experts or block.experts
     out = torch.zeros_like(x)
     for t in range(x.shape[0]):
         for slot in range(index.shape[1]):
@@ -56,6 +60,8 @@ def moe(block, x, variant):
             gate, up = F.linear(x[t], experts.gate_up_proj[e]).chunk(2, dim=-1)
             y = F.linear(gated(experts.act_fn, gate, up, variant), experts.down_proj[e]) * weights[t, slot]
             out = out + F.one_hot(torch.tensor(t), x.shape[0]).to(x.dtype)[:, None] * y
+    if block is None:
+        return out
     if hasattr(block, "shared_expert"):
         out = out + torch.sigmoid(block.shared_expert_gate(x)).detach() * mlp(block.shared_expert, x, variant)
     if hasattr(block, "shared_experts"):
@@ -85,9 +91,15 @@ def qkv_heads(model, attn, x, position_embeddings, offset):
     q, k, v = q.view(T, -1, hd), k.view(T, -1, hd), v.view(T, -1, hd)
     if qn is not None and not flat:
         q, k = norm(qn, q, offset), norm(kn, k, offset)
+    if getattr(attn, "v_norm", None) is not None:
+        v = norm(attn.v_norm, v, offset)
     q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
     if getattr(attn, "use_rope", True) and position_embeddings is not None:
-        q, k = _rope(attn)(q, k, *position_embeddings)
+        rope = _rope(attn)
+        if "k" in inspect.signature(rope).parameters:
+            q, k = rope(q, k, *position_embeddings)
+        else:  # one tensor at a time (Gemma 4)
+            q, k = (rope(t, *position_embeddings, unsqueeze_dim=1) for t in (q, k))
     return q[0], k[0].repeat_interleave(H // Hkv, 0), v[0].repeat_interleave(H // Hkv, 0)
 
 
@@ -143,7 +155,7 @@ def position_embeddings_of(model, ids):
 def reference_relevance(model, ids, target, contrast, variant):
     """Node relevance ``[2L+1, T]`` (embed, then per block: after attention, after MLP) of Δℓ under the rules."""
     cfg = model.config
-    offset = 1.0 if cfg.model_type.startswith("gemma") else 0.0
+    offset = 1.0 if cfg.model_type in ("gemma", "gemma2", "gemma3_text") else 0.0
     pe = position_embeddings_of(model, ids)
     emb = model.get_input_embeddings()(ids).detach().requires_grad_(True)
     h = emb * getattr(cfg, "embedding_multiplier", 1.0)
@@ -164,9 +176,13 @@ def reference_relevance(model, ids, target, contrast, variant):
         else:
             x = h
         m = mlp(layer.mlp, x, variant)
+        if getattr(layer, "enable_moe_block", False):  # Gemma 4: a MoE branch beside the dense MLP
+            routed = moe(None, norm(layer.pre_feedforward_layernorm_2, h, offset), variant, layer.router, layer.experts,
+                         x_route=h)
+            m = norm(layer.post_feedforward_layernorm_1, m, offset) + norm(layer.post_feedforward_layernorm_2, routed, offset)
         if post_ff is not None:
             m = norm(post_ff, m, offset)
-        h = h + m * rm
+        h = (h + m * rm) * getattr(layer, "layer_scalar", 1.0)
         nodes.append(h)
     logits = model.lm_head(norm(model.model.norm, h, offset)[-1])[[target, contrast]] / getattr(cfg, "logits_scaling", 1.0)
     cap = getattr(cfg, "final_logit_softcapping", None)

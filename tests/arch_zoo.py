@@ -35,6 +35,10 @@ ZOO: dict[str, dict] = {
                     "attention_chunk_size": 64},
     "gpt_oss": {"num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 16, "sliding_window": 64,
                 "layer_types": ["sliding_attention", "full_attention"], "swiglu_limit": 1.0},
+    "gemma4_text": {"hidden_size_per_layer_input": 0, "num_kv_shared_layers": 0, "global_head_dim": 8,
+                    "layer_types": ["sliding_attention", "full_attention"], "sliding_window": 64},
+    "gemma4_text_moe": {"hidden_size_per_layer_input": 0, "num_kv_shared_layers": 0, "global_head_dim": 8,
+                        "enable_moe_block": True, "num_experts": 4, "top_k_experts": 2, "moe_intermediate_size": 16},
     "deepseek_v3": {"n_routed_experts": 4, **MOE, "n_shared_experts": 1, "first_k_dense_replace": 1, "n_group": 2,
                     "topk_group": 1, "q_lora_rank": 16, "kv_lora_rank": 16, "qk_rope_head_dim": 4,
                     "qk_nope_head_dim": 8, "v_head_dim": 8, "num_key_value_heads": 4, "head_dim": 4},
@@ -47,7 +51,7 @@ def tiny_config(model_type: str):
 
     kw = dict(SHAPE)
     kw.update(ZOO[model_type])
-    return AutoConfig.for_model(model_type.replace("_serial", ""), **kw)
+    return AutoConfig.for_model(model_type.replace("_serial", "").replace("_text_moe", "_text"), **kw)
 
 
 def tiny(model_type: str, *, attn: str = "eager", seed: int = 0, dtype=torch.float32) -> torch.nn.Module:

@@ -72,6 +72,7 @@ class Architecture:
     containers: tuple[str, ...] = ("self_attn", "mlp")
     optional: tuple[str, ...] = ()  # block patterns that need not match (MoE and dense layers may alternate) ...
     groups: tuple[tuple[str, ...], ...] = ()  # ... but each block must match one pattern of every group
+    refuse: Callable | None = None  # f(config) -> reason this configuration of the family is not supported, or None
     branch_scale: Callable | None = None  # f(block): constant multiplying each residual branch (Granite)
     token_wise_mlp: bool | Callable = True  # mid -> out is token-wise (False: parallel attention and MLP); or f(config)
     notes: str = ""

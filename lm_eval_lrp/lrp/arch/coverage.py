@@ -65,6 +65,9 @@ def _check_rule_fits(model, name: str, module: nn.Module, rule) -> None:
 
 def check_coverage(model: nn.Module, arch: Architecture, variant: str = "attnlrp") -> dict:
     """Check ``arch``'s rule map against ``model``; returns figures, raises :class:`UnsupportedArchitecture`."""
+    reason = arch.refuse(model.config) if arch.refuse else None
+    if reason:
+        raise _refuse(model, f"this {arch.name} configuration", None, f"is not supported: {reason}")
     try:
         blocks = arch.blocks(model)
         final = model.get_submodule(arch.final_norm)
