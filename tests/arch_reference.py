@@ -190,3 +190,19 @@ def reference_relevance(model, ids, target, contrast, variant):
         logits = logits * (torch.tanh(logits / cap) * cap / logits).detach()
     grads = torch.autograd.grad(logits[0] - logits[1], nodes)
     return torch.stack([(n.detach() * g).sum(-1) for n, g in zip(nodes, grads)])
+
+
+def assert_matches_reference(model, ids, variant: str, rtol: float = 1e-5) -> None:
+    """The engine's node and input relevance equal :func:`reference_relevance` (top token vs bottom token)."""
+    from lm_eval_lrp.lrp import explain
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        logits = model(ids.unsqueeze(0)).logits[0, -1]
+    target, contrast = int(logits.argmax()), int(logits.argmin())
+    e = explain(model, ids, target=target, contrast=contrast, rule=variant)
+    ref = reference_relevance(model, ids, target, contrast, variant)
+    assert ref.shape == e.node_relevance.shape
+    for got, want in ((e.node_relevance, ref), (e.input_relevance, ref[0])):
+        assert float((got - want).abs().max()) <= rtol * float(ref.abs().max())

@@ -5,8 +5,18 @@ Shapes: 2 blocks, hidden 32, 4 heads (2 kv heads, head_dim 8), MLP 64, vocab 100
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import VOCAB, randomise_norms
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny models gain nothing from intra-op threads (import this fixture into a test module to use it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 SHAPE = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
@@ -46,12 +56,17 @@ ZOO: dict[str, dict] = {
 }
 
 
-def tiny_config(model_type: str):
+def model_type_of(name: str) -> str:
+    """The transformers model type of a zoo entry (``gpt_neox_serial`` and ``gemma4_text_moe`` are variants)."""
+    return name.replace("_serial", "").replace("_text_moe", "_text")
+
+
+def tiny_config(name: str):
     from transformers import AutoConfig
 
     kw = dict(SHAPE)
-    kw.update(ZOO[model_type])
-    return AutoConfig.for_model(model_type.replace("_serial", "").replace("_text_moe", "_text"), **kw)
+    kw.update(ZOO[name])
+    return AutoConfig.for_model(model_type_of(name), **kw)
 
 
 def tiny(model_type: str, *, attn: str = "eager", seed: int = 0, dtype=torch.float32) -> torch.nn.Module:

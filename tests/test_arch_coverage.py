@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 import torch
-from arch_zoo import tiny
+from arch_zoo import single_thread, tiny  # noqa: F401 (single_thread: a fixture)
 from conftest import tiny_ids
 from torch import nn
 

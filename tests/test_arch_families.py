@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from arch_reference import reference_relevance
-from arch_zoo import ZOO, tiny
+from arch_reference import assert_matches_reference
+from arch_zoo import ZOO, model_type_of, single_thread, tiny  # noqa: F401 (single_thread: a fixture)
 from conftest import tiny_ids
 
 from lm_eval_lrp.lrp import Composite, explain, supported_model_types
@@ -18,14 +18,6 @@ FAMILIES = sorted(ZOO)
 #: GPT-NeoX, Llama-4 (complex RoPE, NoPE temperature) and gpt-oss (sinks, clamped SwiGLU): conservation and graphs
 REFERENCE = [f for f in FAMILIES if not f.startswith(("gpt2", "gpt_neox", "llama4", "gpt_oss"))]
 NO_SDPA = {"gemma2", "gpt_oss"}  # soft-capped scores / sinks: transformers runs them eagerly only
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def hook_count(model) -> int:
@@ -40,7 +32,8 @@ def extremes(model, ids) -> tuple[int, int]:
 
 def test_at_least_twenty_model_types():
     assert len(supported_model_types()) >= 20
-    assert {f.replace("_serial", "") for f in FAMILIES} <= set(supported_model_types())
+    assert {model_type_of(f) for f in FAMILIES} <= set(supported_model_types())
+    assert len({model_type_of(f) for f in FAMILIES}) >= 20
 
 
 @pytest.mark.parametrize("variant", ["attnlrp", "cp"])
@@ -94,14 +87,4 @@ def test_sdpa_equals_eager(family, variant):
 @pytest.mark.parametrize("variant", ["attnlrp", "cp"])
 @pytest.mark.parametrize("family", REFERENCE)
 def test_matches_reference_implementation(family, variant):
-    model = tiny(family)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    ids = tiny_ids()
-    tgt, con = extremes(model, ids)
-    e = explain(model, ids, target=tgt, contrast=con, rule=variant)
-    ref = reference_relevance(model, ids, tgt, con, variant)
-    assert ref.shape == e.node_relevance.shape
-    scale = float(ref.abs().max())
-    assert float((e.node_relevance - ref).abs().max()) <= 1e-5 * scale
-    assert float((e.input_relevance - ref[0]).abs().max()) <= 1e-5 * scale
+    assert_matches_reference(tiny(family), tiny_ids(), variant)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from arch_zoo import ZOO, tiny
+from arch_zoo import ZOO, single_thread, tiny  # noqa: F401 (single_thread: a fixture)
 from conftest import tiny_ids
 
 from lm_eval_lrp.graph import build_graph, refine, transition_matrices
@@ -14,14 +14,6 @@ from lm_eval_lrp.lrp import architecture_of
 
 POS, TGT, CON = -2, 5, 17
 FAMILIES = sorted(ZOO)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def rel_err(a, b) -> float:

@@ -71,3 +71,15 @@ def gated_architecture(name: str, model_types: tuple[str, ...], mid: str = "post
                        norm_weight_offset: float = 0.0, **fields) -> Architecture:
     """The Llama shape (kept under its old name): gated MLP, separate q/k/v."""
     return decoder(name, model_types, mid=mid, norm_offset=norm_weight_offset, **fields)
+
+
+def layernorm_decoder(name: str, model_types: tuple[str, ...], *, norms: str, attention: AttentionParts, layout,
+                      layers: str, final_norm: str, act: str = "mlp.act", **fields) -> Architecture:
+    """The GPT shape: LayerNorms (with bias) matched by ``norms``, a fused q|k|v projection, a plain MLP."""
+
+    def block_rules(variant: str) -> list:
+        return [(norms, NormIdentity("layer"))] + attention_rules(variant, attention, layout) + plain_mlp_rules(variant, act)
+
+    return Architecture(name=name, model_types=model_types, block_rules=block_rules, final_rule=norm_rule("layer"),
+                        layers=layers, final_norm=final_norm, attention=attention,
+                        containers=(attention.module, "mlp"), **fields)

@@ -8,7 +8,6 @@ reaches k and v through kv_b_proj). Router (sigmoid, grouped top-k, scaling): co
 The first ``first_k_dense_replace`` layers have a dense gated MLP. Graphs use the batch-packed backward.
 """
 
-from functools import partial
 
 from ..rules import FusedQKV, GradScale, NormIdentity, StopGradient
 from ._gated import norm_rule

@@ -6,9 +6,8 @@ relevance equals the block input's, and the whole block is the ``mid -> out`` tr
 token-wise (graphs must not take the diagonal MLP shortcut: ``Architecture.mlp_is_token_wise``).
 """
 
-from ._gated import attention_rules, norm_rule, plain_mlp_rules
-from .base import Architecture, AttentionParts
-from ..rules import NormIdentity
+from ._gated import layernorm_decoder
+from .base import AttentionParts
 
 
 def _split(attn, out):
@@ -22,22 +21,9 @@ def _layout(module, block) -> list:
     return [(slot, hd) for _ in range(module.out_features // (3 * hd)) for slot in "qkv"]
 
 
-ATTENTION = AttentionParts(module="attention", fused="query_key_value", o="dense", split=_split)
-
-
-def rules(variant: str) -> list:
-    return ([("*layernorm", NormIdentity("layer"))] + attention_rules(variant, ATTENTION, _layout)
-            + plain_mlp_rules(variant))
-
-
-ARCHITECTURE = Architecture(
-    name="gpt_neox",
-    model_types=("gpt_neox",),
-    block_rules=rules,
-    final_rule=norm_rule("layer"),
-    layers="gpt_neox.layers",
+ARCHITECTURE = layernorm_decoder(
+    "gpt_neox", ("gpt_neox",), norms="*layernorm", layout=_layout, layers="gpt_neox.layers",
     final_norm="gpt_neox.final_layer_norm",
-    attention=ATTENTION,
-    containers=("attention", "mlp"),
+    attention=AttentionParts(module="attention", fused="query_key_value", o="dense", split=_split),
     token_wise_mlp=lambda config: not getattr(config, "use_parallel_residual", False),
 )

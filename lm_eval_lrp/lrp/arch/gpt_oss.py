@@ -9,11 +9,9 @@ biases are additive constants that absorb relevance (accounted for by the self-c
 softmax denominator (a constant logit). Graphs use the batch-packed backward.
 """
 
-from functools import partial
-
 import torch
 
-from ..rules import StopGradient, _recording
+from ..rules import StopGradient
 from ._gated import decoder
 from .base import AttentionParts, UnsupportedArchitecture
 from .moe import GatedExperts
@@ -45,26 +43,18 @@ class ClampedSwiGLUExperts(GatedExperts):
             self.leaves.append(t)
         return t
 
-    def surrogate(self, module, x, index, weights):
-        out = torch.zeros_like(x)
-        weights = weights.detach()
-        for e in torch.unique(index).tolist():
-            if not 0 <= e < module.gate_up_proj.shape[0]:
-                continue
-            tok, pos = torch.where(index == e)
-            gate_up = x[tok] @ module.gate_up_proj[e] + self._const(module.gate_up_proj_bias[e])
-            gate, up = gate_up[..., ::2], gate_up[..., 1::2]
-            g, u = gate.detach(), up.detach()
-            g_c = g.clamp(min=None, max=module.limit)
-            glu_value = g_c * torch.sigmoid(g_c * module.alpha)
-            glu = glu_value + (gate - g) * _ratio(glu_value, g)  # identity rule through clamp and SiLU-α
-            u_c = u.clamp(min=-module.limit, max=module.limit)
-            up_c = u_c + (up - u) * _ratio(u_c, u)  # identity rule through the clamp
-            up1 = up_c + self._const(torch.ones_like(u))
-            prod = glu_value * up1 if self.variant == "cp" else 0.5 * (glu * up1.detach() + glu.detach() * up1)
-            y = prod @ module.down_proj[e] + self._const(module.down_proj_bias[e])
-            out.index_add_(0, tok, (y * weights[tok, pos, None]).to(out.dtype))
-        return out
+    def expert(self, module, e, h):
+        gate_up = h @ module.gate_up_proj[e] + self._const(module.gate_up_proj_bias[e])
+        gate, up = gate_up[..., ::2], gate_up[..., 1::2]
+        g, u = gate.detach(), up.detach()
+        g_c = g.clamp(min=None, max=module.limit)
+        glu_value = g_c * torch.sigmoid(g_c * module.alpha)
+        glu = glu_value + (gate - g) * _ratio(glu_value, g)  # identity rule through clamp and SiLU-α
+        u_c = u.clamp(min=-module.limit, max=module.limit)
+        up_c = u_c + (up - u) * _ratio(u_c, u)  # identity rule through the clamp
+        up1 = up_c + self._const(torch.ones_like(u))
+        prod = glu_value * up1 if self.variant == "cp" else 0.5 * (glu * up1.detach() + glu.detach() * up1)
+        return prod @ module.down_proj[e] + self._const(module.down_proj_bias[e])
 
 
 def _mlp(variant: str) -> list:

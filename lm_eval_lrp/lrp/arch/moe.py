@@ -53,28 +53,31 @@ class GatedExperts(Rule):
 
     def surrogate(self, module: nn.Module, x: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Σ_k w_k · E_k(x) with the rules' backward (w constant), same value as the module's forward."""
-        ratio = ACTIVATION_RATIOS[activation_kind(module.act_fn)]
-        transposed = getattr(module, "is_transposed", False)
-        concatenated = getattr(module, "is_concatenated", True)
         out = torch.zeros_like(x)
         weights = weights.detach()
         for e in torch.unique(index).tolist():
             if not 0 <= e < module.gate_up_proj.shape[0]:
                 continue
             tok, pos = torch.where(index == e)
-            h = x[tok]
-            w_gu, w_down = module.gate_up_proj[e], module.down_proj[e]
-            gate_up = h @ w_gu if transposed else F.linear(h, w_gu)
-            gate, up = gate_up.chunk(2, dim=-1) if concatenated else (gate_up[..., ::2], gate_up[..., 1::2])
-            value = module.act_fn(gate.detach())
-            if self.variant == "cp":
-                prod = value * up
-            else:
-                act = value + (gate - gate.detach()) * ratio(gate.detach())  # identity rule, same value
-                prod = 0.5 * (act * up.detach() + act.detach() * up)  # uniform rule on the product
-            y = prod @ w_down if transposed else F.linear(prod, w_down)
+            y = self.expert(module, e, x[tok])
             out.index_add_(0, tok, (y * weights[tok, pos, None]).to(out.dtype))
         return out
+
+    def expert(self, module: nn.Module, e: int, h: torch.Tensor) -> torch.Tensor:
+        """Expert ``e`` on the rows ``h`` under the gated-MLP rules."""
+        ratio = ACTIVATION_RATIOS[activation_kind(module.act_fn)]
+        transposed = getattr(module, "is_transposed", False)
+        w_gu, w_down = module.gate_up_proj[e], module.down_proj[e]
+        gate_up = h @ w_gu if transposed else F.linear(h, w_gu)
+        concatenated = getattr(module, "is_concatenated", True)
+        gate, up = gate_up.chunk(2, dim=-1) if concatenated else (gate_up[..., ::2], gate_up[..., 1::2])
+        value = module.act_fn(gate.detach())
+        if self.variant == "cp":
+            prod = value * up
+        else:
+            act = value + (gate - gate.detach()) * ratio(gate.detach())  # identity rule, same value
+            prod = 0.5 * (act * up.detach() + act.detach() * up)  # uniform rule on the product
+        return prod @ w_down if transposed else F.linear(prod, w_down)
 
     def register(self, module):
         self.check(module)
