@@ -50,7 +50,7 @@ def mlp(module, x, variant):
 
 
 def moe(block, x, variant, router=None, experts=None, x_route=None):
-    router = router or block.gate
+    router = router or getattr(block, "gate", None) or block.router
     _, weights, index = router((x if x_route is None else x_route).detach().view(-1, x.shape[-1]))
     weights, experts = weights.detach(), experts or block.experts
     out = torch.zeros_like(x)
@@ -175,7 +175,7 @@ def reference_relevance(model, ids, target, contrast, variant):
             x = norm(layer.post_attention_layernorm, h, offset)
         else:
             x = h
-        m = mlp(layer.mlp, x, variant)
+        m = mlp(getattr(layer, "mlp", None) or layer.block_sparse_moe, x, variant)
         if getattr(layer, "enable_moe_block", False):  # Gemma 4: a MoE branch beside the dense MLP
             routed = moe(None, norm(layer.pre_feedforward_layernorm_2, h, offset), variant, layer.router, layer.experts,
                          x_route=h)
