@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from arch_zoo import single_thread  # noqa: F401 (a fixture: one intra-op thread for tiny models)
 from conftest import ARCHS, VOCAB, tiny_config, tiny_ids, tiny_model
 
 from lm_eval_lrp.lrp import (
@@ -20,13 +21,6 @@ from lm_eval_lrp.lrp import (
 RULES = {"attnlrp": attnlrp, "cp": cp_lrp}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared, busy machine threads make them crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -446,75 +440,13 @@ def test_tiny_configs_are_the_requested_shape():
 # ----------------------------------------------------------------------------- an independent reference
 
 
-def _uniform(a: torch.Tensor, b: torch.Tensor, op) -> torch.Tensor:
-    """op(a, b) whose backward gives each factor half the relevance (uniform rule on a bilinear product)."""
-    return 0.5 * (op(a, b.detach()) + op(a.detach(), b))
-
-
-def _reference_llama_relevance(model, ids, tgt, con, variant):
-    """AttnLRP / CP-LRP written directly on the operations of a Llama forward (no hooks, no engine code).
-
-    Rules: RMSNorm with 1/σ constant; SiLU with f(x)/x; uniform rule on act(gate)·up, q·kᵀ and A·V; plain softmax;
-    CP-LRP: q, k and act(gate) constant.
-    """
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
-    cfg = model.config
-    T = ids.numel()
-    n_heads, n_kv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-
-    def norm(module, x):
-        inv = torch.rsqrt(x.detach().pow(2).mean(-1, keepdim=True) + module.variance_epsilon)
-        return x * inv * module.weight
-
-    emb = model.get_input_embeddings()(ids).detach().requires_grad_(True)  # [T, d]
-    cos, sin = model.model.rotary_emb(emb.unsqueeze(0), torch.arange(T).unsqueeze(0))
-    causal = torch.ones(T, T, dtype=torch.bool).tril()
-    h, nodes = emb, [emb]
-    for layer in model.model.layers:
-        att = layer.self_attn
-        x = norm(layer.input_layernorm, h)
-        q = att.q_proj(x).view(T, n_heads, hd).transpose(0, 1).unsqueeze(0)
-        k = att.k_proj(x).view(T, n_kv, hd).transpose(0, 1).unsqueeze(0)
-        v = att.v_proj(x).view(T, n_kv, hd).transpose(0, 1)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        q, k = q[0], k[0].repeat_interleave(n_heads // n_kv, 0)
-        v = v.repeat_interleave(n_heads // n_kv, 0)
-        if variant == "cp":
-            q, k = q.detach(), k.detach()
-        scores = _uniform(q, k, lambda a, b: a @ b.transpose(-1, -2)) * att.scaling
-        probs = torch.softmax(scores.masked_fill(~causal, float("-inf")), -1)
-        ctx = _uniform(probs, v, torch.matmul) if variant == "attnlrp" else probs @ v
-        h = h + att.o_proj(ctx.transpose(0, 1).reshape(T, n_heads * hd))
-        nodes.append(h)
-        mlp = layer.mlp
-        x = norm(layer.post_attention_layernorm, h)
-        gate = mlp.gate_proj(x)
-        if variant == "cp":
-            prod = torch.nn.functional.silu(gate).detach() * mlp.up_proj(x)
-        else:
-            act = gate.detach() * torch.sigmoid(gate.detach()) + (gate - gate.detach()) * torch.sigmoid(gate.detach())
-            prod = _uniform(act, mlp.up_proj(x), torch.mul)
-        h = h + mlp.down_proj(prod)
-        nodes.append(h)
-    last = norm(model.model.norm, h)[-1]
-    logits = model.lm_head(last)
-    grads = torch.autograd.grad(logits[tgt] - logits[con], nodes)
-    return torch.stack([(n.detach() * g).sum(-1) for n, g in zip(nodes, grads)])
-
-
 @pytest.mark.parametrize("rule", ["attnlrp", "cp"])
 def test_matches_reference_implementation(rule):
-    model = tiny_model("llama")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    ids = tiny_ids()
-    tgt, con = top_and_bottom(model, ids)
-    e = explain(model, ids, target=tgt, contrast=con, rule=rule)
-    ref = _reference_llama_relevance(model, ids, tgt, con, rule)
-    assert ref.shape == e.node_relevance.shape
-    assert rel_close(e.node_relevance, ref, 1e-5)
-    assert rel_close(e.input_relevance, ref[0], 1e-5)
+    """AttnLRP / CP-LRP written directly on the operations of a Llama forward (tests/arch_reference.py; every
+    family it covers is checked the same way in tests/test_arch_families.py)."""
+    from arch_reference import assert_matches_reference
+
+    assert_matches_reference(tiny_model("llama"), tiny_ids(), rule)
 
 
 # ----------------------------------------------------------------------------- one forward, chosen positions

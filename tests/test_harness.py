@@ -175,16 +175,16 @@ def test_task_without_gold_and_long_context(world):
 
 
 def test_unsupported_architecture_still_evaluates(world):
-    model = th.build(world["root"], arch="gpt_neox")
-    out = world["root"] / "neox"
+    model = th.build(world["root"], arch="falcon")
+    out = world["root"] / "falcon"
     args = _args(world, out, tasks="tiny_mc", extra=["--lrp"])
     args[3] = f"pretrained={model}"
     proc = th.run_cli(args, world["root"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "not defined for model_type='gpt_neox'" in proc.stderr
+    assert "not defined for model_type='falcon'" in proc.stderr
     res = th.results_json(out)
     assert res["results"]["tiny_mc"]["acc,none"] is not None
-    assert "gpt_neox" in res["lrp"]["error"] and "lrp/arch" in res["lrp"]["error"]
+    assert "falcon" in res["lrp"]["error"] and "lrp/arch" in res["lrp"]["error"]
 
 
 def test_nan_logits_are_flagged_not_written_as_numbers(world):

@@ -75,9 +75,8 @@ def build(root: Path, arch: str = "llama", nan: bool = False, layers: int = 2, h
     if arch == "llama":
         cfg = T.LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                             intermediate_size=2 * hidden, max_position_embeddings=512, **common)
-    elif arch == "gpt_neox":  # no LRP rule map: the unsupported-architecture path
-        cfg = T.GPTNeoXConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                              max_position_embeddings=512, **common)
+    elif arch == "falcon":  # no LRP adapter: the unsupported-architecture path
+        cfg = T.FalconConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, **common)
     else:
         raise ValueError(arch)
     model = T.AutoModelForCausalLM.from_config(cfg)

@@ -1,7 +1,7 @@
 """Closed-form edges of the attention transition ``x -> mid`` of one decoder block (no autograd per row).
 
-For softmax attention (Llama family,
-Qwen2/3, Mistral, Gemma3, OLMo2, GPT-2): the modified backward of one attention layer written out, with
+For softmax attention as the model's adapter describes it (:class:`~lm_eval_lrp.lrp.arch.AttentionParts`: q/k/v
+or a fused projection, norms, RoPE; no architecture tables here): the modified backward of one attention layer written out, with
 P the attention probabilities, U_j = (modified) o_proj-backward of g_j, G_ji = ⟨U^h_j, v^h_i⟩,
 D_ji = P_ji (G_ji − Σ_i' P_ji' G_ji'), s_ji = scale · q_j·k_i and (f_q, f_k, f_v) the rules' factors
 on q, k, v (AttnLRP: ¼, ¼, ½; CP-LRP: 0, 0, 1)::
@@ -17,14 +17,14 @@ anything unexpected (soft-capping, sinks, a bias feeding a q/k norm) returns ``N
 
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from ..lrp.layerwise import run_block
-from ..lrp.rules import GradScale, NormIdentity, StopGradient
+from ..lrp.arch import Architecture, architecture_of
+from ..lrp.rules import FusedQKV, GradScale, NormIdentity, StopGradient
 
 
 def _factor(rule) -> float | tuple | None:
@@ -33,48 +33,25 @@ def _factor(rule) -> float | tuple | None:
         return 1.0
     if isinstance(rule, StopGradient):
         return 0.0
-    if type(rule).__name__ == "FusedQKV":
-        return tuple(float(v) for v in rule.qkv)
+    if isinstance(rule, FusedQKV):
+        return rule.qkv
     if isinstance(rule, GradScale) and rule.where == "output" and not isinstance(rule.factor, torch.Tensor):
         return float(rule.factor)
     return None
 
 
-def _recompute_qkv(attn: nn.Module, hidden: torch.Tensor, position_embeddings):
-    """q, k (after q/k norms and RoPE) and v of one attention call, recomputed from the module's own input.
-
-    Uses only the module's sub-modules and its modeling file's ``apply_rotary_pos_emb``; nothing is registered in
-    transformers' shared attention registry. The closed form checks these against the real attention output
-    (``check=True``) and falls back to the batched backward if they do not reproduce it.
-    """
-    B, T, _ = hidden.shape
-    if hasattr(attn, "c_attn"):  # GPT-2: fused projection, learned positions (no RoPE)
-        q, k, v = attn.c_attn(hidden).split(attn.split_size, dim=2)
-        return [t.view(B, T, -1, attn.head_dim).transpose(1, 2) for t in (q, k, v)]
-    hd = attn.head_dim
-    q, k, v = attn.q_proj(hidden), attn.k_proj(hidden), attn.v_proj(hidden)
-    qn, kn = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
-    flat = qn is not None and getattr(qn, "weight", None) is not None and qn.weight.shape[-1] != hd
-    if flat:  # OLMo2: the norm spans the whole projection, before the split into heads
-        q, k = qn(q), kn(k)
-    q, k, v = (t.view(B, T, -1, hd) for t in (q, k, v))
-    if qn is not None and not flat:  # Qwen3, Gemma3: per-head norm
-        q, k = qn(q), kn(k)
-    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-    if position_embeddings is not None:
-        cos, sin = position_embeddings
-        q, k = sys.modules[type(attn).__module__].apply_rotary_pos_emb(q, k, cos, sin)
-    return q, k, v
-
-
 @contextmanager
-def _capture_attention(attn_modules, store: list):
-    """Record (q, k, v, mask, kwargs) of each call of the given attention modules, via removable forward pre-hooks."""
+def _capture_attention(arch: Architecture, attn_modules, store: list):
+    """Record (q, k, v, mask, kwargs) of each call of the given attention modules, via removable forward pre-hooks.
+
+    q, k, v are recomputed by the adapter (:meth:`Architecture.qkv`) from the module's own input; nothing is
+    registered in transformers' shared attention registry. The closed form checks them against the real attention
+    output and falls back to the batched backward if they do not reproduce it."""
 
     def hook(module, args, kwargs):
         hidden = args[0] if args else kwargs.get("hidden_states")
         with torch.no_grad():
-            q, k, v = _recompute_qkv(module, hidden, kwargs.get("position_embeddings"))
+            q, k, v = arch.qkv(module, hidden, kwargs.get("position_embeddings"))
         kw = {"scaling": getattr(module, "scaling", None), "sliding_window": getattr(module, "sliding_window", None),
               "dropout": 0.0}
         store.append({"module": module, "q": q, "k": k, "v": v, "mask": kwargs.get("attention_mask"), "args": (), "kw": kw})
@@ -87,25 +64,22 @@ def _capture_attention(attn_modules, store: list):
             h.remove()
 
 
-_QKV = {  # model family -> (q, k, v) projection names in the attention module, or a fused one
-    "gpt2": ("c_attn",),
-}
-_POST_ATTN_NORM = {"gemma3_text": "post_attention_layernorm", "olmo2": "post_attention_layernorm"}
-_O_PROJ = {"gpt2": "c_proj"}
-_PRE_ATTN_NORM = {"gpt2": "ln_1"}
-
-
-def _attention_parts(layer: nn.Module, model_type: str):
-    attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)
+def _attention_parts(layer: nn.Module, arch: Architecture):
+    """(attention module, projection names, projections, o_proj, post-norm, pre-norm) of one block, from the adapter;
+    None where the adapter rules the closed form out or the block has no such attention (hybrid models)."""
+    parts = arch.attention
+    if not parts.closed_form:
+        return None
+    attn = arch.attention_module(layer)
     if attn is None:
         return None
-    names = _QKV.get(model_type, ("q_proj", "k_proj", "v_proj"))
+    names = parts.projections()
     projs = [getattr(attn, n, None) for n in names]
-    o_proj = getattr(attn, _O_PROJ.get(model_type, "o_proj"), None)
-    post = getattr(layer, _POST_ATTN_NORM[model_type]) if model_type in _POST_ATTN_NORM else None
+    o_proj = getattr(attn, parts.o, None)
     if any(p is None for p in projs) or o_proj is None:
         return None
-    pre = getattr(layer, _PRE_ATTN_NORM.get(model_type, "input_layernorm"), None)
+    post = getattr(layer, parts.post_norm) if parts.post_norm else None
+    pre = getattr(layer, parts.pre_norm, None) if parts.pre_norm else None
     return attn, names, projs, o_proj, post, pre
 
 
@@ -142,11 +116,12 @@ def closed_form_attention_rows(
     ``(attention call, o_proj input, mid)`` already recorded for this block by an :class:`AttentionCapture`
     (saves re-running the attention).
     """
-    model_type = getattr(model.config, "model_type", "")
-    parts = _attention_parts(layer, model_type)
+    arch = architecture_of(model)
+    parts = _attention_parts(layer, arch)
     if parts is None:
         return None
     attn, names, projs, o_proj, post, pre = parts
+    branch_scale = arch.branch_scale(layer) if arch.branch_scale else 1.0
     T = x.shape[-2]
     if len(projs) == 1:
         fused = _factor(applied_rules.get(id(projs[0])))
@@ -157,9 +132,9 @@ def closed_form_attention_rows(
         fq, fk, fv = (_factor(applied_rules.get(id(p))) for p in projs)
         if any(not isinstance(f, float) for f in (fq, fk, fv)):
             return None
-    for name in ("q_norm", "k_norm"):
-        norm = getattr(attn, name, None)
-        if norm is not None and not isinstance(applied_rules.get(id(norm)), NormIdentity):
+    qk_norms = [getattr(attn, n) for n in (arch.attention.q_norm, arch.attention.k_norm) if n]
+    for norm in qk_norms:
+        if not isinstance(applied_rules.get(id(norm)), NormIdentity):
             return None
     for norm in (post, pre):  # norms around the attention must pass relevance unchanged (identity rule)
         if norm is not None and not isinstance(applied_rules.get(id(norm)), NormIdentity):
@@ -169,7 +144,7 @@ def closed_form_attention_rows(
     # biases absorb relevance: the projection biases and a bias of the norm before attention (LayerNorm)
     biased = [p for p in projs + [pre] if p is not None and getattr(p, "bias", None) is not None]
     has_bias = bool(biased)
-    if has_bias and (getattr(attn, "q_norm", None) is not None or getattr(attn, "k_norm", None) is not None):
+    if has_bias and qk_norms:
         return None  # a bias feeding a norm: the bias-free share is not the norm of the bias-free projection
 
     def capture(strip_bias: bool):
@@ -179,7 +154,7 @@ def closed_form_attention_rows(
                 handles.append(p.register_forward_hook(lambda m, a, out: out - m.bias))
         handles.append(o_proj.register_forward_pre_hook(lambda m, a: o_in.append(a[0])))
         try:
-            with torch.no_grad(), _capture_attention([attn], store):
+            with torch.no_grad(), _capture_attention(arch, [attn], store):
                 mid, _ = run_block(layer, mid_module, x.detach(), kwargs, args, stop_at_mid=True)
         finally:
             for h in handles:
@@ -233,6 +208,7 @@ def closed_form_attention_rows(
         y = o_proj(z)
         if post is not None:
             y = post(y)
+        y = y * branch_scale
         (U,) = torch.autograd.grad(y, [z], grad_outputs=g_mid.detach()[:, targets].to(y.dtype).reshape(y.shape))
     U = U.detach()[0].float().reshape(targets.numel(), H, hd)
 
@@ -243,6 +219,7 @@ def closed_form_attention_rows(
             branch = o_proj(o_in.detach()[:, sample])
             if post is not None:
                 branch = post(branch)
+            branch = branch * branch_scale
         ref_mid = mid[:, sample].float()
         if not torch.allclose(x.detach()[:, sample].float() + branch.float(), ref_mid, rtol=1e-5, atol=1e-5 * float(ref_mid.abs().max())):
             return None
@@ -304,17 +281,18 @@ class AttentionCapture:
         self._ctx = None
 
     def __enter__(self):
-        model_type = getattr(self.model.config, "model_type", "")
+        self.arch = architecture_of(self.model)
+        attns = []
         for layer in self.layers:
-            parts = _attention_parts(layer, model_type)
+            parts = _attention_parts(layer, self.arch)
             if parts is None:
                 continue
             attn, o_proj = parts[0], parts[3]
+            attns.append(attn)
             key = id(attn)
             self._handles.append(o_proj.register_forward_pre_hook(lambda m, a, key=key: self._keep_o(key, a[0])))
         store = _Recorder(self.calls)
-        attns = [p[0] for p in (_attention_parts(layer, model_type) for layer in self.layers) if p is not None]
-        self._ctx = _capture_attention(attns, store)
+        self._ctx = _capture_attention(self.arch, attns, store)
         self._ctx.__enter__()
         return self
 
@@ -329,8 +307,7 @@ class AttentionCapture:
         self._ctx.__exit__(*exc)
 
     def pop(self, layer: nn.Module, mid: torch.Tensor):
-        attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)
-        key = id(attn)
+        key = id(self.arch.attention_module(layer))
         call, o_in = self.calls.pop(key, None), self.o_in.pop(key, None)
         if call is None or o_in is None:
             return None
@@ -354,6 +331,8 @@ class _Recorder(list):
 
 
 def closed_form_supported(model: nn.Module) -> bool:
-    return getattr(model.config, "model_type", "") in (
-        "llama", "mistral", "qwen2", "qwen3", "gemma3_text", "olmo2", "gpt2",
-    )
+    """Whether the model's adapter allows the closed-form attention edges (the check on real values still applies)."""
+    try:
+        return architecture_of(model).attention.closed_form
+    except ValueError:
+        return False

@@ -145,6 +145,8 @@ def compute_transitions(
         raise IndexError(f"position {position} outside a sequence of {T} tokens")
     pos = position % T
     arch = architecture_of(model)
+    if mlp == "diagonal" and not arch.mlp_is_token_wise(model):
+        mlp = "packed"  # e.g. GPT-NeoX's parallel residual: attention and MLP read the same input
     used: dict[str, dict[str, int]] = {"attn": {}, "mlp": {}}
     n_targets: dict[int, int] = {}
 

@@ -85,7 +85,7 @@ def attribute_run(subject: Subject, views: dict, samples: dict, results: dict | 
     if subject.world > 1:
         work = subject.broadcast(work)
     if work.error:
-        return {"error": work.error, "tasks": {}}
+        return {"error": work.error, "self_check": subject.self_check, "tasks": {}}
     try:
         records = attribute_share(subject, views, work, console)  # phases 3–4
     except KeyboardInterrupt:
@@ -99,5 +99,6 @@ def attribute_run(subject: Subject, views: dict, samples: dict, results: dict | 
             return {}
         merge_shards({n: tp.file for n, tp in work.tasks.items() if tp.file is not None}, subject.world)
     summary = summarize(records, work, results, subject.config)  # phase 6
+    summary["self_check"] = subject.self_check
     print_summary(summary, console)
     return summary

@@ -40,3 +40,5 @@ class Subject:
     unsupported: str | None = None
     #: the reference locator's second model (same tokenizer, no LRP on it), or None
     reference: Any = None
+    #: the architecture self-check's figures (coverage, CP conservation, forward equality), or None
+    self_check: dict | None = None

@@ -14,7 +14,7 @@ from lm_eval.models.huggingface import HFLM
 
 from ..config import LRPConfig
 from ..harness.subject import Subject
-from ..lrp import UnsupportedArchitecture, architecture_of
+from ..lrp.arch import UnsupportedArchitecture, self_check
 from . import parallel
 
 log = logging.getLogger("lm_eval_lrp")
@@ -31,11 +31,13 @@ class HFLRP(HFLM):
         self._data_parallel_on_cpu()
         self.lrp_reference = self._load_reference() if self.lrp.reference_model else None
         self.lrp_unsupported: str | None = None
-        try:
-            architecture_of(self.model)
+        self.lrp_self_check: dict | None = None
+        try:  # coverage of every block's modules + CP-LRP conservation and an unchanged forward on a short probe
+            self.lrp_self_check = self_check(self.model)
         except UnsupportedArchitecture as err:
             # Decision: evaluate anyway (the results are never lost), attribute nothing, and say so loudly.
             self.lrp_unsupported = str(err)
+            self.lrp_self_check = getattr(err, "figures", None)
             log.warning("lm-eval-lrp: %s The evaluation runs without attribution.", err)
 
     def _data_parallel_on_cpu(self) -> None:
@@ -91,4 +93,5 @@ class HFLRP(HFLM):
             barrier=lambda: parallel.barrier(world),
             unsupported=self.lrp_unsupported,
             reference=self.lrp_reference,
+            self_check=self.lrp_self_check,
         )

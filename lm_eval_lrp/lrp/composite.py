@@ -9,18 +9,21 @@ exception; parameters' ``requires_grad`` flags are switched off inside (no param
 
 from __future__ import annotations
 
-import fnmatch
 from contextlib import contextmanager
 
 from torch import nn
 
 from .arch import Architecture, architecture_of
+from .arch.coverage import check_coverage
 
 VARIANTS = ("attnlrp", "cp")
 
 
 class Composite:
-    """A rule map for one model: ``[(module-name pattern, rule), ...]``, first match wins per module."""
+    """An adapter's rule map bound to one model: first matching pattern wins per module.
+
+    Entering checks the map's coverage of the model (:mod:`.arch.coverage`): a pattern that matches nothing, or a
+    non-linear module without a rule, is refused with :class:`UnsupportedArchitecture` naming the module."""
 
     def __init__(self, model: nn.Module, variant: str = "attnlrp", arch: Architecture | None = None):
         if variant not in VARIANTS:
@@ -33,20 +36,10 @@ class Composite:
         self.applied: dict[str, object] = {}
 
     def matches(self) -> list[tuple[str, nn.Module, object]]:
-        rule_map = self.arch.rules(self.variant)
-        found = []
-        seen: set[int] = set()
-        for name, module in self.model.named_modules():
-            if id(module) in seen:
-                continue
-            for pattern, rule in rule_map:
-                if fnmatch.fnmatchcase(name, pattern):
-                    found.append((name, module, rule))
-                    seen.add(id(module))
-                    break
-        return found
+        return self.arch.assign(self.model, self.variant)
 
     def register(self) -> "Composite":
+        check_coverage(self.model, self.arch, self.variant)
         try:
             for name, module, rule in self.matches():
                 self.handles.extend(rule.register(module))

@@ -17,6 +17,7 @@ from torch import nn
 
 from .arch import Architecture, architecture_of
 from .composite import Composite
+from .rules import softcap
 from .target import Contrast
 
 
@@ -123,11 +124,11 @@ def _as_ids(input_ids, device) -> torch.Tensor:
     return ids.to(device)
 
 
-def _head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None = None) -> torch.Tensor:
-    """LM head on selected rows of the final hidden state (with the model's logit soft-capping, if any).
+def _head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None = None, *, lrp: bool = True) -> torch.Tensor:
+    """LM head on selected rows of the final hidden state (with the model's logit scaling and soft-capping, if any).
 
     With ``vocab``, only those output rows are computed: a contrastive backward then reads two rows of the head's
-    weight instead of all of it."""
+    weight instead of all of it. Soft-capping takes the identity rule unless ``lrp=False`` (plain gradient)."""
     head = model.get_output_embeddings()
     hidden = hidden.to(head.weight.device)
     if vocab is None:
@@ -136,9 +137,12 @@ def _head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None
         index = torch.tensor(vocab, device=head.weight.device)
         bias = getattr(head, "bias", None)
         logits = torch.nn.functional.linear(hidden, head.weight[index], None if bias is None else bias[index])
+    scaling = getattr(model.config, "logits_scaling", None)  # Granite divides its logits by a constant
+    if scaling:
+        logits = logits / scaling
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
-        logits = torch.tanh(logits / cap) * cap
+        logits = softcap(logits, cap, identity=lrp)
     return logits
 
 
@@ -172,9 +176,9 @@ class LRPForward:
             mask = torch.ones_like(self.ids).unsqueeze(0)
             if recorder is not None:
                 with recorder:
-                    out = model.base_model(inputs_embeds=emb, attention_mask=mask, use_cache=False)
+                    out = arch.backbone(model)(inputs_embeds=emb, attention_mask=mask, use_cache=False)
             else:
-                out = model.base_model(inputs_embeds=emb, attention_mask=mask, use_cache=False)
+                out = arch.backbone(model)(inputs_embeds=emb, attention_mask=mask, use_cache=False)
         self.hidden = out.last_hidden_state[0]  # [T, d], part of the graph
         self.tensors = [emb] + (recorder.tensors if recorder is not None else [])
         self.node_names = recorder.names() if recorder is not None else []
@@ -330,3 +334,10 @@ def explain(
         )
     with LRPForward(model, input_ids, rule=rule, nodes=nodes) as fwd:
         return fwd.explain(position, target, contrast, topk=topk)
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    try:
+        return architecture_of(model).backbone(model)
+    except ValueError:
+        return model.base_model

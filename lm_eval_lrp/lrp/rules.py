@@ -7,7 +7,10 @@ propagates, so that relevance = input x modified gradient (AttnLRP, Achtibat et 
 * :class:`ActivationIdentity` -- element-wise activation f with backward g * f(x)/x (identity rule);
 * :class:`GradScale`      -- multiply the gradient of a module's output (or input) by a constant; this
   realises the uniform rule on products (1/2 per factor) and, with 0, CP-LRP's "no relevance through";
-* :class:`StopGradient`   -- the module's output is a constant in the backward.
+* :class:`StopGradient`   -- the module's output is a constant in the backward (also every tensor of a tuple
+  output: mixture-of-experts routers);
+* :class:`FusedQKV`       -- per-slice gradient factors on a fused q|k|v projection (GPT-2, Phi-3, GPT-NeoX);
+* :func:`softcap`         -- ``c·tanh(x/c)`` with the identity rule (logit soft-capping at the head).
 
 Rules only act while autograd records a graph; under ``torch.no_grad`` they are inert.
 """
@@ -49,7 +52,11 @@ def _recording(x) -> bool:
 
 
 class Rule:
-    """A rule attaches hooks to one module and returns their handles."""
+    """A rule attaches hooks to one module and returns their handles.
+
+    ``opaque``: the rule replaces the backward of the whole module (its sub-modules need no rules of their own)."""
+
+    opaque = False
 
     def register(self, module: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
         raise NotImplementedError
@@ -65,6 +72,8 @@ class NormIdentity(Rule):
     ``kind`` is ``"rms"`` (Llama-style RMSNorm, weight ``w + weight_offset``) or ``"layer"`` (LayerNorm: the mean
     subtraction is linear and stays in the backward; the bias is a constant that absorbs relevance).
     """
+
+    opaque = True
 
     def __init__(self, kind: str = "rms", weight_offset: float = 0.0):
         if kind not in ("rms", "layer"):
@@ -117,11 +126,16 @@ def _gelu_tanh_ratio(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
 
 
+def _relu_ratio(x: torch.Tensor) -> torch.Tensor:
+    return (x > 0).to(x.dtype)
+
+
 #: f(x)/x for the element-wise activations we know, written without a division (stable at x = 0).
 ACTIVATION_RATIOS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": _silu_ratio,
     "gelu": _gelu_ratio,
     "gelu_tanh": _gelu_tanh_ratio,
+    "relu": _relu_ratio,
 }
 
 _ACTIVATION_CLASSES = {
@@ -134,11 +148,14 @@ _ACTIVATION_CLASSES = {
     "PytorchGELUTanh": "gelu_tanh",
     "GELUPytorchTanh": "gelu_tanh",
     "FastGELUActivation": "gelu_tanh",
+    "GELUTanhActivation": "gelu_tanh",
+    "ReLU": "relu",
+    "ReLUActivation": "relu",
 }
 
 
 def activation_kind(module: nn.Module) -> str:
-    """Name of the activation implemented by ``module`` (``silu``, ``gelu`` or ``gelu_tanh``)."""
+    """Name of the activation implemented by ``module`` (``silu``, ``gelu``, ``gelu_tanh`` or ``relu``)."""
     name = type(module).__name__
     if name == "GELU" and getattr(module, "approximate", "none") == "tanh":
         return "gelu_tanh"
@@ -152,6 +169,8 @@ def activation_kind(module: nn.Module) -> str:
 
 class ActivationIdentity(Rule):
     """Identity rule through an element-wise activation: backward ``g * f(x)/x`` (so R(x) = R(f(x)))."""
+
+    opaque = True
 
     def __init__(self, kind: str | None = None):
         self.kind = kind
@@ -209,12 +228,64 @@ class GradScale(Rule):
 
 
 class StopGradient(Rule):
-    """The module's output is a constant in the backward (CP-LRP on q, k and the MLP gate)."""
+    """The module's output is a constant in the backward (CP-LRP on q, k and the MLP gate; routing weights).
+
+    A tuple output (a mixture-of-experts router: logits, weights, indices) has every tensor in it detached."""
+
+    opaque = True
 
     def register(self, module):
         def hook(mod, args, output):
             if isinstance(output, torch.Tensor) and _recording(output):
                 return output.detach()
+            if isinstance(output, tuple) and any(_recording(t) for t in output):
+                return tuple(t.detach() if isinstance(t, torch.Tensor) else t for t in output)
             return None
 
         return [module.register_forward_hook(hook)]
+
+
+class FusedQKV(GradScale):
+    """Per-slice gradient factors on the output of a fused ``q|k|v`` projection.
+
+    ``layout(module, block)`` lists the output features in order as ``[(slot, count), ...]`` with slot ``"q"``,
+    ``"k"``, ``"v"`` or ``"1"`` (no factor: features that reach q/k/v through later modules, such as MLA's latent)
+    (GPT-2 and Phi-3: three blocks; GPT-NeoX: ``[q|k|v]`` per head); ``qkv`` are the three factors. :meth:`bind` gives the decoder block the layout may read head counts from."""
+
+    def __init__(self, q: float, k: float, v: float, layout: Callable, block: nn.Module | None = None):
+        super().__init__(factor=None)
+        self.qkv = (float(q), float(k), float(v))
+        self.layout = layout
+        self.block = block
+
+    def bind(self, block: nn.Module) -> "FusedQKV":
+        return FusedQKV(*self.qkv, layout=self.layout, block=block)
+
+    def register(self, module):
+        f = dict(zip("qkv", self.qkv), **{"1": 1.0})
+        self.factor = torch.cat([torch.full((int(n),), f[slot]) for slot, n in self.layout(module, self.block)])
+        if self.factor.numel() != module.weight.shape[0 if isinstance(module, nn.Linear) else -1]:
+            raise ValueError(f"fused q|k|v layout of {self.factor.numel()} features does not fit {module}")
+        return super().register(module)
+
+
+class _Softcap(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, cap):
+        y = torch.tanh(x / cap) * cap
+        ratio = torch.where(x == 0, torch.ones_like(x), y / torch.where(x == 0, torch.ones_like(x), x))
+        ctx.save_for_backward(ratio)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (ratio,) = ctx.saved_tensors
+        return g * ratio, None
+
+
+def softcap(x: torch.Tensor, cap: float, identity: bool = True) -> torch.Tensor:
+    """``cap · tanh(x / cap)`` (Gemma's logit soft-capping); with ``identity`` the backward is ``g · f(x)/x``
+    (identity rule: the relevance of each capped logit is its capped value), else the plain gradient."""
+    if identity and _recording(x):
+        return _Softcap.apply(x, float(cap))
+    return torch.tanh(x / cap) * cap

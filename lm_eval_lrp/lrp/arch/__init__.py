@@ -1,49 +1,38 @@
-"""Per-architecture rule maps. One short file per architecture family; registered by ``model_type``.
+"""Architecture adapters: one short file per family, registered by ``model_type`` (see :mod:`.base`).
 
-To add an architecture: write ``lm_eval_lrp/lrp/arch/<name>.py`` defining an :class:`Architecture` and list it in
-``_MODULES`` below.
+To add an architecture: write ``lm_eval_lrp/lrp/arch/<name>.py`` defining ``ARCHITECTURE`` (an
+:class:`~.base.Architecture`, usually from :func:`._gated.decoder`) and list the file in ``_MODULES`` below. The
+coverage check (:func:`check_coverage`) and the self-check (:func:`self_check`) then tell whether it is complete.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Callable
 
 from torch import nn
 
+from .base import Architecture, AttentionParts, UnsupportedArchitecture
 
-class UnsupportedArchitecture(ValueError):
-    """The model's architecture has no LRP rule map."""
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """How to explain one architecture family.
-
-    ``rules(variant)`` returns ``[(module-name pattern, rule)]``; ``layers`` is the dotted path of the decoder
-    blocks; ``mid`` names the sub-module of a block whose *input* is the residual stream after attention;
-    ``final_norm`` the norm before the LM head.
-    """
-
-    name: str
-    model_types: tuple[str, ...]
-    rules: Callable[[str], list]
-    layers: str
-    mid: str
-    final_norm: str
-    notes: str = field(default="")
+_MODULES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo2", "phi3", "gpt2", "gpt_neox",
+            "mixtral", "qwen2_moe", "deepseek", "llama4", "gpt_oss", "gemma4")
 
 
-_MODULES = ("llama", "mistral", "qwen2", "qwen3", "gemma3", "olmo2", "gpt2")
+#: families transformers ships that are refused on purpose, with the reason (a clearer message than "unknown")
+REFUSED = {
+    "qwen3_next": "its gated delta-net (linear attention) layers have no LRP rule here yet",
+    "qwen3_5": "its gated delta-net (linear attention) layers have no LRP rule here yet",
+    "qwen3_5_moe": "its gated delta-net (linear attention) layers have no LRP rule here yet",
+    "phi": "Phi-1/2 (parallel attention with a dense MLP and partial RoPE) has no adapter yet",
+}
 
 
 def registry() -> dict[str, Architecture]:
     table: dict[str, Architecture] = {}
     for mod in _MODULES:
-        arch = importlib.import_module(f"{__name__}.{mod}").ARCHITECTURE
-        for model_type in arch.model_types:
-            table[model_type] = arch
+        module = importlib.import_module(f"{__name__}.{mod}")
+        for arch in getattr(module, "ARCHITECTURES", None) or (module.ARCHITECTURE,):
+            for model_type in arch.model_types:
+                table[model_type] = arch
     return table
 
 
@@ -52,13 +41,14 @@ def supported_model_types() -> list[str]:
 
 
 def architecture_of(model: nn.Module) -> Architecture:
-    """The rule map for ``model`` (a Hugging Face causal LM), or a clear :class:`UnsupportedArchitecture`."""
+    """The adapter for ``model`` (a Hugging Face causal LM), or a clear :class:`UnsupportedArchitecture`."""
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     table = registry()
     if model_type not in table:
+        why = f": {REFUSED[model_type]}" if model_type in REFUSED else ""
         raise UnsupportedArchitecture(
-            f"LRP rules are not defined for model_type={model_type!r} ({type(model).__name__}). "
+            f"LRP rules are not defined for model_type={model_type!r} ({type(model).__name__}){why}. "
             f"Supported: {', '.join(sorted(table))}. To add one, write lm_eval_lrp/lrp/arch/<name>.py with an "
             "Architecture (rule map) and list it in lm_eval_lrp/lrp/arch/__init__.py."
         )
@@ -67,3 +57,27 @@ def architecture_of(model: nn.Module) -> Architecture:
 
 def get_submodule(model: nn.Module, dotted: str) -> nn.Module:
     return model.get_submodule(dotted)
+
+
+def check_coverage(model: nn.Module, arch: Architecture | None = None, variant: str = "attnlrp") -> dict:
+    from .coverage import check_coverage as check
+
+    return check(model, arch or architecture_of(model), variant)
+
+
+def self_check(model: nn.Module, **kwargs) -> dict:
+    from .check import self_check as check
+
+    return check(model, **kwargs)
+
+
+__all__ = [
+    "Architecture",
+    "AttentionParts",
+    "UnsupportedArchitecture",
+    "architecture_of",
+    "check_coverage",
+    "registry",
+    "self_check",
+    "supported_model_types",
+]

@@ -1,43 +1,16 @@
 """GPT-2: LayerNorm with bias, fused q|k|v projection (Conv1D ``c_attn``), plain GELU-tanh MLP, learned positions."""
 
-import torch
-
-from . import Architecture
-from ..rules import ActivationIdentity, GradScale, NormIdentity
+from ._gated import layernorm_decoder
+from .base import AttentionParts
 
 
-def _qkv_factor(module_dim: int, q: float, k: float, v: float) -> torch.Tensor:
-    d = module_dim // 3
-    return torch.tensor([q] * d + [k] * d + [v] * d)
+def _layout(module, block) -> list:
+    d = module.nf // 3
+    return [("q", d), ("k", d), ("v", d)]
 
 
-class FusedQKV(GradScale):
-    """Per-slice gradient factors for a fused ``[q | k | v]`` projection output."""
-
-    def __init__(self, q: float, k: float, v: float):
-        super().__init__(factor=None)
-        self.qkv = (q, k, v)
-
-    def register(self, module):
-        self.factor = _qkv_factor(module.nf, *self.qkv)
-        return super().register(module)
-
-
-def rules(variant: str) -> list:
-    norm = NormIdentity("layer")
-    qkv = FusedQKV(0.0, 0.0, 1.0) if variant == "cp" else FusedQKV(0.25, 0.25, 0.5)
-    return [
-        ("*ln_*", norm),
-        ("*.attn.c_attn", qkv),
-        ("*.mlp.act", ActivationIdentity()),
-    ]
-
-
-ARCHITECTURE = Architecture(
-    name="gpt2",
-    model_types=("gpt2",),
-    rules=rules,
-    layers="transformer.h",
-    mid="ln_2",
-    final_norm="transformer.ln_f",
+ARCHITECTURE = layernorm_decoder(
+    "gpt2", ("gpt2",), norms="ln_*", layout=_layout, layers="transformer.h", final_norm="transformer.ln_f", mid="ln_2",
+    attention=AttentionParts(module="attn", fused="c_attn", o="c_proj", pre_norm="ln_1", rope=False,
+                             split=lambda attn, out: out.split(attn.split_size, dim=-1)),
 )

@@ -1,6 +1,21 @@
-"""OLMo2: norms *after* attention and MLP (post-norm inside the residual branch), q_norm/k_norm on projections."""
+"""OLMo2 and OLMo3: norms *after* attention and MLP (inside the residual branch), q/k norms over the whole projection.
 
-from ._gated import gated_architecture
+OLMo3 adds sliding-window layers (a mask change only): the same rules. EXAONE 4 has the same post-norm block with
+per-head q/k norms.
+"""
+
+from ._gated import decoder
+from .base import AttentionParts
 
 # no pre-MLP norm: the MLP reads the residual stream after attention directly
-ARCHITECTURE = gated_architecture("olmo2", ("olmo2",), mid="mlp")
+ARCHITECTURE = decoder(
+    "olmo2", ("olmo2", "olmo3"), mid="mlp",
+    attention=AttentionParts(pre_norm=None, post_norm="post_attention_layernorm", q_norm="q_norm", k_norm="k_norm",
+                             qk_norm_flat=True),
+)
+
+EXAONE4 = decoder(
+    "exaone4", ("exaone4",), mid="mlp",
+    attention=AttentionParts(pre_norm=None, post_norm="post_attention_layernorm", q_norm="q_norm", k_norm="k_norm"),
+)
+ARCHITECTURES = (ARCHITECTURE, EXAONE4)

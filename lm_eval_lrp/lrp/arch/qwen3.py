@@ -1,5 +1,6 @@
 """Qwen3: Llama-like blocks plus per-head RMSNorm on q and k (q_norm/k_norm, identity rule like every norm)."""
 
-from ._gated import gated_architecture
+from ._gated import decoder
+from .base import AttentionParts
 
-ARCHITECTURE = gated_architecture("qwen3", ("qwen3",))
+ARCHITECTURE = decoder("qwen3", ("qwen3",), attention=AttentionParts(q_norm="q_norm", k_norm="k_norm"))

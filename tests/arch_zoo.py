@@ -1,0 +1,80 @@
+"""Tiny seeded random models of every supported model type, built from transformers' own config classes.
+
+Shapes: 2 blocks, hidden 32, 4 heads (2 kv heads, head_dim 8), MLP 64, vocab 100; MoE: 4 experts, top-2.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import VOCAB, randomise_norms
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny models gain nothing from intra-op threads (import this fixture into a test module to use it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+SHAPE = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+    intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=128, initializer_range=0.2,
+    pad_token_id=0, bos_token_id=1, eos_token_id=2,
+)
+MOE = dict(num_experts_per_tok=2, moe_intermediate_size=16)
+
+#: model_type -> config overrides (on top of SHAPE)
+ZOO: dict[str, dict] = {
+    "llama": {}, "mistral": {}, "qwen2": {}, "qwen3": {}, "gemma3_text": {}, "olmo2": {}, "olmo3": {},
+    "smollm3": {"no_rope_layer_interval": 2},
+    "granite": {"embedding_multiplier": 2.0, "residual_multiplier": 0.5, "attention_multiplier": 0.3,
+                "logits_scaling": 4.0},
+    "helium": {}, "ministral": {}, "gemma": {}, "seed_oss": {}, "exaone4": {},
+    "granitemoe": {"num_local_experts": 4, "num_experts_per_tok": 2, "residual_multiplier": 0.5,
+                   "embedding_multiplier": 2.0, "logits_scaling": 4.0},
+    "gemma2": {"final_logit_softcapping": 3.0, "attn_logit_softcapping": 5.0},
+    "phi3": {},
+    "gpt_neox": {"intermediate_size": 64, "rotary_pct": 0.5},
+    "gpt_neox_serial": {"use_parallel_residual": False},
+    "mixtral": {"num_local_experts": 4, "num_experts_per_tok": 2},
+    "qwen2_moe": {"num_experts": 4, **MOE, "shared_expert_intermediate_size": 16, "mlp_only_layers": [1]},
+    "qwen3_moe": {"num_experts": 4, **MOE},
+    "olmoe": {"num_experts": 4, **MOE},
+    "llama4_text": {"num_local_experts": 4, "num_experts_per_tok": 1, "intermediate_size": 16,
+                    "intermediate_size_mlp": 64, "interleave_moe_layer_step": 2, "no_rope_layers": [1, 0],
+                    "attention_chunk_size": 64},
+    "gpt_oss": {"num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 16, "sliding_window": 64,
+                "layer_types": ["sliding_attention", "full_attention"], "swiglu_limit": 1.0},
+    "gemma4_text": {"hidden_size_per_layer_input": 0, "num_kv_shared_layers": 0, "global_head_dim": 8,
+                    "layer_types": ["sliding_attention", "full_attention"], "sliding_window": 64},
+    "gemma4_text_moe": {"hidden_size_per_layer_input": 0, "num_kv_shared_layers": 0, "global_head_dim": 8,
+                        "enable_moe_block": True, "num_experts": 4, "top_k_experts": 2, "moe_intermediate_size": 16},
+    "deepseek_v3": {"n_routed_experts": 4, **MOE, "n_shared_experts": 1, "first_k_dense_replace": 1, "n_group": 2,
+                    "topk_group": 1, "q_lora_rank": 16, "kv_lora_rank": 16, "qk_rope_head_dim": 4,
+                    "qk_nope_head_dim": 8, "v_head_dim": 8, "num_key_value_heads": 4, "head_dim": 4},
+    "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 128},
+}
+
+
+def model_type_of(name: str) -> str:
+    """The transformers model type of a zoo entry (``gpt_neox_serial`` and ``gemma4_text_moe`` are variants)."""
+    return name.replace("_serial", "").replace("_text_moe", "_text")
+
+
+def tiny_config(name: str):
+    from transformers import AutoConfig
+
+    kw = dict(SHAPE)
+    kw.update(ZOO[name])
+    return AutoConfig.for_model(model_type_of(name), **kw)
+
+
+def tiny(model_type: str, *, attn: str = "eager", seed: int = 0, dtype=torch.float32) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(model_type), attn_implementation=attn, dtype=torch.float32)
+    randomise_norms(model, seed=seed + 1)
+    return model.to(dtype).eval()
