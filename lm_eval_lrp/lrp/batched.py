@@ -272,6 +272,9 @@ def explain_many(model: nn.Module, contrasts: Sequence, batch_size: int | str = 
             size = cap if cap is not None else auto_batch_size(model, per_token, len(pending[0][1]), max_batch_size)
             queue, pending = [pending[:size]], pending[size:]
         chunk = queue.pop(0)
+        if cap is not None and len(chunk) > cap:  # queued before a later halving
+            queue[:0] = [chunk[i : i + cap] for i in range(0, len(chunk), cap)]
+            continue
         entries = _run(model, chunk, kwargs)
         if entries is _SPLIT_OOM:
             half = len(chunk) // 2
