@@ -11,14 +11,7 @@ from lm_eval_lrp.lrp import batched as batched_mod
 from lm_eval_lrp.lrp.batched import ExplainError, explain_batch, explain_many
 from lm_eval_lrp.lrp.memory import GraphBytes, auto_batch_size, is_oom
 from lm_eval_lrp.lrp.target import Contrast
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from test_engine import _one_thread  # noqa: F401 - the autouse fixture: one intra-op thread for tiny models
 
 
 def mixed_contrasts() -> list[Contrast]:

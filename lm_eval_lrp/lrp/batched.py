@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import torch
@@ -87,11 +87,10 @@ def _objective(model: nn.Module, contrasts: Sequence, hidden: torch.Tensor, rows
         full = _head_logits(model, picked.detach())  # [B, V]: top-k and unresolved targets
     if any(c.target is None for c in contrasts):  # one transfer for the whole batch
         tops = full.argmax(-1).tolist()
-        contrasts = [c.resolve(full[b]) if c.target is None and tops[b] != c.contrast else c
-                     for b, c in enumerate(contrasts)]
         for b, c in enumerate(contrasts):
-            if c.target is None:
+            if c.target is None and tops[b] == c.contrast:
                 raise ValueError(f"row {b}: the model's top token is the contrast: nothing to contrast")
+        contrasts = [replace(c, target=tops[b]) if c.target is None else c for b, c in enumerate(contrasts)]
     vocab = sorted({t for c in contrasts for t in c.tokens})
     where = {t: i for i, t in enumerate(vocab)}
     device = full.device
