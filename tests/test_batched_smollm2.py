@@ -16,11 +16,11 @@ pytestmark = pytest.mark.slow
 # ARC-style questions with the gold answer and a wrong one; the contrast is wrong's first token vs gold's.
 ARC_STYLE = [
     ("Which gas do plants take in from the air to make their food?", "carbon dioxide", "oxygen"),
-    ("Which of these is a source of light energy?", "the Sun", "the Moon"),
+    ("Which of these is a source of light energy?", "Sun", "Moon"),
     ("What is the boiling point of water at sea level?", "100 degrees Celsius", "50 degrees Celsius"),
-    ("Which organ pumps blood through the human body?", "the heart", "the lungs"),
+    ("Which organ pumps blood through the human body?", "heart", "lungs"),
     ("A student pushes a box across the floor. Which force slows the box down?", "friction", "magnetism"),
-    ("Which tool is best for measuring the mass of a rock?", "a balance", "a thermometer"),
+    ("Which tool is best for measuring the mass of a rock?", "balance", "thermometer"),
 ]
 
 
@@ -28,12 +28,11 @@ ARC_STYLE = [
 def failures(smollm2):
     model, tokenizer = smollm2
     out = []
-    for question, gold, wrong in ARC_STYLE:
-        prompt = tokenizer.encode(f"Question: {question}\nAnswer:")
-        g = tokenizer.encode(f" {gold}", add_special_tokens=False)[0]
-        w = tokenizer.encode(f" {wrong}", add_special_tokens=False)[0]
-        assert g != w
-        out.append(Contrast(tuple(prompt), -1, w, g))
+    for question, gold, wrong in ARC_STYLE:  # as the harness builds a multiple-choice failure
+        g = tokenizer.encode(f"Question: {question}\nAnswer: {gold}")
+        w = tokenizer.encode(f"Question: {question}\nAnswer: {wrong}")
+        k = next(i for i, (a, b) in enumerate(zip(w, g)) if a != b)
+        out.append(Contrast(tuple(w[:k]), -1, w[k], g[k]))
     return out
 
 
@@ -61,7 +60,9 @@ def test_bf16_relevance_correlates_with_fp32(smollm2, failures, rule):
     assert not any(isinstance(e, ExplainError) for e in ref + out)
     rs = [pearson(e.input_relevance, r.input_relevance) for e, r in zip(out, ref)]
     print(f"\nSmolLM2 {rule} bf16 vs fp32, input relevance Pearson per failure: " + ", ".join(f"{r:.4f}" for r in rs))
-    for e, r in zip(out, ref):
+    for c, e in zip(failures, out):
         assert e.finite and e.input_relevance.dtype == torch.float32
-        assert e.delta == pytest.approx(r.delta, abs=0.05 * max(1.0, abs(r.target_logit)))
+        with torch.no_grad():  # Δℓ is the bf16 model's own (one bf16 rounding step of logits this size: 0.0625)
+            logits = half(torch.tensor([c.ids])).logits[0, -1].float()
+        assert e.delta == pytest.approx(float(logits[c.target] - logits[c.contrast]), abs=0.13)
     assert min(rs) >= 0.98, rs
