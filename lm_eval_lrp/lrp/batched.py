@@ -259,7 +259,7 @@ def explain_many(model: nn.Module, contrasts: Sequence, batch_size: int | str = 
     kwargs = dict(rule=rule, topk=topk, nodes=nodes, padding_side=padding_side)
     cap = None if auto else batch_size
     per_token = None
-    if auto and pending:  # the longest contrast alone, the bytes its graph keeps counted per device
+    while auto and per_token is None and pending:  # the longest contrast alone, its graph's bytes counted per device
         meter = GraphBytes(model)
         chunk, pending = pending[:1], pending[1:]
         for (i, _), entry in zip(chunk, _run(model, chunk, kwargs, meter)):
@@ -299,19 +299,19 @@ def _free_memory() -> None:
 
 def _run(model, chunk, kwargs, meter: "GraphBytes | None" = None):
     """The chunk's entries, or a sentinel saying how to split it."""
+    contrasts = [c for _, c in chunk]
     try:
-        if meter is not None:
-            with meter:
-                return explain_batch(model, [c for _, c in chunk], **kwargs)
-        return explain_batch(model, [c for _, c in chunk], **kwargs)
+        if meter is None:
+            return explain_batch(model, contrasts, **kwargs)
+        with meter:
+            return explain_batch(model, contrasts, **kwargs)
     except Exception as err:  # noqa: BLE001 - every contrast ends as an entry
-        oom = is_oom(err)
-        if oom:
-            del err
-            _free_memory()
-            if len(chunk) > 1:
-                return _SPLIT_OOM
-            return [ExplainError(chunk[0][0], "out of memory", out_of_memory=True, advice=OOM_ADVICE)]
+        oom, message = is_oom(err), f"{type(err).__name__}: {err}"
+    if oom:  # out of the except block: the failed batch's tensors are unreachable now, and can be freed
+        _free_memory()
         if len(chunk) > 1:
-            return _SPLIT_ERROR
-        return [ExplainError(chunk[0][0], f"{type(err).__name__}: {err}")]
+            return _SPLIT_OOM
+        return [ExplainError(chunk[0][0], "out of memory", out_of_memory=True, advice=OOM_ADVICE)]
+    if len(chunk) > 1:
+        return _SPLIT_ERROR
+    return [ExplainError(chunk[0][0], message)]
