@@ -231,7 +231,7 @@ def explain_many(model: nn.Module, contrasts: Sequence, batch_size: int | str = 
     ``batch_size`` is a number or ``"auto"``: the first (longest) contrast is explained alone while the bytes its
     graph keeps are counted per device, and each batch is then sized so that its graph fits in half the free memory
     of every device the model uses (:func:`lm_eval_lrp.lrp.memory.auto_batch_size`; at most ``max_batch_size``,
-    by default 64 on a GPU and 8 on the CPU, where larger batches gain nothing). An out-of-memory error halves the
+    by default 64 on a GPU and 8 on the CPU, the largest size measured there). An out-of-memory error halves the
     batch and retries it, and later batches stay at the smaller size; a contrast that fails alone becomes an
     :class:`ExplainError` (``out_of_memory=True`` when memory was the reason). Any other error in a batch retries
     its contrasts one by one, so that one bad contrast costs only itself. ``on_result(index, entry)`` is called as
