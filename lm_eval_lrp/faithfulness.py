@@ -58,7 +58,7 @@ import torch
 from torch import nn
 
 from .lrp.baselines import gradient_x_input
-from .lrp.explain import _head_logits, explain
+from .lrp.explain import _backbone, _head_logits, explain
 
 __all__ = ["deletion_curve", "faithfulness", "flip_count", "candidate_positions", "default_steps", "curve_area"]
 
@@ -166,7 +166,7 @@ def _deltas(model: nn.Module, ids: torch.Tensor, pos: int, target: int, contrast
                         else:
                             batch_ids[b, idx] = fill
                 position_ids = torch.arange(T, device=device).unsqueeze(0).repeat(B, 1)
-                hidden = model.base_model(input_ids=batch_ids, attention_mask=mask, position_ids=position_ids,
+                hidden = _backbone(model)(input_ids=batch_ids, attention_mask=mask, position_ids=position_ids,
                                           use_cache=False).last_hidden_state[:, pos]
                 logits = _head_logits(model, hidden, [int(target)] + ([int(contrast)] if contrast is not None else [])).float()
                 d = logits[:, 0] - (logits[:, 1] if contrast is not None else 0.0)

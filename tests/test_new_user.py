@@ -10,7 +10,6 @@ import torch
 import tiny_harness as th
 from lm_eval_lrp.artifacts import read_records
 from lm_eval_lrp.config import LRPConfig
-from lm_eval_lrp.harness.attribute import gold_pair
 from lm_eval_lrp.harness.subject import Subject
 from lm_eval_lrp.record import Record, weak_record
 
@@ -90,19 +89,29 @@ def test_weak_and_negative_deltas_keep_their_relevance_and_say_what_happened():
     assert weak["reason"] == "weak preference (delta <= 1)"
 
 
-def test_gold_is_encoded_as_the_prompt_format_produces_it():
-    """Under a chat template the assistant turn ends in a newline: the gold's delimiter space must not be forced."""
+def test_the_explained_text_is_what_the_model_generated_from():
+    """Under a chat template the assistant turn ends in a newline: the prompt ids are generate_until's encoding of the
+    context, and a gold continuation is not given the delimiter's space."""
     from transformers import AutoTokenizer
 
+    from lm_eval_lrp.harness.locating import Locating, gold_as_prompted
+    from lm_eval_lrp.failures import Failure
+    from lm_eval_lrp.lmeval.tasks import TaskView
+    from task_hooks import HookRegistry
+
     tok = AutoTokenizer.from_pretrained(th.smollm2_dir(), gguf_file=th.SMOLLM2_GGUF)
-    subject = Subject(model=None, tokenizer=tok, config=LRPConfig(), encode_pair=None,
-                      generation_context=lambda c, n: tok.encode(c, add_special_tokens=False))
+    subject = Subject(model=None, tokenizer=tok, config=LRPConfig(locate="gold"), encode_pair=None,
+                      generation_context=lambda c, n: [tok.bos_token_id or 0] + tok.encode(c, add_special_tokens=False))
     chat = "<|im_start|>user\nJanet has 3 eggs.<|im_end|>\n<|im_start|>assistant\n"
-    ctx, gold = gold_pair(subject, chat, " Janet sells 16 eggs.")
-    assert ctx == tok.encode(chat, add_special_tokens=False)  # exactly what generate_until generated from
-    assert tok.decode(gold).startswith("Janet") and gold == tok.encode("Janet sells 16 eggs.", add_special_tokens=False)
-    ctx, gold = gold_pair(subject, "Question: 2+2?\nAnswer:", " 4")
-    assert tok.decode(gold) == " 4"
+    task = TaskView("gsm8k", "generate_until")
+    sample = {"doc": {"answer": "Janet sells 16 eggs."}, "arguments": [[chat, {"until": ["Q:"], "max_gen_toks": 32}]],
+              "resps": [["Janet sells 13 eggs."]], "filter": "none"}
+    gen = Locating(subject, task, HookRegistry().for_task("gsm8k", "generate_until")).generation(
+        Failure("gsm8k", 0, "generate_until", sample, "exact_match"))
+    assert list(gen.prompt_ids) == [tok.bos_token_id or 0] + tok.encode(chat, add_special_tokens=False)
+    assert list(gen.output_ids) == tok.encode("Janet sells 13 eggs.", add_special_tokens=False)
+    assert gen.gold == "Janet sells 16 eggs." and gen.until == ("Q:",)
+    assert gold_as_prompted("Question: 2+2?\nAnswer:", " 4") == " 4"
 
 
 def test_bad_option_values_stop_before_the_evaluation(world):

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..lrp.arch import architecture_of
 from ..lrp.composite import Composite
+from ..lrp.memory import free_bytes
 from ..lrp.explain import _as_ids
 from ..lrp.target import Contrast
 from ..lrp.layerwise import BlockStep, backward_blocks, decoder_layers, objective_gradient, record_forward
@@ -28,21 +29,10 @@ METHODS = ("auto", "closed", "batched", "packed", "naive")
 MLP_METHODS = ("diagonal", "batched", "packed", "naive")
 
 
-def available_memory() -> int:
-    """Bytes of memory available now (MemAvailable on Linux; 4 GiB if unknown)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # pragma: no cover
-        return 4 << 30
+def available_memory(model: nn.Module | None = None) -> int:
+    """Bytes free for new tensors on the model's device (the CPU when no model is given)."""
+    device = model.get_input_embeddings().weight.device if model is not None else "cpu"
+    return free_bytes(device)
 
 
 def auto_batch_size(model: nn.Module, T: int, n_targets: int, *, fraction: float = 0.25, cap: int = 256) -> int:
@@ -52,7 +42,7 @@ def auto_batch_size(model: nn.Module, T: int, n_targets: int, *, fraction: float
     inter = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * d
     heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 16)
     per_seed = 4 * T * (12 * d + 4 * inter + 3 * heads * T)
-    b = int(available_memory() * fraction) // max(per_seed, 1)
+    b = int(available_memory(model) * fraction) // max(per_seed, 1)
     return int(max(1, min(n_targets, cap, b)))
 
 

@@ -49,11 +49,9 @@ def attribute_share(subject: Subject, views: dict, work: Plan, console) -> dict[
             if tp.file is not None and failures:
                 writer = AttributionWriter(shard_path(tp.file, rank, world), sidecar=tp.file.with_suffix(".nodes"))
             job = TaskAttribution(subject, view, hooks.for_task(name, view.output_type), writer, work.fingerprint)
-            try:
-                for failure in failures:  # phase 3
-                    progress.update(bar, description=f"{name} doc {failure.doc_id}")
-                    job.explain_one(failure)
-                    progress.advance(bar)
+            try:  # phase 3
+                progress.update(bar, description=f"{name}: {len(failures)} failures")
+                job.explain_all(failures, done=lambda: progress.advance(bar))
             finally:
                 if writer is not None:
                     writer.close()

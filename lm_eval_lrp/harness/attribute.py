@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..failures import Case, Failure, multiple_choice_case
-from ..lrp import explain, explain_context_pair, explain_sequences
+from ..lrp import ExplainError, explain, explain_context_pair, explain_sequences, explain_many
 from ..record import Record, base_record, error_record, explained_record, skipped_record, weak_record
 from .locating import LocateFailed, Locating
 from .subject import Subject
@@ -48,35 +48,79 @@ class TaskAttribution:
 
     # --- one failure -----------------------------------------------------------------------------------------
 
+    def explain_all(self, failures: list[Failure], done=lambda: None) -> None:
+        """Every failure of the task; multiple-choice ones in batches when ``--lrp_batch_size`` is not 1."""
+        if self.cfg.batch_size == 1 or self.task.output_type != "multiple_choice" or self.task.multiple_input:
+            for failure in failures:
+                self.explain_one(failure)
+                done()
+            return
+        ready = []
+        for failure in failures:
+            prepared = self._guarded(failure, self._prepare)
+            if isinstance(prepared, Record):
+                done()
+            else:
+                ready.append(prepared)
+        entries = explain_many(self.subject.model, [case.explained for _, case, _ in ready], batch_size=self.cfg.batch_size,
+                               rule=self.cfg.rule, topk=self.cfg.topk, nodes=self.cfg.nodes)
+        for (failure, case, base), entry in zip(ready, entries):
+            self._start = time.perf_counter()
+            if isinstance(entry, ExplainError):
+                reason, advice = ("out of memory", entry.advice or OOM_ADVICE) if entry.out_of_memory else (entry.error, None)
+                self._emit(error_record(base, reason, advice, case, self.subject.tokenizer))
+            else:
+                self._guarded(failure, lambda f: self._finish(f, case, base, entry), base, case)
+            done()
+
     def explain_one(self, failure: Failure) -> Record:
+        def one(f: Failure) -> Record:
+            prepared = self._prepare(f)
+            if isinstance(prepared, Record):
+                return prepared
+            _, case, base = prepared
+            expl = explain(self.subject.model, case.explained, rule=self.cfg.rule, topk=self.cfg.topk, nodes=self.cfg.nodes)
+            return self._finish(f, case, base, expl)
+
+        return self._guarded(failure, one)
+
+    def _prepare(self, failure: Failure):
+        """(failure, case, base record) to explain, or the record when there is nothing to explain (emitted)."""
+        self._start = time.perf_counter()
+        base = base_record(failure)
+        if failure.kind == "multiple_choice" and self.task.multiple_input:
+            return self._emit(self._context_pair(failure, base))
+        case, located = self.case(failure)
+        base = base_record(failure, case)
+        if located is not None:
+            base.update(locate=located, locator=located.get("locator"), output_offset=located.get("output_offset"))
+            base["locate"]["seconds_total"] = round(time.perf_counter() - self._start, 4)
+        if case.skip:
+            return self._emit(skipped_record(base, case.skip, case, self.subject.tokenizer))
+        return failure, case, base
+
+    def _finish(self, failure: Failure, case: Case, base: Record, expl) -> Record:
+        """The record of an explanation: checked, weak or clean, with the extras asked for; written at once."""
         tok, cfg = self.subject.tokenizer, self.cfg
-        base, case = base_record(failure), None
-        self._start = start = time.perf_counter()
+        if not (expl.finite and torch.isfinite(torch.tensor(expl.delta))):
+            return self._emit(error_record(base, "non-finite relevance or logits (NaN/inf): not written as numbers",
+                                           case=case, tokenizer=tok))
+        segments = self.hook.segments(self.task, failure.doc, case.prompt) if case.prompt else []
+        record = explained_record(base, case, expl, tok, segments, time.perf_counter() - self._start)
+        if expl.delta <= cfg.min_delta:
+            record = weak_record(record, cfg.min_delta)
+        self._extras(record, case, expl, failure)
+        record["seconds"] = round(time.perf_counter() - self._start, 4)
+        return self._emit(record, expl)
+
+    def _guarded(self, failure: Failure, step, base: Record | None = None, case: Case | None = None):
+        """``step(failure)``; any failure of it becomes this document's error record (the others go on)."""
+        tok = self.subject.tokenizer
+        base = base if base is not None else base_record(failure)
         try:
-            if failure.kind == "multiple_choice" and self.task.multiple_input:
-                return self._emit(self._context_pair(failure, base))
-            t = time.perf_counter()
-            case, located = self.case(failure)
-            base = base_record(failure, case)
-            if located is not None:
-                base.update(locate=located, locator=located.get("locator"), output_offset=located.get("output_offset"))
-                base["locate"]["seconds_total"] = round(time.perf_counter() - t, 4)
-            if case.skip:
-                return self._emit(skipped_record(base, case.skip, case, tok))
-            expl = explain(self.subject.model, case.explained, rule=cfg.rule, topk=cfg.topk, nodes=cfg.nodes)
-            if not (expl.finite and torch.isfinite(torch.tensor(expl.delta))):
-                return self._emit(error_record(base, "non-finite relevance or logits (NaN/inf): not written as numbers",
-                                               case=case, tokenizer=tok))
-            segments = self.hook.segments(self.task, failure.doc, case.prompt) if case.prompt else []
-            record = explained_record(base, case, expl, tok, segments, time.perf_counter() - start)
-            if expl.delta <= cfg.min_delta:
-                record = weak_record(record, cfg.min_delta)
-            self._extras(record, case, expl, failure)
-            record["seconds"] = round(time.perf_counter() - start, 4)
-            return self._emit(record, expl)
+            return step(failure)
         except LocateFailed as err:
-            base.update(locate=err.block)
-            return self._emit(error_record(base, f"locating the error failed: {err}"))
+            return self._emit(error_record(Record(base, locate=err.block), f"locating the error failed: {err}"))
         except torch.OutOfMemoryError:
             return self._emit(error_record(base, "out of memory", OOM_ADVICE, case, tok))
         except RuntimeError as err:

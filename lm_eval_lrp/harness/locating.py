@@ -39,9 +39,7 @@ class Locating:
         gen_kwargs = gen_kwargs if isinstance(gen_kwargs, dict) else {}
         prompt_ids = s.generation_context(context, gen_kwargs.get("max_gen_toks"))
         output = sample_output(sample)
-        gold = self.hook.gold_continuation(self.task, sample["doc"], sample)
-        if gold and context[-1:].isspace():  # the prompt format already ends in white space (chat templates)
-            gold = gold.lstrip()
+        gold = gold_as_prompted(context, self.hook.gold_continuation(self.task, sample["doc"], sample))
         until = gen_kwargs.get("until") or ()
         return Generation(prompt_ids, s.tokenizer.encode(output, add_special_tokens=False), output, gold,
                           sample["doc"], task=self.task.name, doc_id=failure.doc_id, prompt=context,
@@ -75,6 +73,12 @@ class Locating:
         return Case(ids=ids, position=len(ids) - 1, target=loc.target, contrast=loc.contrast,
                     n_prompt=max(0, len(gen.prompt_ids) - cut), prompt=gen.prompt, model_output=gen.output,
                     gold=gen.gold or "", truncated=cut, note=loc.reason), block
+
+
+def gold_as_prompted(context: str, gold: str | None) -> str | None:
+    """The gold continuation as the prompt format produces it: without its delimiter's white space when the context
+    already ends in white space (a chat template's assistant turn starts right after ``assistant\\n``)."""
+    return gold.lstrip() if gold and context[-1:].isspace() else gold
 
 
 class LocateFailed(Exception):

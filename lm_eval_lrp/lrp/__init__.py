@@ -1,6 +1,7 @@
 """The attribution engine: contrastive AttnLRP / CP-LRP on Hugging Face causal LMs. Never imports lm-eval."""
 
 from .arch import Architecture, UnsupportedArchitecture, architecture_of, supported_model_types
+from .batched import ExplainError, explain_batch, explain_many
 from .composite import Composite, attnlrp, cp_lrp, lrp_rules
 from .baselines import gradient_x_input
 from .explain import Explanation, LRPForward, explain
@@ -12,6 +13,7 @@ __all__ = [
     "Composite",
     "ContextPairExplanation",
     "Contrast",
+    "ExplainError",
     "Explanation",
     "LRPForward",
     "SequenceExplanation",
@@ -21,6 +23,8 @@ __all__ = [
     "cp_lrp",
     "explain",
     "explain_context_pair",
+    "explain_batch",
+    "explain_many",
     "explain_sequences",
     "gradient_x_input",
     "lrp_rules",

@@ -28,7 +28,7 @@ from torch import nn
 
 from .arch import Architecture, architecture_of
 from .composite import Composite
-from .explain import Explanation, _as_ids, _check_tokens, _head_logits
+from .explain import Explanation, _as_ids, _backbone, _check_tokens, _head_logits
 from .target import Contrast
 
 
@@ -105,7 +105,7 @@ def record_forward(model: nn.Module, ids: torch.Tensor, arch: Architecture | Non
         with torch.no_grad():
             emb = model.get_input_embeddings()(ids.unsqueeze(0)).detach()
             try:
-                model.base_model(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
+                _backbone(model)(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
             except _Stop:
                 pass
     finally:

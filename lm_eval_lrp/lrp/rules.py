@@ -178,8 +178,8 @@ class ActivationIdentity(Rule):
     def register(self, module):
         ratio = ACTIVATION_RATIOS[self.kind or activation_kind(module)]
 
-        def backward(g, x):
-            return g * ratio(x)
+        def backward(g, x):  # f(x)/x in float32 (half-precision sigmoid/erf lose the small ratios)
+            return (g.float() * ratio(x.float())).to(g.dtype)
 
         def hook(mod, args, output):
             x = args[0] if args else None
