@@ -14,7 +14,6 @@ from .segments import char_spans, segment_sums
 FORMAT_VERSION = 2
 STATUSES = ("attributed", "skipped", "error")
 _REQUIRED = ("task", "doc_id", "status")
-_EXPLAINED = ("input_relevance",)  # what every view of an attributed record shows
 
 
 class RecordFormatError(ValueError):
@@ -37,10 +36,6 @@ class Record(dict):
             raise RecordFormatError(f"format_version {version!r} is newer than this lm-eval-lrp reads ({FORMAT_VERSION}); upgrade")
         if not isinstance(obj["doc_id"], int) or isinstance(obj["doc_id"], bool):
             raise RecordFormatError(f"doc_id {obj['doc_id']!r} is not an integer")
-        if obj["status"] == "attributed":
-            missing = [k for k in _EXPLAINED if k not in obj]
-            if missing:
-                raise RecordFormatError(f"an attributed record without {', '.join(missing)}")
         return cls(obj)
 
     @property

@@ -11,7 +11,7 @@ from lm_eval_lrp.lrp import batched as batched_mod
 from lm_eval_lrp.lrp.batched import ExplainError, explain_batch, explain_many
 from lm_eval_lrp.lrp.memory import GraphBytes, auto_batch_size, is_oom
 from lm_eval_lrp.lrp.target import Contrast
-from test_engine import _one_thread  # noqa: F401 - the autouse fixture: one intra-op thread for tiny models
+from arch_zoo import single_thread  # noqa: F401 - the autouse fixture: one intra-op thread for tiny models
 
 
 def mixed_contrasts() -> list[Contrast]:

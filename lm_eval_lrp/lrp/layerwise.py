@@ -239,6 +239,7 @@ def explain_layerwise(
     c = Contrast.of(input_ids, position, target, contrast).check_vocab(model.get_output_embeddings().weight.shape[0])
     target, contrast, pos = c.target, c.contrast, c.position
     ids = _as_ids(list(c.ids), model.get_input_embeddings().weight.device)
+    T = ids.numel()
     arch = architecture_of(model)
     with Composite(model, rule, arch):
         record = record_forward(model, ids, arch)
