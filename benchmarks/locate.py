@@ -179,6 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--label", default=None, help="use the dev set rows of this model label (default: the most common)")
     p.add_argument("--locators", default=",".join(LOCATORS), help="each alone, plus the default chain of the task's kind")
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--no_chain", action="store_true", help="leave out the default chain (it repeats the rollout cost)")
     p.add_argument("--topk", type=int, default=10)
     p.add_argument("--max_rollouts", type=int, default=24)
     p.add_argument("--max_new_tokens", type=int, default=160)
@@ -205,7 +206,8 @@ def main(argv=None) -> int:
     budget = Budget(args.max_rollouts, args.max_new_tokens, args.width)
     base = Context.from_tokenizer(tok, model, topk=args.topk, budget=budget)
     specs = {name: (lambda row, n=name: Chain([make(n)])) for name in args.locators.split(",") if name}
-    specs["default chain"] = lambda row: Chain.default(kind_of_task(row["task"]))
+    if not args.no_chain:
+        specs["default chain"] = lambda row: Chain.default(kind_of_task(row["task"]))
     report = evaluate(rows, specs, lambda: base,
                       scorer_for=lambda row: task_scorer(tasks[row["task"]], row["doc"]),
                       until_for=lambda row: stop_sequences(tasks[row["task"]]), verbose=True)

@@ -66,3 +66,5 @@ def test_code_first_line_that_does_not_compile():
     assert problem.line == 2 and problem.offset == body.index("return")
     fenced = "Here:\n```python\ndef f():\n  return 1\n   x = 2\n```\nok"
     assert syntax_error(fenced).offset == fenced.index("x = 2")
+    # after a HumanEval prompt a closing fence instead of the body is the error
+    assert syntax_error("```\n\nThe function takes a list.", "def f(a):\n    pass\n").offset == 0

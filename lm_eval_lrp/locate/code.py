@@ -1,8 +1,8 @@
 """Python code that does not compile: the first line Python's own ``compile`` rejects. Pure text.
 
-The code judged is the output's first fenced block when it has one (```python ... ```), else the whole output;
-with ``prefix`` (HumanEval: the prompt's signature and docstring) the output is compiled as the body that
-follows it. :func:`syntax_error` gives the char offset (into the output) of the first non-blank character of the
+With ``prefix`` (HumanEval: the prompt's signature and docstring) the output is compiled as the body that follows
+it, as the task runs it; without, the output's first fenced block when it has one (```python ... ```), else the
+whole output. :func:`syntax_error` gives the char offset (into the output) of the first non-blank character of the
 offending line, or None when the code compiles.
 """
 
@@ -31,9 +31,8 @@ def _code_span(output: str) -> tuple[int, str]:
 
 
 def syntax_error(output: str, prefix: str = "") -> SyntaxProblem | None:
-    start, code = _code_span(output)
-    if start:  # a fenced block stands alone
-        prefix = ""
+    # after a prefix the task runs prefix + output as they are (HumanEval): a fence there is itself the error
+    start, code = (0, output) if prefix else _code_span(output)
     source = prefix + code
     try:
         compile(source, "<output>", "exec", dont_inherit=True)
