@@ -44,8 +44,8 @@ class LRPConfig:
     graph_prune: str = "mass:0.85"  # "mass:p" (cumulative mass per transition) or "threshold:τ"
     faithfulness: bool = False  # deletion curves vs gradient×input, CP-LRP and random per record
     locate: str | None = None  # generate_until: locator chain "name[,name...]" (default: per kind of task)
-    rollouts: int = 24  # rollout locator: forced alternatives continued per failure, at most
-    rollout_tokens: int = 256  # rollout locator: new tokens per rollout, at most
+    rollouts: int = 8  # rollout locator: forced alternatives continued per failure, at most
+    rollout_tokens: int = 128  # rollout locator: new tokens per rollout, at most
     reference_model: str | None = None  # reference locator: a second model's args ("pretrained=...,gguf_file=...")
     cases: str | None = None  # cases locator: JSONL of hand annotations
     batch_size: int | str = 1  # multiple-choice failures explained per forward/backward ("auto": from free memory)

@@ -114,7 +114,7 @@ def test_generate_until_records_equal_a_fresh_explanation(world, attributed):
         e = explain(model, ids, r["position"], r["target"]["id"], r["contrast"]["id"], topk=3)
         assert r["delta"] == pytest.approx(e.delta, abs=1e-4)
         loc = r["locate"]
-        assert loc["chain"] == ["rollout", "verifier", "gold"] and r["locator"] == loc["locator"] in loc["chain"]
+        assert loc["chain"] == ["verifier", "rollout", "gold"] and r["locator"] == loc["locator"] in loc["chain"]
         assert [a["locator"] for a in loc["attempts"]][-1] == r["locator"]
         if loc["explains"] == "output":
             from transformers import AutoTokenizer
