@@ -63,6 +63,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(world):
     proc = th.run_cli(args(out), world["root"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming" in proc.stderr
+    assert f"{partial}:" in proc.stderr.replace("\n", "") and "not an attribution record" in proc.stderr  # the torn line is named
     after = th.records(out, "tiny_big")
     assert {_key(r) for r in after} == expected
     assert len(after) == len(expected)  # nothing redone twice
@@ -158,3 +159,23 @@ def test_bf16_model_on_cpu(world):
     _ok(th.run_cli(args, world["root"]))
     recs = [r for r in th.records(out, "tiny_mc") if r["status"] == "attributed"]
     assert recs and all(abs(r["conservation"]["ratio"]) < 100 for r in recs)
+
+
+def test_ctrl_c_during_attribution_says_what_was_kept_and_how_to_resume(world):
+    model = th.build(world["root"], layers=6, hidden=256)
+    out = world["root"] / "interrupted"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lm_eval_lrp",
+                             *_args(world, out, "tiny_big", "--lrp", "--lrp_min_delta", "0", model=model)],
+                            cwd=world["root"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        files = list(out.glob("*/attributions_tiny_big_*.jsonl"))
+        if files and sum(1 for f in files for _ in open(f)) >= 2:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.02)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr and "rerun the same command" in stderr and "attributions_tiny_big_" in stderr
+    assert "Traceback" not in stderr
