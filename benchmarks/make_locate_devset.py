@@ -263,6 +263,9 @@ def collect(lm, model: str, task: str, chat: bool, limit: int, max_gen_toks: int
         context, gen_kwargs = context_and_kwargs(sample)
         logged = logged_response(sample)
         regen = regenerate(lm, captured, context, gen_kwargs, max_gen_toks)
+        if not regen["output"].strip():
+            print(f"[devset] {task} doc {doc_id}: empty output (a stop sequence first), nothing to annotate", flush=True)
+            continue
         gold, target = gold_and_target(task, sample["doc"], sample)
         yield {
             "task": task,
