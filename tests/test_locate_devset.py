@@ -20,6 +20,9 @@ KINDS = {"arithmetic", "reasoning", "misread", "code", "format", "other"}
 SMOL = "SmolLM2-135M-Instruct"
 QWEN = "Qwen2.5-Coder-0.5B-Instruct"
 QWEN_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+# The goal is >= 25 annotated failures; the first collection (CPU-starved) reached MIN_SPANS. Raise it as records are
+# added with benchmarks/make_locate_devset.py and annotated (tests/data/README_locate_devset.md).
+MIN_SPANS = 25
 
 
 def records() -> list[dict]:
@@ -28,7 +31,7 @@ def records() -> list[dict]:
 
 def test_schema_and_spans_inside_output():
     recs = records()
-    assert 25 <= len(recs) <= 45
+    assert MIN_SPANS <= len(recs) <= 45
     keys = set()
     for r in recs:
         where = f"{r.get('task')}/{r.get('doc_id')}/{r.get('model')}/chat={r.get('chat_template')}"
@@ -53,7 +56,7 @@ def test_schema_and_spans_inside_output():
 def test_enough_annotated_real_failures():
     recs = records()
     spans = [r for r in recs if r["span"] is not None]
-    assert len(spans) >= 25
+    assert len(spans) >= MIN_SPANS
     assert sum(r["matched_lm_eval"] for r in recs) >= 0.9 * len(recs), "regenerated outputs must match lm-eval's"
     cells = Counter((r["task"].split("_")[0], r["model"]) for r in spans)
     assert {t for t, _ in cells} >= {"gsm8k", "hendrycks", "humaneval"}
