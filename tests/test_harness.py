@@ -156,7 +156,9 @@ def test_weak_preferences_are_skipped_with_reason(world):
     proc = th.run_cli(_args(world, out, tasks="tiny_mc", extra=["--lrp", "--lrp_min_delta", "1000"]), world["root"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = [json.loads(x) for f in th.model_dir(out).glob("attributions_*.jsonl") for x in f.read_text().splitlines()]
-    assert recs and all(r["status"] == "skipped" and "weak preference" in r["reason"] for r in recs)
+    assert recs and all(r["status"] == "skipped" and r["weak"] and r["input_relevance"] for r in recs)
+    for r in recs:  # a weak preference, or a first differing token that already favours the gold
+        assert ("weak preference" in r["reason"]) == (r["delta"] >= 0), r["reason"]
     assert th.results_json(out)["lrp"]["tasks"]["tiny_mc"]["clean_case_rate"] == 0.0
 
 
