@@ -72,7 +72,13 @@ def test_chain_first_success_wins_and_collects_reasons():
         name = "hit"
 
         def locate(self, gen, ctx):
-            return Location(1, gen.output_ids[1], None, self.name, "found")
+            return Location(1, gen.output_ids[1], gen.output_ids[0], self.name, "found")
+
+    class NoContrast:
+        name = "where"
+
+        def locate(self, gen, ctx):
+            return Location(2, gen.output_ids[2], None, self.name, "here, but no contrast")
 
     class Boom:
         name = "boom"
@@ -83,6 +89,10 @@ def test_chain_first_success_wins_and_collects_reasons():
     gen, ctx = gen_of("abc"), ctx_for()
     res = Chain([Miss(), Hit1(), Boom()]).locate(gen, ctx)
     assert res.location.locator == "hit" and [a.status for a in res.attempts] == ["not_found", "located"]
+    res = Chain([NoContrast(), Hit1()]).locate(gen, ctx)  # a position without a contrast lets the next one try
+    assert res.location.locator == "hit" and [a.status for a in res.attempts] == ["no_contrast", "located"]
+    res = Chain([NoContrast(), Miss()]).locate(gen, ctx)  # ... and is kept when nothing better comes
+    assert res.location.locator == "where" and res.location.contrast is None
     res = Chain([Miss(), Boom(), Hit1()]).locate(gen, ctx)
     assert res.location is None and res.error == "boom: scorer raised"
     res = Chain([Miss()]).locate(gen, ctx)

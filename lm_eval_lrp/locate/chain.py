@@ -124,7 +124,7 @@ class Chain:
         return [loc.name for loc in self.locators]
 
     def locate(self, gen: Generation, ctx: Context) -> ChainResult:
-        result = ChainResult(None)
+        result, fallback = ChainResult(None), None
         for loc in self.locators:
             start = time.perf_counter()
             try:
@@ -141,7 +141,12 @@ class Chain:
                 result.attempts.append(Attempt(loc.name, "not_found", "found nothing", seconds))
                 continue
             found.seconds = found.seconds or seconds
+            if found.contrast is None:  # a position without a contrast: the next locator may find both
+                result.attempts.append(Attempt(loc.name, "no_contrast", found.reason, seconds))
+                fallback = fallback or found
+                continue
             result.attempts.append(Attempt(loc.name, "located", found.reason, seconds))
             result.location = found
             return result
+        result.location = fallback  # still say where it is, when nothing better was found
         return result
