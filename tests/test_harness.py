@@ -190,17 +190,19 @@ def test_unsupported_architecture_still_evaluates(world):
 
 
 def test_nan_logits_are_flagged_not_written_as_numbers(world):
+    """A model whose logits are NaN fails the self-check on load: evaluated as usual, nothing attributed, said so."""
     model = th.build(world["root"], nan=True)
     out = world["root"] / "nan"
     args = _args(world, out, tasks="tiny_mc", extra=["--lrp", "--lrp_min_delta", "0"])
     args[3] = f"pretrained={model}"
     proc = th.run_cli(args, world["root"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    recs = [json.loads(x) for f in th.model_dir(out).glob("attributions_*.jsonl") for x in f.read_text().splitlines()]
-    assert recs and all(r["status"] != "attributed" for r in recs)
-    assert any("non-finite" in r.get("reason", "") for r in recs)
-    assert all("input_relevance" not in r for r in recs)
-
+    assert not list(th.model_dir(out).glob("attributions_*.jsonl"))
+    res = th.results_json(out)
+    assert "acc,none" in res["results"]["tiny_mc"]  # the evaluation's results are kept
+    assert "self-check failed" in res["lrp"]["error"] and "not finite" in res["lrp"]["error"]
+    assert res["lrp"]["self_check"]["passed"] is False
+    assert "self-check failed" in proc.stderr
 
 def test_unknown_lrp_option_is_a_clear_error(world):
     proc = th.run_cli(_args(world, world["root"] / "x", extra=["--lrp", "--lrp_colour", "red"]), world["root"])
