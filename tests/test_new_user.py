@@ -19,14 +19,8 @@ WINO_ROWS = [
                       ("Ivy", "Jon", "1"), ("Kai", "Lea", "2")]
 ]
 
-WINO_YAML = """task: tiny_wino
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{ 0 if answer == '1' else 1 }}}}"
+# the tiny multiple-choice task's YAML with winogrande's shape: the choices are contexts (doc_to_text gives the gold)
+WINO_YAML = th.MC_YAML.replace("tiny_mc", "tiny_wino").split("doc_to_text:")[0] + """doc_to_text: "{{{{ 0 if answer == '1' else 1 }}}}"
 doc_to_choice: "{{{{ [sentence.split('_')[0] + option1, sentence.split('_')[0] + option2] }}}}"
 doc_to_target: "{{{{ sentence.split('_')[1].strip() }}}}"
 metric_list:
