@@ -266,7 +266,7 @@ def write_model(root: Path, config, device: str) -> Path:
     return out
 
 
-def lm_eval_ratio(config, args, report) -> None:
+def lm_eval_ratio(config, args, report) -> bool:
     import _common as common  # benchmarks/_common.py: the timed CLI wrapper
 
     root = Path(tempfile.mkdtemp(prefix="gpu_check_"))
@@ -275,7 +275,8 @@ def lm_eval_ratio(config, args, report) -> None:
     base = ["--model", "hf", "--model_args", f"pretrained={model_dir},dtype=bfloat16", "--include_path", str(tasks),
             "--tasks", "gpu_mc", "--device", args.device, "--batch_size", str(args.eval_batch_size)]
     runs = {}
-    order = (("plain", []), ("lrp", ["--lrp"]), ("lrp2", ["--lrp"]), ("plain2", []))[: 2 * args.eval_repeats]
+    lrp = ["--lrp", "--lrp_batch_size", str(args.lrp_batch_size)]
+    order = (("plain", []), ("lrp", lrp), ("lrp2", lrp), ("plain2", []))[: 2 * args.eval_repeats]
     for side, extra in order:
         out = root / side
         print(f"lm-eval run {len(runs) + 1}/{len(order)}: {'--lrp' if extra else 'plain'}", flush=True)
@@ -285,7 +286,7 @@ def lm_eval_ratio(config, args, report) -> None:
         except RuntimeError as err:
             print(f"lm-eval run ({side}) failed: {err}")
             report["lm_eval"] = {"error": str(err)}
-            return
+            return False
         runs[side]["failures"] = len(common.records(out, "gpu_mc"))
     best = {s: min((r for k, r in runs.items() if k.startswith(s)), key=lambda r: r["wall_s"]) for s in ("plain", "lrp")}
     ev = {s: best[s].get("evaluate_s") for s in best}
@@ -293,11 +294,12 @@ def lm_eval_ratio(config, args, report) -> None:
     ratio_wall = best["lrp"]["wall_s"] / best["plain"]["wall_s"]
     report["lm_eval"] = {"docs": args.docs, "runs": runs, "evaluate_ratio": ratio_eval, "process_ratio": ratio_wall}
     print(f"\n== lm-eval, local multiple-choice task ({args.docs} docs, batch size {args.eval_batch_size}), "
-          f"Llama-shaped bf16, {best['lrp']['failures']} failures attributed")
+          f"Llama-shaped bf16, {best['lrp']['failures']} failures attributed, --lrp_batch_size {args.lrp_batch_size}")
     print(f"evaluate: plain {ev['plain']:.2f} s, --lrp {ev['lrp']:.2f} s (attribution "
           f"{best['lrp'].get('attribution_s', float('nan')):.2f} s): --lrp ÷ plain = {ratio_eval:.2f}×")
     print(f"whole process (loading included): plain {best['plain']['wall_s']:.1f} s, --lrp {best['lrp']['wall_s']:.1f} s:"
           f" {ratio_wall:.2f}× (best of {args.eval_repeats} run(s) each{', ABBA order' if args.eval_repeats > 1 else ''})")
+    return True
 
 
 def main(argv=None) -> int:
@@ -311,6 +313,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-batch-size", type=int, default=32)
     ap.add_argument("--eval-repeats", type=int, choices=(1, 2), help="runs of each side (default 2, ABBA; small 1)")
     ap.add_argument("--skip-lm-eval", action="store_true")
+    ap.add_argument("--lrp-batch-size", default="1", help="--lrp_batch_size of the --lrp runs (default 1)")
+    ap.add_argument("--only-lm-eval", action="store_true", help="only the lm-eval part (plain vs --lrp)")
     ap.add_argument("--out", default="gpu_check.json", help="JSON report (default ./gpu_check.json)")
     args = ap.parse_args(argv)
     import torch
@@ -332,7 +336,8 @@ def main(argv=None) -> int:
     ok = True
     cfgs = configs(small)
     for model_name, config in cfgs.items():
-        ok &= check_model(model_name, config, args, report)
+        if not args.only_lm_eval:
+            ok &= check_model(model_name, config, args, report)
     if args.skip_lm_eval:
         print("\nlm-eval part skipped (--skip-lm-eval)")
     else:
@@ -342,7 +347,7 @@ def main(argv=None) -> int:
             print(f"\nlm-eval part skipped: lm-eval cannot be imported ({err}); carry its wheels (benchmarks/README.md)")
             report["lm_eval"] = {"skipped": str(err)}
         else:
-            lm_eval_ratio(next(iter(cfgs.values())), args, report)
+            ok &= lm_eval_ratio(next(iter(cfgs.values())), args, report)
     report["seconds"] = time.perf_counter() - start
     report["passed"] = bool(ok)
     Path(args.out).write_text(json.dumps(report, indent=1, default=str))

@@ -2,7 +2,7 @@
 # Wheels of lm-eval and of the dependencies the GPU machine's image lacks, into .whl/ (git-ignored), for
 # benchmarks/gpu_check.sh to install there offline. Run here, where pip reaches PyPI; then carry `.whl` with the tree.
 #
-#   benchmarks/gpu_wheels.sh                  # ~13 MiB: lm-eval 0.4.13 and 19 pure-Python dependencies
+#   benchmarks/gpu_wheels.sh                  # ~14 MiB: lm-eval 0.4.13 and 20 pure-Python dependencies
 #   benchmarks/gpu_wheels.sh --with-pyarrow   # + pyarrow (~45 MiB), if the image's pyarrow is older than datasets needs
 #
 # Target: CPython 3.12 on x86-64 Linux (the GPU image's python3). The image already has torch, transformers,
@@ -15,7 +15,7 @@ DEST=.whl
 mkdir -p "$DEST"
 WHEELS=(lm_eval==0.4.13 datasets==5.2.0 evaluate==0.4.6 dill==0.4.1 multiprocess==0.70.19 pytablewriter==1.2.1
         DataProperty==1.1.1 mbstrdecoder==1.1.5 pathvalidate==3.3.1 tabledata==1.3.5 tcolorpy==0.1.7 typepy==1.3.5
-        chardet==6.0.0.post1 nltk==3.10.4 more-itertools==11.2.1 jsonlines==4.0.0 defusedxml==0.7.1)
+        chardet==6.0.0.post1 pytz==2025.2 nltk==3.10.4 more-itertools==11.2.1 jsonlines==4.0.0 defusedxml==0.7.1)
 SOURCE_ONLY=(sqlitedict==2.1.0 rouge_score==0.1.2 word2number==1.1)
 [ "${1:-}" = "--with-pyarrow" ] && WHEELS+=(pyarrow==26.0.1)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
