@@ -321,3 +321,33 @@ def test_malformed_cases_file_names_file_and_line(tmp_path, line, message):
     with pytest.raises(ValueError, match=message) as err:
         make("cases", path=path)
     assert f"{path}:2:" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- trajectory
+
+
+def test_trajectory_explains_the_decision_point_of_the_wrong_step():
+    question = "Ducks lay 16 eggs. She eats 3 and bakes with 4. How many are left?"
+    output = "She has 16 x 3 = 42 eggs."
+    gen = gen_of(output, doc={"question": question, "answer": "16-3-4=<<16-3-4=9>>9\n#### 9"})
+    topk = [[TOK.ids[ch], TOK.ids["a"], TOK.ids["b"]] for ch in output]  # the model's own token first
+    x = output.index("x")
+    topk[x] = [TOK.ids["x"], TOK.ids["-"], TOK.ids["+"]]  # the model chose 'x'; '-' is its best alternative
+    scan_ = fixed_scan(topk, len(output))
+    scan_.topk_logprobs = scan_.topk_logprobs.clone()
+    scan_.topk_logprobs[x] = torch.log(torch.tensor([0.55, 0.4, 0.05]))  # the most probable alternative of the step
+    ctx = ctx_for(object())
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = scan_
+    loc = make("trajectory").locate(gen, ctx)
+    assert (loc.index, loc.output_offset, loc.target, loc.contrast) == (x, x, TOK.ids["x"], TOK.ids["-"])
+    assert "'16 x 3'" in loc.reason and [c.token for c in loc.candidates][:3] == ["1", "6", " "]
+    # a bare wrong answer: its first token; the contrast starts the correct answer when the model ranks one
+    gen = gen_of(" 10", doc={"problem": "The LCM of the first ten positive integers?", "solution": "\\boxed{2520}"})
+    topk = [[TOK.ids[" "], TOK.ids["a"], TOK.ids["b"]], [TOK.ids["1"], TOK.ids["5"], TOK.ids["2"]],
+            [TOK.ids["0"], TOK.ids["a"], TOK.ids["b"]]]
+    ctx = ctx_for(object())
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = fixed_scan(topk, 3)
+    loc = make("trajectory").locate(gen, ctx)
+    assert (loc.index, loc.target, loc.contrast) == (1, TOK.ids["1"], TOK.ids["2"])
+    with pytest.raises(NotFound, match="trajectory"):
+        make("trajectory").locate(gen_of(" 2520", doc={"problem": "LCM?", "solution": "\\boxed{2520}"}), ctx_for())

@@ -68,3 +68,44 @@ def test_code_first_line_that_does_not_compile():
     assert syntax_error(fenced).offset == fenced.index("x = 2")
     # after a HumanEval prompt a closing fence instead of the body is the error
     assert syntax_error("```\n\nThe function takes a list.", "def f(a):\n    pass\n").offset == 0
+
+
+# ----------------------------------------------------------------------------- trajectory: the first step off
+
+
+def step_of(output, question, solution, **doc):
+    from lm_eval_lrp.locate import Generation
+    from lm_eval_lrp.locate.trajectory import first_step_off
+
+    gen = Generation([1], [5] * max(len(output), 1), output, gold=solution, doc={"question": question, **doc})
+    step = first_step_off(gen)
+    return None if step is None else (output[slice(*step.setup)] if step.setup else step.number, step.why)
+
+
+EGGS = ("Janet's ducks lay 16 eggs per day. She eats three for breakfast and bakes muffins with four. She sells the "
+        "remainder for $2 per egg. How much does she make?")
+EGGS_GOLD = "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $<<9*2=18>>18 every day.\n#### 18"
+
+
+def test_the_setup_of_the_first_invented_value():
+    step, why = step_of(" The number of eggs is 16 x 3 = 42.\nShe sells 42 x 2 = 84.\n#### 84", EGGS, EGGS_GOLD)
+    assert step == "16 x 3" and "'42'" in why  # not '42' itself: the wrong step is the multiplication
+    # number words of the question are given values; values the gold reaches are on the trajectory
+    assert step_of(" She has 16 - 3 - 4 = 9 eggs, so 9 * 2 = 20.", EGGS, EGGS_GOLD)[0] == "9 * 2"
+    # gsm8k's calculator annotation and a LaTeX equation: the chain's left side
+    assert step_of(" 2*2*1 = <<2*2=4>>4 bolts", "2 bolts and half that much", "2/2=<<2/2=1>>1\n#### 3")[0] == "2*2*1"
+    latex = "so:\n\\[ 60 \\text{ meters} \\times 3 \\text{ sprints} = 180 \\text{ meters} \\]"
+    assert step_of(latex, "3 sprints 3 times a week, 60 meters each", "3*3=<<3*3=9>>9\n9*60=<<9*60=540>>540")[0] == \
+        "60 \\text{ meters} \\times 3 \\text{ sprints}"
+
+
+def test_enumerators_restatements_and_right_answers_are_not_steps():
+    plan = "1. Calculate the eggs.\n2. Step 3: sell them.\nShe sells 9 eggs for 9 * 2 = 18 dollars."
+    assert step_of(plan, EGGS, EGGS_GOLD) is None  # the final answer 18 is right: nothing off the trajectory
+    q, gold = "What is the smallest multiple of $5$ which is greater than $-32$?", "$-6 \\cdot 5 = \\boxed{-30}$"
+    out = "The smallest multiple of $5$ greater than $-32$ is $-32$.\n\nThe answer is $-32$."
+    step, why = step_of(out, q, gold)
+    assert step == "-32" and "commits" in why
+    assert step_of(" 5\n\n", q, gold)[0] == "5"  # a bare answer: the answer itself
+    assert step_of(" three-digit numbers: 3 of them", "a three-digit integer", "\\boxed{\\frac{1}{2}}")[0] == "3"
+    assert step_of("No numbers at all", q, gold) is None

@@ -38,10 +38,11 @@ def _builtins() -> None:
     from .gold import GoldLocator
     from .reference import ReferenceLocator
     from .rollout import RolloutLocator
+    from .trajectory import TrajectoryLocator
     from .verifier import ArithmeticVerifier, CodeVerifier, InstructionVerifier, Verifier
 
     for cls in (GoldLocator, Verifier, ArithmeticVerifier, InstructionVerifier, CodeVerifier, RolloutLocator,
-                ReferenceLocator, CasesLocator):
+                ReferenceLocator, CasesLocator, TrajectoryLocator):
         _REGISTRY.setdefault(cls.name, cls)
 
 
@@ -63,7 +64,7 @@ def make(name: str, **options) -> Locator:
 #: annotated error and cost no model call, so they go first; rollout (bounded by --lrp_rollouts) tries the rest;
 #: gold is the last resort where a task has a gold solution.
 DEFAULT_CHAINS = {
-    "math": ("arithmetic", "rollout", "gold"),
+    "math": ("trajectory", "arithmetic", "rollout", "gold"),
     "code": ("code", "rollout", "gold"),
     "instructions": ("instructions", "rollout"),
     None: ("verifier", "rollout", "gold"),

@@ -1,0 +1,220 @@
+"""``trajectory`` (math): the first step where the model's own output leaves every correct trajectory.
+
+A worked solution stays on a correct trajectory while each value it writes is one the problem gives or the gold
+solution reaches. The first value that is neither — a number the model *invents* (``16 x 3 = 42`` when the gold
+goes ``16 - 3 - 4 = 9``) — marks the step that went wrong; when no value is new, the first place the output
+*commits* to its wrong final answer does (``The answer is $-32$`` after restating "greater than $-32$").
+
+* known values: the numbers of the document's text fields (the question and the worked solution), of the gold
+  continuation, number words of the question (``three`` → 3; not in compounds like ``three-digit``), and the
+  identities 0 and 1;
+* skipped in the output: list and step enumerators (``1.`` at a line start, ``Step 2``), and restatements of the
+  question (a number whose few preceding characters appear with it in the question);
+* the step: when the value is the result of an equation (``expr = value``, gsm8k's ``<<expr=value>>`` and LaTeX
+  ``\\times`` / ``\\cdot`` included), the step is the equation's left side — the setup — and the explained token is
+  the step's decision point: the token where the model's best alternative was most probable (where it chose,
+  e.g. ``x`` over ``-``); contrast = that alternative. A value asserted without an equation is explained at its
+  first token; contrast = the highest-ranked alternative that starts the correct final answer, else the best
+  alternative.
+
+Pure text plus the shared scan (no generation): its cost is the scan's one forward.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .context import Context
+from .types import Generation, Location, NotFound
+
+_NUMBER = re.compile(r"(?<![\w.\\^])-?\d+(?:(?:,|\{,\})\d{3})*(?:\.\d+)?(?![\w])")
+_ENUMERATOR = re.compile(r"(?:^|\n)[ \t>*#-]*(?:\*\*)?(?:[Ss]tep\s+)?$")
+_STEP_WORD = re.compile(r"(?:[Ss]tep|[Cc]ase|[Pp]art)\s+$")
+_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                     "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split())}
+_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+               "hundred": 100, "thousand": 1000, "million": 1_000_000, "dozen": 12, "twice": 2, "double": 2,
+               "triple": 3})
+_WORD = re.compile(r"\b(" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")\b(?!-)", re.I)
+# the left side of an equation: numbers, operators, brackets, spaces, $, LaTeX operators and \text{units}
+_SETUP = re.compile(r"(?:\\text\{[^{}\n]*\}|\\(?:times|cdot|div|frac|left|right|dfrac)|<<|>>|[\d\s,.$+\-*/×÷x()\[\]{}^=<>])+$")
+_FINAL = [re.compile(r"####\s*(\S+)"), re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")]
+RESTATE = 12  # characters before a number that, found with it in the question, make it a restatement
+
+
+def value(text: str) -> Fraction | None:
+    try:
+        return abs(Fraction(text.replace("{,}", "").replace(",", "")))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def numbers(text: str) -> list[tuple[int, str]]:
+    """(offset, text) of every number in ``text``."""
+    return [(m.start(), m.group()) for m in _NUMBER.finditer(text)]
+
+
+def _texts(doc) -> list[str]:
+    if isinstance(doc, str):
+        return [doc]
+    if isinstance(doc, dict):
+        return [t for v in doc.values() for t in _texts(v)]
+    if isinstance(doc, (list, tuple)):
+        return [t for v in doc for t in _texts(v)]
+    return []
+
+
+def question_of(gen: Generation) -> str:
+    doc = gen.doc if isinstance(gen.doc, dict) else {}
+    for key in ("question", "problem", "Question", "query", "input"):
+        if isinstance(doc.get(key), str):
+            return doc[key]
+    return gen.prompt
+
+
+def known_values(gen: Generation) -> set[Fraction]:
+    texts = _texts(gen.doc) + [gen.gold or ""]
+    known = {Fraction(0), Fraction(1)}
+    for text in texts:
+        known.update(v for _, n in numbers(text) if (v := value(n)) is not None)
+    known.update(Fraction(_WORDS[m.group(1).lower()]) for m in _WORD.finditer(question_of(gen)))
+    return known
+
+
+def final_answer(gen: Generation) -> str | None:
+    """The correct final answer when the gold says it (``#### 18``, the last ``\\boxed{...}``)."""
+    for text in (gen.gold or "", *_texts(gen.doc)):
+        for pattern in _FINAL:
+            found = pattern.findall(text)
+            if found:
+                return found[-1].strip()
+    return None
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[\s$\\()\[\]{}]+", " ", text).strip().lower()
+
+
+@dataclass(frozen=True)
+class Step:
+    offset: int  # char offset of the value that leaves the trajectory
+    number: str
+    setup: tuple[int, int] | None  # [start, end) of the equation's left side, when the value is its result
+    why: str
+
+
+def first_step_off(gen: Generation) -> Step | None:
+    """The first value of the output off every correct trajectory, else the first commitment to a wrong final
+    answer (the output's last number) that does not restate the question; None when neither exists."""
+    out, known, question = gen.output, known_values(gen), _squash(question_of(gen))
+    candidates = []
+    for offset, num in numbers(out):
+        before = out[:offset]
+        enumerates = _ENUMERATOR.search(before) and re.match(r"[.):][ \t]+\S", out[offset + len(num):])
+        if enumerates or _STEP_WORD.search(before):
+            continue
+        candidates.append((offset, num))
+    if not candidates:
+        return None
+    for offset, num in candidates:
+        v = value(num)
+        if v is not None and v not in known:
+            return Step(offset, num, _setup(out, offset), f"{num!r} is neither given by the problem nor reached by "
+                        "the gold solution: the first value off the trajectory")
+    last = value(candidates[-1][1])
+    gold = final_answer(gen)
+    if gold is not None and value(gold.lstrip("$")) == last:
+        return None  # the output's last number is the right answer: the error is not in the values
+    for offset, num in candidates:
+        if value(num) != last:
+            continue
+        before = out[max(0, offset - RESTATE): offset]
+        if len(_squash(before)) >= 4 and _squash(before + num) in question:
+            continue  # restating the question
+        return Step(offset, num, _setup(out, offset), f"the output commits to its final answer {num!r} here")
+    return None
+
+
+def _setup(out: str, offset: int) -> tuple[int, int] | None:
+    """[start, end) of the left side of the equation whose result starts at ``offset`` (None: not a result)."""
+    line_start = out.rfind("\n", 0, offset) + 1
+    before = out[line_start:offset]
+    if not re.search(r"=[\s$]*(?:<<[^<>]*>>)?[\s$]*$", before):
+        return None
+    left = before[: before.rfind("=")]
+    m = _SETUP.search(left)
+    if not m:
+        return None
+    seg = left[m.start():]
+    first = re.search(r"[\d(]", seg)  # the setup starts at its first number or bracket
+    if not first:
+        return None
+    stop = seg.find("=", first.start())  # and ends before the chain's first '='
+    start = line_start + m.start() + first.start()
+    end = line_start + m.start() + (stop if stop >= 0 else len(seg))
+    end = len(out[:end].rstrip(" $<\\"))
+    return (start, end) if end > start else None
+
+
+class TrajectoryLocator:
+    name = "trajectory"
+
+    def locate(self, gen: Generation, ctx: Context) -> Location:
+        step = first_step_off(gen)
+        if step is None:
+            raise NotFound("every value of the output is on a correct trajectory, and no wrong final answer found")
+        n = len(gen.output_ids)
+        starts = ctx.offsets(gen.output_ids)
+        if step.setup is not None:
+            a, b = step.setup
+            positions = [i for i in range(n) if starts[i + 1] > a and starts[i] < b]
+        else:
+            positions = [ctx.index_at(gen, step.offset)]
+        positions = [i for i in positions if i < n] or [min(ctx.index_at(gen, step.offset), max(n - 1, 0))]
+        if not gen.output_ids:
+            raise NotFound("empty output")
+        index, contrast, how = positions[0], None, "no model to rank alternatives"
+        if ctx.model is not None:
+            s = ctx.scan(gen)
+            if step.setup is not None:
+                def best_alt(i):
+                    alts = [v for t, v in zip(s.topk_ids[i].tolist(), s.topk_logprobs[i].tolist())
+                            if t != gen.output_ids[i] and t not in ctx.eos_ids]
+                    return alts[0] if alts else float("-inf")
+                index = max(positions, key=lambda i: (best_alt(i), -i))
+                how = "the step's decision point (its most probable alternative)"
+                contrast = _alternative(gen, ctx, index, lambda piece: True)
+            else:
+                gold = final_answer(gen)
+                accept = _starts(gold) if gold else None
+                contrast = _alternative(gen, ctx, index, accept) if accept else None
+                how = "an alternative that starts the correct answer"
+                if contrast is None:
+                    contrast = _alternative(gen, ctx, index, lambda piece: True)
+                    how = "the model's best alternative (none among its top-k starts the correct answer)"
+        where = (f"the setup {gen.output[step.setup[0]:step.setup[1]]!r} of that value"
+                 if step.setup is not None else "the value itself")
+        reason = f"{step.why}; explained: {where}, contrast = {how}"
+        cands = [ctx.candidate(gen, i, "setup token" if step.setup else "value") for i in positions[:12]]
+        return Location(index, gen.output_ids[index], contrast, self.name, reason,
+                        output_offset=starts[index], candidates=cands)
+
+
+def _starts(answer: str):
+    want = answer.replace("\\!", "").replace("{,}", "").replace(",", "").strip("$ ")
+
+    def accept(piece: str) -> bool:
+        core = piece.strip().lstrip("$")
+        return bool(core) and want.startswith(core)
+
+    return accept
+
+
+def _alternative(gen: Generation, ctx: Context, index: int, accept) -> int | None:
+    s = ctx.scan(gen)
+    for t in s.topk_ids[index].tolist():
+        if t != gen.output_ids[index] and t not in ctx.eos_ids and accept(ctx.decode([t])):
+            return int(t)
+    return None
