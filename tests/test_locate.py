@@ -100,7 +100,7 @@ def test_chain_first_success_wins_and_collects_reasons():
     with pytest.raises(ValueError, match="unknown locator 'nope'.*available: arithmetic"):
         Chain.from_names("gold,nope")
     assert Chain.from_names("gold, verifier,rollout").names == ["gold", "verifier", "rollout"]
-    assert Chain.default("math").names == ["arithmetic", "rollout", "gold"]
+    assert Chain.default("math").names == ["trajectory", "arithmetic", "rollout", "gold"]
 
 
 # ----------------------------------------------------------------------------- gold
