@@ -111,25 +111,32 @@ class RolloutLocator:
         state["left"] -= len(alts)
         state["tried"].append(i)
         state["why"][i] = why
-        s = ctx.scan(gen)
-        ids = gen.prompt_ids + gen.output_ids
-        cache = prefix_cache(ctx.model, s.cache, ids, len(gen.prompt_ids) + i, len(alts))
-        until = gen.until
-
-        def stop(tokens):
-            return bool(until) and any(u and u in ctx.decode(tokens) for u in until)
-
-        rows = greedy_after(ctx.model, cache, alts, budget.max_new_tokens, ctx.eos_ids, stop)
-        prefix_text = ctx.decode(gen.output_ids[:i])
-        winner = None
-        for alt, row in zip(alts, rows):
-            text = cut_at(ctx.decode(list(gen.output_ids[:i]) + [alt] + row), until)
-            try:
-                verdict = bool(ctx.score(text))
-            except Exception as err:  # noqa: BLE001 - the task's scorer is user code
-                raise LocateError(f"the task's scorer raised on a rollout: {type(err).__name__}: {err}") from err
-            tail = text[len(prefix_text):] if text.startswith(prefix_text) else text
-            state["rollouts"].append(Rollout(i, alt, ctx.decode([alt]), tail[:TRUNCATE], verdict, len(row)))
-            if verdict and winner is None:
-                winner = alt
+        rolled = roll_out(gen, ctx, i, alts, budget.max_new_tokens)
+        state["rollouts"].extend(rolled)
+        winner = next((r.forced for r in rolled if r.verdict), None)
         return None if winner is None else (i, winner)
+
+
+def roll_out(gen: Generation, ctx: Context, i: int, alts: list[int], max_new_tokens: int) -> list[Rollout]:
+    """Force each of ``alts`` at output position ``i``, continue greedily (one batch, from the cached prefix, to
+    the task's stop sequences) and judge each whole output with the task's scorer."""
+    s = ctx.scan(gen)
+    ids = gen.prompt_ids + gen.output_ids
+    cache = prefix_cache(ctx.model, s.cache, ids, len(gen.prompt_ids) + i, len(alts))
+    until = gen.until
+
+    def stop(tokens):
+        return bool(until) and any(u and u in ctx.decode(tokens) for u in until)
+
+    rows = greedy_after(ctx.model, cache, alts, max_new_tokens, ctx.eos_ids, stop)
+    prefix_text = ctx.decode(gen.output_ids[:i])
+    out = []
+    for alt, row in zip(alts, rows):
+        text = cut_at(ctx.decode(list(gen.output_ids[:i]) + [alt] + row), until)
+        try:
+            verdict = bool(ctx.score(text))
+        except Exception as err:  # noqa: BLE001 - the task's scorer is user code
+            raise LocateError(f"the task's scorer raised on a rollout: {type(err).__name__}: {err}") from err
+        tail = text[len(prefix_text):] if text.startswith(prefix_text) else text
+        out.append(Rollout(i, alt, ctx.decode([alt]), tail[:TRUNCATE], verdict, len(row)))
+    return out

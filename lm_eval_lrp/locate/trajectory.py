@@ -17,7 +17,9 @@ goes ``16 - 3 - 4 = 9``) — marks the step that went wrong; when no value is ne
   first token; contrast = the highest-ranked alternative that starts the correct final answer, else the best
   alternative.
 
-Pure text plus the shared scan (no generation): its cost is the scan's one forward.
+Cost: the scan's one forward; with the task's scorer and a model, the decision point's best alternatives (at most
+``Budget.width``, within ``--lrp_rollouts``) are rolled out and judged, so the record says what would have fixed
+it, and an alternative that makes the output correct becomes the contrast.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from .context import Context
+from .rollout import roll_out
 from .types import Generation, Location, NotFound
 
 _NUMBER = re.compile(r"(?<![\w.\\^])-?\d+(?:(?:,|\{,\})\d{3})*(?:\.\d+)?(?![\w])")
@@ -194,12 +197,22 @@ class TrajectoryLocator:
                 if contrast is None:
                     contrast = _alternative(gen, ctx, index, lambda piece: True)
                     how = "the model's best alternative (none among its top-k starts the correct answer)"
+        rolled = []
+        if ctx.model is not None and ctx.score is not None and contrast is not None and ctx.budget.max_rollouts > 0:
+            s = ctx.scan(gen)
+            others = [int(t) for t in s.topk_ids[index].tolist()
+                      if t not in (gen.output_ids[index], contrast) and t not in ctx.eos_ids]
+            alts = ([contrast] + others)[: max(1, min(ctx.budget.width, ctx.budget.max_rollouts))]
+            rolled = roll_out(gen, ctx, index, alts, ctx.budget.max_new_tokens)
+            fixes = [r.forced for r in rolled if r.verdict]
+            if fixes:
+                contrast, how = fixes[0], "the highest-ranked alternative whose rollout the task's scorer accepts"
         where = (f"the setup {gen.output[step.setup[0]:step.setup[1]]!r} of that value"
                  if step.setup is not None else "the value itself")
         reason = f"{step.why}; explained: {where}, contrast = {how}"
         cands = [ctx.candidate(gen, i, "setup token" if step.setup else "value") for i in positions[:12]]
         return Location(index, gen.output_ids[index], contrast, self.name, reason,
-                        output_offset=starts[index], candidates=cands)
+                        output_offset=starts[index], candidates=cands, rollouts=rolled)
 
 
 def _starts(answer: str):
