@@ -222,10 +222,11 @@ def divergence(lm, task_obj, task: str, sample: dict, context: str, output: str)
     """Where today's locate step (teacher-forced gold, first greedy ≠ gold token) points, in gold and output chars."""
     import torch
 
+    from lm_eval_lrp.lmeval.tasks import task_view
     from task_hooks import HookRegistry
 
     hook = HookRegistry().for_task(task, "generate_until")
-    gold = hook.gold_continuation(task_obj, sample["doc"], sample)
+    gold = hook.gold_continuation(task_view(task, task_obj), sample["doc"], sample)  # hooks get the plain task view
     if not gold:
         return None
     ctx_ids, gold_ids = lm._encode_pair(context, gold)
