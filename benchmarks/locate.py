@@ -180,6 +180,9 @@ def main(argv=None) -> int:
     p.add_argument("--locators", default=",".join(LOCATORS), help="each alone, plus the default chain of the task's kind")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--no_chain", action="store_true", help="leave out the default chain (it repeats the rollout cost)")
+    p.add_argument("--reference_args", default=None,
+                   help="also the reference locator (and reference before the default chain) with this model "
+                        "(pretrained=DIR[,gguf_file=F.gguf]; same tokenizer)")
     p.add_argument("--topk", type=int, default=10)
     p.add_argument("--max_rollouts", type=int, default=24)
     p.add_argument("--max_new_tokens", type=int, default=160)
@@ -208,6 +211,11 @@ def main(argv=None) -> int:
     specs = {name: (lambda row, n=name: Chain([make(n)])) for name in args.locators.split(",") if name}
     if not args.no_chain:
         specs["default chain"] = lambda row: Chain.default(kind_of_task(row["task"]))
+    if args.reference_args:
+        ref_model, ref_tok = _load(args.reference_args)
+        reference = make("reference", model=ref_model, tokenizer=ref_tok, evaluated_tokenizer=tok)
+        specs["reference"] = lambda row: Chain([reference])
+        specs["reference + default chain"] = lambda row: Chain([reference, *Chain.default(kind_of_task(row["task"])).locators])
     report = evaluate(rows, specs, lambda: base,
                       scorer_for=lambda row: task_scorer(tasks[row["task"]], row["doc"]),
                       until_for=lambda row: stop_sequences(tasks[row["task"]]), verbose=True)
