@@ -106,6 +106,14 @@ def test_the_explained_text_is_what_the_model_generated_from():
     assert list(gen.output_ids) == tok.encode("Janet sells 13 eggs.", add_special_tokens=False)
     assert gen.gold == "Janet sells 16 eggs." and gen.until == ("Q:",)
     assert gold_as_prompted("Question: 2+2?\nAnswer:", " 4") == " 4"
+    # the tokens the model generated (recorded during the evaluation) win over a re-encoding of the text, even when
+    # they are not the tokenizer's canonical split; what followed the stop sequence and the EOS are dropped
+    own = [t for piece in ("Janet sel", "ls 13 eggs.") for t in tok.encode(piece, add_special_tokens=False)]
+    assert own != tok.encode("Janet sells 13 eggs.", add_special_tokens=False)
+    subject.generated = lambda ids: own + tok.encode("Q: next", add_special_tokens=False) + [tok.eos_token_id]
+    locating = Locating(subject, task, HookRegistry().for_task("gsm8k", "generate_until"))
+    gen = locating.generation(Failure("gsm8k", 0, "generate_until", sample, "exact_match"))
+    assert list(gen.output_ids) == own and locating.ids_source == "generated"
 
 
 def test_bad_option_values_stop_before_the_evaluation(world):

@@ -41,7 +41,8 @@ class Locating:
         output = sample_output(sample)
         gold = gold_as_prompted(context, self.hook.gold_continuation(self.task, sample["doc"], sample))
         until = gen_kwargs.get("until") or ()
-        return Generation(prompt_ids, s.tokenizer.encode(output, add_special_tokens=False), output, gold,
+        output_ids, self.ids_source = own_tokens(s, prompt_ids, output)
+        return Generation(prompt_ids, output_ids, output, gold,
                           sample["doc"], task=self.task.name, doc_id=failure.doc_id, prompt=context,
                           until=(until,) if isinstance(until, str) else tuple(until))
 
@@ -55,6 +56,7 @@ class Locating:
         finally:
             self.ctx.release()
         block = _block(result, self.chain)
+        block["output_tokens"] = self.ids_source  # "generated" (recorded during the evaluation) or "re-encoded"
         loc = result.location
         if result.error:
             raise LocateFailed(result.error, block)
@@ -73,6 +75,30 @@ class Locating:
         return Case(ids=ids, position=len(ids) - 1, target=loc.target, contrast=loc.contrast,
                     n_prompt=max(0, len(gen.prompt_ids) - cut), prompt=gen.prompt, model_output=gen.output,
                     gold=gen.gold or "", truncated=cut, note=loc.reason), block
+
+
+def own_tokens(subject: Subject, prompt_ids: list[int], output: str) -> tuple[list[int], str]:
+    """The model's own output tokens: those it generated during the evaluation (recorded by the seam), up to the
+    end of what the task scored (lm-eval cuts the text at the stop sequences); a re-encoding of the output text
+    only when the generation was not recorded (a cached response, another process) or does not match it."""
+    tok = subject.tokenizer
+    generated = subject.generated(prompt_ids)
+    if generated:
+        stops = {tok.eos_token_id, tok.pad_token_id} - {None}
+        ids = []
+        for t in generated:
+            if t in stops:
+                break
+            ids.append(t)
+        text = ""
+        for n in range(len(ids), -1, -1):  # the longest prefix whose text is a prefix of the scored output
+            text = tok.decode(ids[:n], skip_special_tokens=True)
+            if output.startswith(text):
+                ids = ids[:n]
+                break
+        if ids and len(text) >= len(output.rstrip()):
+            return ids, "generated"
+    return tok.encode(output, add_special_tokens=False), "re-encoded"
 
 
 def gold_as_prompted(context: str, gold: str | None) -> str | None:

@@ -32,6 +32,7 @@ class HFLRP(HFLM):
         self.lrp_reference = self._load_reference() if self.lrp.reference_model else None
         self.lrp_unsupported: str | None = None
         self.lrp_self_check: dict | None = None
+        self.lrp_generated: dict[tuple[int, ...], list[int]] = {}  # unpadded prompt ids -> the ids generated after them
         try:  # coverage of every block's modules + CP-LRP conservation and an unchanged forward on a short probe
             self.lrp_self_check = self_check(self.model)
         except UnsupportedArchitecture as err:
@@ -65,6 +66,17 @@ class HFLRP(HFLM):
         dtype = str(self.model.dtype).replace("torch.", "")
         return load_model(spec, device=str(self.model.device), dtype=dtype)
 
+    def _model_generate(self, context, max_length, stop, **generation_kwargs):
+        """The parent's generation, unchanged; the new token ids of each row are kept (keyed by the row's unpadded
+        prompt ids) so that a failure is explained on exactly the tokens the model generated, not a re-encoding."""
+        cont = super()._model_generate(context, max_length, stop, **generation_kwargs)
+        mask = generation_kwargs.get("attention_mask")
+        width = context.shape[1]
+        for row in range(context.shape[0]):
+            ids = context[row][mask[row].bool()] if mask is not None else context[row]
+            self.lrp_generated[tuple(ids.tolist())] = cont[row, width:].tolist()
+        return cont
+
     def get_model_info(self) -> dict:
         info = super().get_model_info()
         info["lrp"] = {k: v for k, v in asdict(self.lrp).items() if v is not None}
@@ -84,6 +96,7 @@ class HFLRP(HFLM):
             config=self.lrp,
             encode_pair=self._encode_pair,
             generation_context=self._generation_context,
+            generated=lambda prompt_ids: self.lrp_generated.get(tuple(prompt_ids)),
             max_length=self.lrp.max_length or self.max_length,
             source={"model": self.lrp_name_args, "revision": getattr(self, "revision", None), "dtype": str(self.model.dtype)},
             rank=rank,
