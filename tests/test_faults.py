@@ -179,3 +179,20 @@ def test_ctrl_c_during_attribution_says_what_was_kept_and_how_to_resume(world):
     assert proc.returncode == 130, stderr[-2000:]
     assert "interrupted" in stderr and "rerun the same command" in stderr and "attributions_tiny_big_" in stderr
     assert "Traceback" not in stderr
+
+
+def test_records_of_an_older_locator_chain_are_redone_not_resumed(monkeypatch):
+    """A record depends on the default locator chains and the record format: when an upgrade changes them, an
+    earlier run's records in the same folder no longer carry this run's fingerprint and are attributed again."""
+    from lm_eval_lrp.config import LRPConfig
+    from lm_eval_lrp.harness import resume
+    from lm_eval_lrp.locate import chain
+
+    cfg, source = LRPConfig(), {"model": {"pretrained": "m"}}
+    before = resume.fingerprint(cfg, source)
+    assert resume.fingerprint(LRPConfig(), dict(source)) == before  # stable for the same command
+    monkeypatch.setitem(chain.DEFAULT_CHAINS, "math", ("arithmetic", "rollout", "gold"))
+    assert resume.fingerprint(cfg, source) != before
+    monkeypatch.undo()
+    assert resume.fingerprint(cfg, source) == before
+    assert resume.fingerprint(LRPConfig(locate="gold"), source) != before
