@@ -275,7 +275,7 @@ def lm_eval_ratio(config, args, report) -> bool:
     base = ["--model", "hf", "--model_args", f"pretrained={model_dir},dtype=bfloat16", "--include_path", str(tasks),
             "--tasks", "gpu_mc", "--device", args.device, "--batch_size", str(args.eval_batch_size)]
     runs = {}
-    lrp = ["--lrp", "--lrp_batch_size", str(args.lrp_batch_size)]
+    lrp = ["--lrp", "--lrp_batch_size", str(args.lrp_batch_size), *args.lrp_extra.split()]
     order = (("plain", []), ("lrp", lrp), ("lrp2", lrp), ("plain2", []))[: 2 * args.eval_repeats]
     for side, extra in order:
         out = root / side
@@ -294,7 +294,7 @@ def lm_eval_ratio(config, args, report) -> bool:
     ratio_wall = best["lrp"]["wall_s"] / best["plain"]["wall_s"]
     report["lm_eval"] = {"docs": args.docs, "runs": runs, "evaluate_ratio": ratio_eval, "process_ratio": ratio_wall}
     print(f"\n== lm-eval, local multiple-choice task ({args.docs} docs, batch size {args.eval_batch_size}), "
-          f"Llama-shaped bf16, {best['lrp']['failures']} failures attributed, --lrp_batch_size {args.lrp_batch_size}")
+          f"Llama-shaped bf16, {best['lrp']['failures']} failures attributed, --lrp_batch_size {args.lrp_batch_size} {args.lrp_extra}")
     print(f"evaluate: plain {ev['plain']:.2f} s, --lrp {ev['lrp']:.2f} s (attribution "
           f"{best['lrp'].get('attribution_s', float('nan')):.2f} s): --lrp ÷ plain = {ratio_eval:.2f}×")
     print(f"whole process (loading included): plain {best['plain']['wall_s']:.1f} s, --lrp {best['lrp']['wall_s']:.1f} s:"
@@ -314,6 +314,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-repeats", type=int, choices=(1, 2), help="runs of each side (default 2, ABBA; small 1)")
     ap.add_argument("--skip-lm-eval", action="store_true")
     ap.add_argument("--lrp-batch-size", default="1", help="--lrp_batch_size of the --lrp runs (default 1)")
+    ap.add_argument("--lrp-extra", default="", help="more --lrp_* options for the --lrp runs (one string)")
     ap.add_argument("--only-lm-eval", action="store_true", help="only the lm-eval part (plain vs --lrp)")
     ap.add_argument("--out", default="gpu_check.json", help="JSON report (default ./gpu_check.json)")
     args = ap.parse_args(argv)
