@@ -1,4 +1,6 @@
 (function(){
+// The record list is drawn after the first paint: the top of the page (tasks, charts) does not wait for the rows.
+function init(){
   var data=JSON.parse(document.getElementById('rows').textContent);
   var D=data.dicts,rows=data.rows,PAGE=100,page=0,sortCol=-1,sortDir=1,text=null;
   var C={task:0,doc:1,status:2,delta:3,pattern:4,locator:5,segment:6,target:7,contrast:8,tokens:9,view:10,ratio:11,note:12};
@@ -54,4 +56,7 @@
   [['token','f-token'],['dmin','f-dmin'],['dmax','f-dmax']].forEach(function(kv){var v0=q.get(kv[0]);if(v0!==null)document.getElementById(kv[1]).value=v0});
   if(q.get('sort')&&C[q.get('sort')]!==undefined){sortCol=C[q.get('sort')];sortDir=q.get('desc')?-1:1}
   draw();
+  if(window.performance&&performance.mark)performance.mark('lrp-rows-drawn');
+}
+if(window.requestAnimationFrame)requestAnimationFrame(function(){setTimeout(init,0)});else setTimeout(init,0);
 })();
