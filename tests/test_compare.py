@@ -211,3 +211,40 @@ def test_prompt_segments_from_the_task_config():
         ("instruction", "Pick one.\n\n"), ("fewshot", "Q: a?\nA: x\n\nQ: b?\nA: y\n\n"), ("query", "Q: c?\nA:")]
     he = {"task": "humaneval", "prompt": 'def f(x):\n    """Add one."""\n'}
     assert [s.label for s in prompt_segments(he, {}, 0)] == ["signature", "docstring"]
+
+
+def test_a_run_is_compared_in_its_own_dtype_and_rule(world, tmp_path, capsys):
+    """Run 1's model again in bfloat16, and again under CP-LRP: each is re-explained as it was run, and labelled so."""
+    bf16 = _results(world["model_a"])
+    bf16["config"]["model_args"]["dtype"] = "bfloat16"
+    cp = _results(world["model_a"])
+    cp["lrp"]["rule"] = "cp"
+    run_bf16 = _write(tmp_path / "bf16" / "small", [], bf16)
+    run_cp = _write(tmp_path / "cp" / "small", [], cp)
+    s = compare(world["run_a"], run_bf16)
+    assert (s["b"]["dtype"], s["b"]["rule"]) == ("bfloat16", "attnlrp") and "dtype=bfloat16" in s["b"]["name"]
+    model = world["a"].to(torch.bfloat16)
+    try:
+        for c, rec in zip(sorted(s["cases"], key=lambda c: c["doc_id"]), world["recs_a"]):
+            with torch.no_grad():
+                logits = model(torch.tensor([rec["token_ids"]])).logits[0, rec["position"]].float()
+            assert c["delta_b"] == pytest.approx(float(logits[rec["target"]["id"]] - logits[rec["contrast"]["id"]]), abs=2e-2)  # bf16 steps
+    finally:
+        world["a"].to(torch.float32)
+    assert any(abs(c["delta_b"] - c["delta_a"]) > 1e-4 for c in s["cases"])  # not run 1's float32 model again
+    s = compare(world["run_a"], run_cp)
+    assert s["rule"] == "cp" and "rule=cp" in s["b"]["name"]
+    for c in s["cases"]:  # same model: same Δℓ; CP-LRP conserves on this bias-free model, AttnLRP does not
+        assert c["delta_b"] == pytest.approx(c["delta_a"], abs=1e-4)
+        assert c["sum_b"] == pytest.approx(c["delta_b"], rel=1e-3, abs=1e-4)
+    rc = compare_cmd.main([str(world["run_a"]), str(run_bf16), str(run_cp), "--output", str(tmp_path / "o"), "--device", "cpu"])
+    assert rc == 0
+    runs = json.loads((tmp_path / "o" / "compare.json").read_text())["runs"]
+    assert [r["label"] for r in runs] == ["float32 attnlrp", "bfloat16 attnlrp", "float32 cp"]
+    html = (tmp_path / "o" / "compare.html").read_text()
+    assert "2: bfloat16 attnlrp" in html and "3: float32 cp" in html  # the trend lines' run labels tell them apart
+    assert "run 3 (float32 cp)" in capsys.readouterr().out
+    s = compare(world["run_a"], run_cp, dtype="float16", rule="attnlrp")  # given: every run in that dtype and rule
+    assert (s["b"]["dtype"], s["rule"]) == ("float16", "attnlrp")
+    with pytest.raises(ValueError, match="not a torch dtype"):
+        compare(world["run_a"], run_cp, dtype="float33")

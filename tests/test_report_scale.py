@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import random
 import time
@@ -79,9 +80,10 @@ def test_index_stays_small_with_10000_records(big_report):
     assert '<tbody id="rows-body"></tbody>' in html  # rows are drawn by the page from compact data, not written out
     data = json.loads(html.split('<script type="application/json" id="rows">', 1)[1].split("</script>", 1)[0])
     assert len(data["rows"]) == 10_000
-    href = data["rows"][0][10]
-    page, rid = href.split("#")
+    view, d = data["rows"][0][10], data["dicts"]  # the row's record view: its number; the page derives the address
+    page, rid = f"{d['dir']}/part_{view // d['chunk']:04d}.html", f"r{view}"
     assert f'id="{rid}"' in (out.parent / page).read_text()
+    assert d["tok"][data["rows"][0][7]] == " B" and all(isinstance(i, int) for i in data["rows"][0][9])  # tokens interned
     print(f"10,000 records: index {size / 2**20:.2f} MiB, built in {seconds:.1f} s")
 
 
@@ -104,6 +106,10 @@ def test_index_and_a_record_view_in_chromium(big_report, tmp_path):
     assert rows and all("badge skipped" in r and ">mmlu_b<" in r for r in rows)
     shown = [float(r.split("class=\"num\">", 1)[1].split("<", 1)[0]) for r in rows]
     assert shown == sorted(shown, reverse=True)  # sorted by Δℓ, largest first
+    by_token = shot.dump_dom(out, query="token=energy&sort=tokens")
+    rows = by_token.split('id="rows-body">', 1)[1].split("</tbody>", 1)[0].split("<tr")[1:]
+    cells = [html.unescape(r.split('class="mono">', 1)[1].split("<", 1)[0]) for r in rows]
+    assert len(cells) == 100 and all("' energy'" in c for c in cells) and cells == sorted(cells)  # interned tokens, as text
     png = shot.screenshot(out.parent / page, tmp_path / "rec.png", fragment=rid)
     assert _png_pixels(png)[0] == 1400
     t1 = time.perf_counter()

@@ -21,8 +21,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default=None,
                    help="output folder (default: RUN_1's folder/compare, i.e. beside the first run's results)")
     p.add_argument("--device", default=None, help="device for the models (default: cuda if available, else cpu)")
-    p.add_argument("--dtype", default="float32", help="dtype for the models (default float32)")
-    p.add_argument("--rule", choices=("attnlrp", "cp"), default=None, help="LRP rule (default: the one RUN_1's records used)")
+    p.add_argument("--dtype", default=None,
+                   help="dtype for every run's model (default: the dtype each run was evaluated in, from its "
+                   "model_args' dtype=; float32 when none was given)")
+    p.add_argument("--rule", choices=("attnlrp", "cp"), default=None,
+                   help="LRP rule for every run (default: the rule each run used, from its results JSON; RUN_1's "
+                   "records' rule when a run has none)")
     p.add_argument("--tasks", default=None, help="comma-separated tasks to compare (default: all of RUN_1's)")
     p.add_argument("--limit", type=int, default=None, help="at most this many of RUN_1's failures per task")
     return p
@@ -44,7 +48,7 @@ def _print(console, summaries, trend) -> None:
     table, legend = fitting_table("lm-eval-lrp compare", cols, rows, console.width)
     console.print(table)
     for i, r in enumerate(runs):
-        console.print(f"  run {i + 1}: {escape(r['name'])}", highlight=False, soft_wrap=True)
+        console.print(f"  run {i + 1} ({escape(r['label'])}): {escape(r['name'])}", highlight=False, soft_wrap=True)
     for s in summaries:
         for note in s["notes"]:
             console.print(f"  {escape(note)}", highlight=False, soft_wrap=True)

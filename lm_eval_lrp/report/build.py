@@ -11,6 +11,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from ..artifacts import Run
+from ..loading import short_name
 from ..patterns import Thresholds, describe_thresholds
 from . import heatmap
 from .graph import graph_path, load_graph, render_section
@@ -30,13 +31,7 @@ def _order(recs: list[dict]) -> list[dict]:
 def model_label(results: dict | None, fallback: str) -> str:
     """A readable model name: the GGUF file or the last part of ``pretrained`` (never a whole install path)."""
     args = model_args(results)
-    pretrained = str(args.get("pretrained") or (results or {}).get("model_name") or fallback)
-    name = Path(pretrained.rstrip("/")).name or pretrained
-    if args.get("gguf_file"):
-        name = str(args["gguf_file"]).removesuffix(".gguf")
-    if args.get("revision"):
-        name += f"@{args['revision']}"
-    return name
+    return short_name({**args, "pretrained": args.get("pretrained") or (results or {}).get("model_name") or fallback})
 
 
 class _Index:
@@ -111,16 +106,19 @@ class ReportBuilder:
                                                    note="red: towards the wrong token · blue: towards the correct one")),
         }
 
-    def _row(self, r: dict, task: str, href: str, ix: dict) -> list:
+    def _row(self, r: dict, task: str, view: int | None, ix: dict) -> list:
+        """One row of the index's record list; strings repeated across rows (tasks, tokens, reasons) are interned, and
+        the record view's address is its number (the page derives ``part_NNNN.html#rN``)."""
         f = self.facts.get(id(r))
         status = r.get("status", "?")
         note = r.get("reason") or ""
         ratio = (r.get("conservation") or {}).get("ratio") if status == "attributed" else None
         delta = r.get("delta")
+        target, contrast = (r.get("target") or {}).get("token"), (r.get("contrast") or {}).get("token")
         return [ix["task"](task), r.get("doc_id"), ix["status"](status), round(delta, 4) if isinstance(delta, (int, float)) else None,
                 ix["pattern"](f.pattern.label if f and f.pattern else ""), ix["locator"](locator_of(r)),
-                ix["segment"](f.top_segment if f else ""), (r.get("target") or {}).get("token"),
-                (r.get("contrast") or {}).get("token"), " · ".join(repr(t) for t in (f.top_tokens if f else [])), href,
+                ix["segment"](f.top_segment if f else ""), None if target is None else ix["tok"](target),
+                None if contrast is None else ix["tok"](contrast), [ix["tok"](t) for t in (f.top_tokens if f else [])], view,
                 round(ratio, 3) if isinstance(ratio, (int, float)) else None, ix["note"](note)]
 
     # --- one record -------------------------------------------------------------------------------------------
@@ -205,19 +203,18 @@ class ReportBuilder:
             stale.unlink()
         views: list[tuple[str, dict]] = []
         rows = []
-        ix = {k: _Index() for k in ("task", "status", "pattern", "locator", "segment", "note")}
+        ix = {k: _Index() for k in ("task", "status", "pattern", "locator", "segment", "note", "tok")}
         for s in self.summaries:
             if s.name not in self.run.tasks:
                 continue
             seen = 0
             for r in _order(self.run.tasks[s.name].records):
-                href = ""
+                view = None
                 seen += r.get("status") == "attributed"
                 if not (r.get("status") == "attributed" and self.top is not None and seen > self.top):
-                    i = len(views)
-                    href = f"{rec_dir.name}/{_part(i, self.chunk)}#r{i}"
+                    view = len(views)
                     views.append((s.name, r))
-                rows.append(self._row(r, s.name, href, ix))
+                rows.append(self._row(r, s.name, view, ix))
         title, subtitle = self.header()
         n_parts = (len(views) + self.chunk - 1) // self.chunk
         index_href = f"../{out.name}#records"
@@ -237,7 +234,7 @@ class ReportBuilder:
             self.parts.append(path)
         self.rendered = len(views)
         dicts = {k: v.values for k, v in ix.items()}
-        dicts["colours"] = PATTERN_COLOURS
+        dicts.update(colours=PATTERN_COLOURS, rep=[repr(t) for t in dicts["tok"]], dir=rec_dir.name, chunk=self.chunk)
         text = render("index.html", title=title, subtitle=subtitle, warnings=self.warnings(),
                       summaries=[self._task_context(s) for s in self.summaries],
                       pattern_chart=Markup(pattern_chart({s.name: s.patterns for s in self.summaries},

@@ -19,7 +19,7 @@ SERIES = ["#37474f", "#c62828", "#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00
 
 
 def _trend_charts(t: dict) -> list[Markup]:
-    labels = [f"{i + 1}: {r['name'].split(' (')[0].rstrip('/').rsplit('/', 1)[-1]}" for i, r in enumerate(t["runs"])]
+    labels = [f"{i + 1}: {r['label']}" for i, r in enumerate(t["runs"])]
     if len(labels) < 2:
         return []
     charts = [line_chart(labels, [(a["task"], SERIES[i % len(SERIES)], a["by_run"]) for i, a in enumerate(t["accuracy"])],

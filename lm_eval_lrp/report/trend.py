@@ -9,6 +9,7 @@ relevance ΣR, and the mean share of Σ|R| per prompt segment. Per case: Δℓ o
 from __future__ import annotations
 
 import math
+import re
 import statistics
 
 from ..compare import SEGMENTS
@@ -28,13 +29,43 @@ def _mean(xs):
     return statistics.fmean(xs) if xs else None
 
 
+def _run(side: dict) -> dict:
+    return {k: side.get(k) for k in ("name", "run", "model", "dtype", "rule")}
+
+
+def _strip_common(names: list[str]) -> list[str]:
+    """The names without the words all of them share at the start and at the end (``qwen2.5-coder-0.5b-instruct``,
+    ``qwen2.5-coder-1.5b-instruct`` → ``0.5b``, ``1.5b``); the names themselves when that would leave one empty."""
+    parts = [re.split(r"([-_@/ ])", n) for n in names]
+    if len(set(names)) < 2:
+        return names
+    lo = 0
+    while all(len(p) > lo for p in parts) and len({p[lo] for p in parts}) == 1:
+        lo += 1
+    hi = 0
+    while all(len(p) - hi > lo for p in parts) and len({p[len(p) - 1 - hi] for p in parts}) == 1:
+        hi += 1
+    out = ["".join(p[lo:len(p) - hi]).strip("-_@/ ") for p in parts]
+    return names if any(not x for x in out) else out
+
+
+def distinct_labels(runs: list[dict]) -> list[str]:
+    """Short labels that tell the runs apart: what differs among model names, dtypes and rules, and only that."""
+    models = [r.get("model") or (r.get("name") or "?").split(" (")[0].rstrip("/").rsplit("/", 1)[-1] for r in runs]
+    columns = [_strip_common(models) if len(set(models)) > 1 else None]
+    columns += [[r.get(k) or "" for r in runs] if len({r.get(k) for r in runs}) > 1 else None for k in ("dtype", "rule")]
+    columns = [c for c in columns if c] or [models]
+    return [" ".join(x for x in row if x) for row in zip(*columns)]
+
+
 def trend(summaries: list[dict]) -> dict:
     """The N-run view of ``summaries`` (the first run against each other run, in order)."""
     if not summaries:
         return {"runs": [], "accuracy": [], "per_run": [], "cases": []}
     n = len(summaries) + 1
-    runs = [{"name": summaries[0]["a"]["name"], "run": summaries[0]["a"]["run"]}]
-    runs += [{"name": s["b"]["name"], "run": s["b"]["run"]} for s in summaries]
+    runs = [_run(summaries[0]["a"])] + [_run(s["b"]) for s in summaries]
+    for r, label in zip(runs, distinct_labels(runs)):
+        r["label"] = label
     accuracy: dict[str, dict] = {}
     for i, s in enumerate(summaries, 1):
         for row in s["accuracy"]:
