@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_model
 from locate_helpers import CharTokenizer
 
-from lm_eval_lrp.locate import Budget, Chain, Context, Generation, LocateError, Location, NotFound, Scan, make
+from lm_eval_lrp.locate import Budget, Chain, Context, Generation, LocateError, Location, NotFound, Rollout, Scan, make
 from lm_eval_lrp.locate.decoding import greedy_after, greedy_fresh, prefix_cache
 from lm_eval_lrp.locate import rollout as rollout_module
 from lm_eval_lrp.locate.verifier import Hit
@@ -97,6 +97,23 @@ def test_chain_first_success_wins_and_collects_reasons():
     assert res.location is None and res.error == "boom: scorer raised"
     res = Chain([Miss()]).locate(gen, ctx)
     assert res.location is None and res.error is None and "miss: nothing here" in res.reason
+
+    class Tried:  # a rollout search that found no fix: what it tried stays in the record
+        name = "rollout"
+
+        def locate(self, gen, ctx):
+            raise NotFound("no fix", rollouts=[Rollout(1, 7, "x", "...", False, 3)])
+
+    from lm_eval_lrp.harness.locating import _block
+
+    chain = Chain([Tried(), Hit1()])
+    res = chain.locate(gen, ctx)
+    block = _block(res, chain)
+    assert block["locator"] == "hit" and block["rollouts"][0]["forced"] == 7 and not block["rollouts"][0]["verdict"]
+    assert "rollouts" not in block["attempts"][0]
+    chain = Chain([Tried()])
+    block = _block(chain.locate(gen, ctx), chain)
+    assert "locator" not in block and block["rollouts"][0]["continuation"] == "..."
     with pytest.raises(ValueError, match="unknown locator 'nope'.*available: arithmetic"):
         Chain.from_names("gold,nope")
     assert Chain.from_names("gold, verifier,rollout").names == ["gold", "verifier", "rollout"]

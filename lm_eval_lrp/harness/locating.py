@@ -117,10 +117,14 @@ class LocateFailed(Exception):
 
 def _block(result: ChainResult, chain: Chain) -> dict:
     loc = result.location
-    out = {"chain": chain.names, "attempts": [asdict(a) for a in result.attempts]}
+    attempts = [asdict(a) for a in result.attempts]
+    tried = [r for a in attempts for r in a.pop("rollouts")]  # rollouts of locators that found nothing
+    out = {"chain": chain.names, "attempts": attempts}
+    if tried:
+        out["rollouts"] = tried
     if loc is not None:
         d = loc.as_dict()
         out.update(locator=loc.locator, reason=loc.reason, output_offset=loc.output_offset, explains=d["explains"],
-                   index=loc.index, candidates=d["candidates"], rollouts=d["rollouts"],
+                   index=loc.index, candidates=d["candidates"], rollouts=tried + d["rollouts"],
                    budget_exhausted=loc.budget_exhausted, seconds=round(loc.seconds, 4))
     return out

@@ -87,6 +87,7 @@ class Attempt:
     status: str  # "located" | "not_found" | "error"
     reason: str = ""
     seconds: float = 0.0
+    rollouts: list = field(default_factory=list)  # what a locator that found nothing tried (rollout)
 
 
 @dataclass
@@ -131,7 +132,8 @@ class Chain:
             try:
                 found = loc.locate(gen, ctx)
             except NotFound as why:
-                result.attempts.append(Attempt(loc.name, "not_found", str(why), time.perf_counter() - start))
+                result.attempts.append(Attempt(loc.name, "not_found", str(why), time.perf_counter() - start,
+                                               getattr(why, "rollouts", [])))
                 continue
             except LocateError as err:
                 result.attempts.append(Attempt(loc.name, "error", str(err), time.perf_counter() - start))

@@ -91,7 +91,7 @@ class RolloutLocator:
         if fix is None:
             more = " (budget exhausted)" if state["exhausted"] else ""
             raise NotFound(f"no alternative among the model's top-{ctx.topk} at {len(state['tried'])} positions "
-                           f"turns the document correct ({n_roll} rollouts{more})")
+                           f"turns the document correct ({n_roll} rollouts{more})", rollouts=state["rollouts"])
         i, alt = fix
         reason = (f"forcing {ctx.decode([alt])!r} instead of {ctx.decode([gen.output_ids[i]])!r} at output token {i} "
                   f"makes the task's scorer accept the output ({n_roll} rollouts)")

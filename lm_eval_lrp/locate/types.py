@@ -16,7 +16,12 @@ from ..lrp.target import Contrast
 
 
 class NotFound(Exception):
-    """A locator found nothing to explain; the message says why (the chain goes on to the next locator)."""
+    """A locator found nothing to explain; the message says why (the chain goes on to the next locator).
+    ``rollouts``: what it tried (kept in the record as evidence even though it found nothing)."""
+
+    def __init__(self, message: str = "", rollouts: list | None = None):
+        super().__init__(message)
+        self.rollouts = list(rollouts or [])
 
 
 class LocateError(Exception):
