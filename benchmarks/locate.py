@@ -215,7 +215,8 @@ def main(argv=None) -> int:
         ref_model, ref_tok = _load(args.reference_args)
         reference = make("reference", model=ref_model, tokenizer=ref_tok, evaluated_tokenizer=tok)
         specs["reference"] = lambda row: Chain([reference])
-        specs["reference + default chain"] = lambda row: Chain([reference, *Chain.default(kind_of_task(row["task"])).locators])
+        if not args.no_chain:
+            specs["reference + default chain"] = lambda row: Chain([reference, *Chain.default(kind_of_task(row["task"])).locators])
     report = evaluate(rows, specs, lambda: base,
                       scorer_for=lambda row: task_scorer(tasks[row["task"]], row["doc"]),
                       until_for=lambda row: stop_sequences(tasks[row["task"]]), verbose=True)
