@@ -45,11 +45,14 @@ def lrp_parser() -> argparse.ArgumentParser:
                    help="deletion curves per record: AttnLRP vs gradient×input, CP-LRP and random")
     g.add_argument("--lrp_locate", metavar="NAME[,NAME...]",
                    help="generate_until: locator chain, first that succeeds wins (gold, verifier, arithmetic, "
-                   "instructions, code, rollout, reference, cases; default: per kind of task)")
-    g.add_argument("--lrp_rollouts", type=int, metavar="N", help="rollout locator: at most N forced alternatives per failure (default 24)")
-    g.add_argument("--lrp_rollout_tokens", type=int, metavar="N", help="rollout locator: at most N new tokens per rollout (default 256)")
+                   "instructions, code, trajectory, rollout, reference, judge, cases; default: per kind of task)")
+    g.add_argument("--lrp_rollouts", type=int, metavar="N", help="rollout locator: at most N forced alternatives per failure (default 8)")
+    g.add_argument("--lrp_rollout_tokens", type=int, metavar="N", help="rollout locator: at most N new tokens per rollout (default 128)")
     g.add_argument("--lrp_reference_model", metavar="ARGS",
                    help="reference locator: a second model, like --model_args (pretrained=...,gguf_file=...); same tokenizer")
+    g.add_argument("--lrp_judge", metavar="ARGS[;ARGS...]",
+                   help="judge locator: OpenAI-compatible chat servers through lm-eval's local-chat-completions "
+                   "(model=NAME,base_url=http://HOST:PORT/v1/chat/completions); several separated by ';' vote")
     g.add_argument("--lrp_cases", metavar="FILE", help="cases locator: JSONL of hand annotations (task, doc_id, offset...)")
     g.add_argument("--lrp_batch_size", metavar="N|auto", help="multiple-choice failures per forward/backward (default 1)")
     return p
@@ -96,8 +99,10 @@ def translate(argv: list[str]) -> list[str]:
         else:
             rest[i] = "--model=hf-lrp"
     _, output = _find(rest, "--output_path", "-o")
-    # lm-eval splits --model_args at commas: a reference model's own arguments travel joined by '|'
-    model_args = [f"{k}={str(v).replace(',', '|') if k == 'lrp_reference_model' else v}" for k, v in given.items()]
+    # lm-eval splits --model_args at commas: a locator chain and a reference model's or judge's own arguments
+    # travel joined by '|'
+    model_args = [f"{k}={str(v).replace(',', '|') if k in ('lrp_locate', 'lrp_reference_model', 'lrp_judge') else v}"
+                  for k, v in given.items()]
     if output:
         model_args.append(f"lrp_output_path={output}")
     if model_args:

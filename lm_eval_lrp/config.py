@@ -13,6 +13,8 @@ def _coerce(name: str, value):
     kind = {f.name: str(f.type) for f in fields(LRPConfig)}.get(name, "")
     if not isinstance(value, str) or (name == "batch_size" and value == "auto"):
         return value
+    if name == "locate":  # lm-eval splits --model_args at commas: the CLI sends the chain joined by '|'
+        return value.replace("|", ",")
     if kind.startswith("bool") and value.lower() in _BOOLS:
         return _BOOLS[value.lower()]
     try:
@@ -48,6 +50,7 @@ class LRPConfig:
     rollout_tokens: int = 128  # rollout locator: new tokens per rollout, at most
     reference_model: str | None = None  # reference locator: a second model's args ("pretrained=...,gguf_file=...")
     cases: str | None = None  # cases locator: JSONL of hand annotations
+    judge: str | None = None  # judge locator: "model=NAME,base_url=URL[;...]" (lm-eval's local-chat-completions)
     batch_size: int | str = 1  # multiple-choice failures explained per forward/backward ("auto": from free memory)
 
     @classmethod
@@ -94,6 +97,12 @@ class LRPConfig:
                 raise ValueError("lrp_locate names 'cases': give the annotations file with --lrp_cases FILE")
             if "reference" in str(self.locate) and not self.reference_model:
                 raise ValueError("lrp_locate names 'reference': give the model with --lrp_reference_model pretrained=...")
+            if "judge" in str(self.locate) and not self.judge:
+                raise ValueError("lrp_locate names 'judge': give the judges with --lrp_judge model=NAME,base_url=URL")
+        if self.judge:
+            from .locate.judge import parse_judges
+
+            parse_judges(self.judge)  # a malformed judge is named now, before the evaluation
         if self.cases:
             from .locate.cases import load_cases
 

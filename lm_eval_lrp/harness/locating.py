@@ -29,6 +29,8 @@ class Locating:
             options["reference"] = {"model": subject.reference}
         if cfg.cases:
             options["cases"] = {"path": cfg.cases}
+        if subject.judge is not None:
+            options["judge"] = {"ask": subject.judge}
         self.chain = Chain.from_names(cfg.locate, options) if cfg.locate else Chain.default(self.kind, options)
         self.ctx = Context.from_tokenizer(subject.tokenizer, subject.model, budget=budget, kind=self.kind)
 

@@ -42,5 +42,7 @@ class Subject:
     unsupported: str | None = None
     #: the reference locator's second model (same tokenizer, no LRP on it), or None
     reference: Any = None
+    #: the judge locator's judges: messages -> one answer per judge, or None
+    judge: Callable[[list[dict]], list[str]] | None = None
     #: the architecture self-check's figures (coverage, CP conservation, forward equality), or None
     self_check: dict | None = None

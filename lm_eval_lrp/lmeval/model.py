@@ -30,6 +30,11 @@ class HFLRP(HFLM):
         super().__init__(*args, **kwargs)
         self._data_parallel_on_cpu()
         self.lrp_reference = self._load_reference() if self.lrp.reference_model else None
+        self.lrp_judge = None
+        if self.lrp.judge:
+            from .judge import make_judges
+
+            self.lrp_judge = make_judges(self.lrp.judge)
         self.lrp_unsupported: str | None = None
         self.lrp_self_check: dict | None = None
         self.lrp_generated: dict[tuple[int, ...], list[int]] = {}  # unpadded prompt ids -> the ids generated after them
@@ -106,5 +111,6 @@ class HFLRP(HFLM):
             barrier=lambda: parallel.barrier(world),
             unsupported=self.lrp_unsupported,
             reference=self.lrp_reference,
+            judge=self.lrp_judge,
             self_check=self.lrp_self_check,
         )

@@ -38,11 +38,12 @@ def _builtins() -> None:
     from .gold import GoldLocator
     from .reference import ReferenceLocator
     from .rollout import RolloutLocator
+    from .judge import JudgeLocator
     from .trajectory import TrajectoryLocator
     from .verifier import ArithmeticVerifier, CodeVerifier, InstructionVerifier, Verifier
 
     for cls in (GoldLocator, Verifier, ArithmeticVerifier, InstructionVerifier, CodeVerifier, RolloutLocator,
-                ReferenceLocator, CasesLocator, TrajectoryLocator):
+                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator):
         _REGISTRY.setdefault(cls.name, cls)
 
 

@@ -115,6 +115,11 @@ class Context:
         # at the end of the text: the first token that adds nothing there (the model's end-of-sequence token)
         return next((i for i in range(n) if starts[i] >= offset), n)
 
+    def tokens_in(self, gen: Generation, start: int, end: int) -> list[int]:
+        """The output tokens whose text overlaps the characters [start, end) of the output."""
+        starts = self.offsets(gen.output_ids)
+        return [i for i in range(len(gen.output_ids)) if starts[i + 1] > start and starts[i] < end]
+
     def candidate(self, gen: Generation, index: int, why: str = "") -> Candidate:
         token = self.decode([gen.output_ids[index]]) if index < len(gen.output_ids) else ""
         alts = []
@@ -143,3 +148,17 @@ class Context:
             if t != target and accept(self.decode([t]) if t not in self.eos_ids else ""):
                 return int(t)
         return None
+
+    def decision_point(self, gen: Generation, positions: Sequence[int]) -> tuple[int, int | None]:
+        """Among ``positions`` (output token indices), the one where the model's best alternative to its own token
+        was most probable (the earliest on a tie), and that alternative; without a model, the first and None."""
+        if self.model is None:
+            return positions[0], None
+        s = self.scan(gen)
+
+        def best(i):
+            return next(((int(t), v) for t, v in zip(s.topk_ids[i].tolist(), s.topk_logprobs[i].tolist())
+                         if t != gen.output_ids[i] and t not in self.eos_ids), (None, float("-inf")))
+
+        index = max(positions, key=lambda i: (best(i)[1], -i))
+        return index, best(index)[0]

@@ -171,8 +171,7 @@ class TrajectoryLocator:
         n = len(gen.output_ids)
         starts = ctx.offsets(gen.output_ids)
         if step.setup is not None:
-            a, b = step.setup
-            positions = [i for i in range(n) if starts[i + 1] > a and starts[i] < b]
+            positions = ctx.tokens_in(gen, *step.setup)
         else:
             positions = [ctx.index_at(gen, step.offset)]
         positions = [i for i in positions if i < n] or [min(ctx.index_at(gen, step.offset), max(n - 1, 0))]
@@ -180,15 +179,9 @@ class TrajectoryLocator:
             raise NotFound("empty output")
         index, contrast, how = positions[0], None, "no model to rank alternatives"
         if ctx.model is not None:
-            s = ctx.scan(gen)
             if step.setup is not None:
-                def best_alt(i):
-                    alts = [v for t, v in zip(s.topk_ids[i].tolist(), s.topk_logprobs[i].tolist())
-                            if t != gen.output_ids[i] and t not in ctx.eos_ids]
-                    return alts[0] if alts else float("-inf")
-                index = max(positions, key=lambda i: (best_alt(i), -i))
+                index, contrast = ctx.decision_point(gen, positions)
                 how = "the step's decision point (its most probable alternative)"
-                contrast = _alternative(gen, ctx, index, lambda piece: True)
             else:
                 gold = final_answer(gen)
                 accept = _starts(gold) if gold else None
