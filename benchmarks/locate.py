@@ -183,6 +183,8 @@ def main(argv=None) -> int:
     p.add_argument("--reference_args", default=None,
                    help="also the reference locator (and reference before the default chain) with this model "
                         "(pretrained=DIR[,gguf_file=F.gguf]; same tokenizer)")
+    p.add_argument("--judge", default=None,
+                   help="also the judge locator with these judges (--lrp_judge's form: model=NAME,base_url=URL[;...])")
     p.add_argument("--topk", type=int, default=10)
     p.add_argument("--max_rollouts", type=int, default=24)
     p.add_argument("--max_new_tokens", type=int, default=160)
@@ -211,6 +213,11 @@ def main(argv=None) -> int:
     specs = {name: (lambda row, n=name: Chain([make(n)])) for name in args.locators.split(",") if name}
     if not args.no_chain:
         specs["default chain"] = lambda row: Chain.default(kind_of_task(row["task"]))
+    if args.judge:
+        from lm_eval_lrp.lmeval.judge import make_judges
+
+        judge = make("judge", ask=make_judges(args.judge))
+        specs["judge"] = lambda row: Chain([judge])
     if args.reference_args:
         ref_model, ref_tok = _load(args.reference_args)
         reference = make("reference", model=ref_model, tokenizer=ref_tok, evaluated_tokenizer=tok)
