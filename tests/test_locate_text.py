@@ -94,6 +94,7 @@ def test_the_setup_of_the_first_invented_value():
     assert step_of(" She has 16 - 3 - 4 = 9 eggs, so 9 * 2 = 20.", EGGS, EGGS_GOLD)[0] == "9 * 2"
     # gsm8k's calculator annotation and a LaTeX equation: the chain's left side
     assert step_of(" 2*2*1 = <<2*2=4>>4 bolts", "2 bolts and half that much", "2/2=<<2/2=1>>1\n#### 3")[0] == "2*2*1"
+    assert step_of(" 15 cups = 15*3 = <<35>>35.", "15 cups, 25 cups, 20 chickens", "3*20=<<3*20=60>>60")[0] == "15*3"
     latex = "so:\n\\[ 60 \\text{ meters} \\times 3 \\text{ sprints} = 180 \\text{ meters} \\]"
     assert step_of(latex, "3 sprints 3 times a week, 60 meters each", "3*3=<<3*3=9>>9\n9*60=<<9*60=540>>540")[0] == \
         "60 \\text{ meters} \\times 3 \\text{ sprints}"

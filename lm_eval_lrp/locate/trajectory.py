@@ -144,7 +144,7 @@ def _setup(out: str, offset: int) -> tuple[int, int] | None:
     """[start, end) of the left side of the equation whose result starts at ``offset`` (None: not a result)."""
     line_start = out.rfind("\n", 0, offset) + 1
     before = out[line_start:offset]
-    if not re.search(r"=[\s$]*(?:<<[^<>]*>>)?[\s$]*$", before):
+    if not re.search(r"=[\s$]*(?:<<[^<>]*>>|<<)?[\s$]*$", before):  # '= v', '= <<a*b=c>>v', '= <<v>>
         return None
     left = before[: before.rfind("=")]
     m = _SETUP.search(left)
