@@ -3,9 +3,10 @@ OpenAI-compatible server that the test starts, asked through lm-eval's own ``loc
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,25 +69,20 @@ def test_malformed_judges_are_named(spec, message):
         LRPConfig(locate="judge").check()
 
 
-class _Judges(BaseHTTPRequestHandler):
+def _serve_chat():
+    spec = importlib.util.spec_from_file_location("serve_chat", Path(__file__).parents[1] / "benchmarks" / "serve_chat.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Judges(_serve_chat().ChatHandler):
     answers = {"strong": "2", "also-strong": "Step 2", "weak": "3"}
     seen: list = []
 
-    def do_POST(self):  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def answer(self, body):
         type(self).seen.append(body)
-        reply = {"id": "x", "object": "chat.completion", "model": body["model"],
-                 "choices": [{"index": 0, "finish_reason": "stop",
-                              "message": {"role": "assistant", "content": self.answers[body["model"]]}}]}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        return self.answers[body["model"]]
 
 
 def test_judges_on_a_local_server_through_lm_eval():

@@ -12,7 +12,7 @@ import math
 import re
 import statistics
 
-from ..compare import SEGMENTS
+from ..compare_stats import SEGMENTS
 
 
 def _ok(x) -> bool:
