@@ -7,7 +7,9 @@ documents, on this same model object, through :meth:`HFLRP.subject` (plain value
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from array import array
 from dataclasses import asdict
 
 from lm_eval.models.huggingface import HFLM
@@ -37,7 +39,7 @@ class HFLRP(HFLM):
             self.lrp_judge = make_judges(self.lrp.judge)
         self.lrp_unsupported: str | None = None
         self.lrp_self_check: dict | None = None
-        self.lrp_generated: dict[tuple[int, ...], list[int]] = {}  # unpadded prompt ids -> the ids generated after them
+        self.lrp_generated: dict[bytes, array] = {}  # digest of the unpadded prompt ids -> the ids generated after them
         try:  # coverage of every block's modules + CP-LRP conservation and an unchanged forward on a short probe
             self.lrp_self_check = self_check(self.model)
         except UnsupportedArchitecture as err:
@@ -79,7 +81,7 @@ class HFLRP(HFLM):
         width = context.shape[1]
         for row in range(context.shape[0]):
             ids = context[row][mask[row].bool()] if mask is not None else context[row]
-            self.lrp_generated[tuple(ids.tolist())] = cont[row, width:].tolist()
+            self.lrp_generated[_digest(ids.tolist())] = array("q", cont[row, width:].tolist())
         return cont
 
     def get_model_info(self) -> dict:
@@ -101,7 +103,7 @@ class HFLRP(HFLM):
             config=self.lrp,
             encode_pair=self._encode_pair,
             generation_context=self._generation_context,
-            generated=lambda prompt_ids: self.lrp_generated.get(tuple(prompt_ids)),
+            generated=lambda prompt_ids: self.lrp_generated.get(_digest(prompt_ids)),
             max_length=self.lrp.max_length or self.max_length,
             source={"model": self.lrp_name_args, "revision": getattr(self, "revision", None), "dtype": str(self.model.dtype)},
             rank=rank,
@@ -114,3 +116,8 @@ class HFLRP(HFLM):
             judge=self.lrp_judge,
             self_check=self.lrp_self_check,
         )
+
+
+def _digest(ids) -> bytes:
+    """A compact key for a prompt's token ids (a long few-shot prompt is not kept per document)."""
+    return hashlib.blake2b(array("q", [int(i) for i in ids]).tobytes(), digest_size=16).digest()
