@@ -70,10 +70,17 @@ def generation_of(row: dict, until=()) -> Generation:
 
 
 def explained_offset(location, gen: Generation, ctx: Context) -> int | None:
-    """Char offset into the output of the explained token; for ``gold``, where the output leaves the gold (the
-    divergence point read in the output: the text before it is shared by both), else None."""
+    """Char offset into the output of the explained token's first visible character (a token ``' Sum'`` that starts
+    with the space before an annotated ``Sum ...`` counts as inside it; a token of white space only keeps its
+    start); for ``gold``, where the output leaves the gold (the divergence point read in the output: the text
+    before it is shared by both), else None."""
     if location.output_offset is not None:
-        return location.output_offset
+        start = location.output_offset
+        if location.continuation is None and location.index < len(gen.output_ids):
+            text = gen.output[start: ctx.offsets(gen.output_ids)[location.index + 1]]
+            if text.strip():
+                start += len(text) - len(text.lstrip())
+        return start
     if location.continuation is None:
         return None
     shared = ctx.decode(location.continuation[: location.index])

@@ -105,3 +105,16 @@ def test_malformed_devset_line_is_named(tmp_path, bad, message):
     with pytest.raises(ValueError, match=message) as err:
         bench.load_devset(path)
     assert f"{path}:2:" in str(err.value)
+
+
+def test_a_token_with_the_space_before_an_annotated_word_is_inside_it():
+    """``' Sum'`` explained where a person annotated ``Sum up ...`` (the span starts after the space) is a hit; a
+    token of white space only keeps its own start (a newline before the span is not inside it)."""
+    from lm_eval_lrp.locate import Generation, Location
+
+    pieces = {1: "Q", 5: " Sum", 6: " up", 7: "\n", 8: "x"}
+    ctx = Context(decode=lambda ids: "".join(pieces[i] for i in ids))
+    gen = Generation([1], [8, 7, 5, 6], "x\n Sum up")
+    at = {i: Location(i, gen.output_ids[i], None, "t", "", output_offset=ctx.offsets(gen.output_ids)[i]) for i in (1, 2)}
+    assert bench.explained_offset(at[2], gen, ctx) == gen.output.index("Sum")
+    assert bench.explained_offset(at[1], gen, ctx) == gen.output.index("\n")

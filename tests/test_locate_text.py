@@ -110,3 +110,23 @@ def test_enumerators_restatements_and_right_answers_are_not_steps():
     assert step_of(" 5\n\n", q, gold)[0] == "5"  # a bare answer: the answer itself
     assert step_of(" three-digit numbers: 3 of them", "a three-digit integer", "\\boxed{\\frac{1}{2}}")[0] == "3"
     assert step_of("No numbers at all", q, gold) is None
+
+
+def test_ranges_formulas_and_given_values_used_are_not_steps():
+    """What a MATH solution writes without leaving the trajectory: counting out a range the problem names, the
+    bounds of an "n-digit" range, a formula's constant; and a value the problem gives, used in an operation, is not
+    yet a commitment to it as the answer (the real first error comes later: here the boxed answer)."""
+    lcm = ("What is the least common multiple of the first ten positive integers?", "\\boxed{2520}")
+    out = "\\[ \\text{GCD}(1, 2, 3, 4, 5, 6, 7, 8, 9, 10) = 1 \\]\nSo the LCM is 10 \\times 36 = 360."
+    assert step_of(out, *lcm)[0] == "36"  # not 6: 1..10 counts out "the first ten"
+    digits = ("The positive three-digit integer $N$ has a ones digit of $0$.", "\\boxed{\\frac{1}{2}}")
+    assert step_of("N ranges from 100 to 999, so 45 of them.", *digits)[0] == "45"
+    fan = ("A fan with a diameter of 6 feet turns 20 times a minute.", "3 * 2 = 6 \\pi\n\\boxed{162}")
+    assert step_of("\\[ C = 2\\pi r \\]\nso \\[ C = 2\\pi \\times 3 = 6\\pi \\]\nthen 7 minutes", *fan)[0] == "7"
+    q, gold = "What is the smallest multiple of $5$ which is greater than $-32$?", "$-6 \\cdot 5 = \\boxed{-30}$"
+    out = "We divide -32 by 5 and round up.\nThe smallest multiple is \\(\\boxed{-32}\\)."
+    from lm_eval_lrp.locate import Generation
+    from lm_eval_lrp.locate.trajectory import first_step_off
+
+    step = first_step_off(Generation([1], [5], out, gold=gold, doc={"question": q}))
+    assert step.number == "-32" and step.offset == out.rindex("-32") and "commits" in step.why

@@ -43,6 +43,11 @@ _WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 7
 _WORD = re.compile(r"\b(" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")\b(?!-)", re.I)
 # the left side of an equation: numbers, operators, brackets, spaces, $, LaTeX operators and \text{units}
 _SETUP = re.compile(r"(?:\\text\{[^{}\n]*\}|\\(?:times|cdot|div|frac|left|right|dfrac)|<<|>>|[\d\s,.$+\-*/×÷x()\[\]{}^=<>])+$")
+_DIGITS = re.compile(r"\b(\w+)-digit\b", re.I)
+# a number that is the coefficient of a symbolic formula, not a value: ``2\pi r``, ``2πr``, ``4\pi r^2``
+_COEFFICIENT = re.compile(r"\s*(?:\\pi|π)\s*[a-z](?![a-z])")
+# what commits to an answer right before a number: ``is``, ``=``, ``answer ...``, ``\boxed{``, ``####``
+_COMMITS = re.compile(r"(?:\bis|\bare|=|answer[^.\n]{0,20}|\\boxed\{|####)[\s$\\(]*$", re.I)
 _FINAL = [re.compile(r"####\s*(\S+)"), re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")]
 RESTATE = 12  # characters before a number that, found with it in the question, make it a restatement
 
@@ -82,7 +87,12 @@ def known_values(gen: Generation) -> set[Fraction]:
     known = {Fraction(0), Fraction(1)}
     for text in texts:
         known.update(v for _, n in numbers(text) if (v := value(n)) is not None)
-    known.update(Fraction(_WORDS[m.group(1).lower()]) for m in _WORD.finditer(question_of(gen)))
+    question = question_of(gen)
+    known.update(Fraction(_WORDS[m.group(1).lower()]) for m in _WORD.finditer(question))
+    for m in _DIGITS.finditer(question):  # "three-digit": the range's bounds 100, 999 (and 1000)
+        n = _WORDS.get(m.group(1).lower()) if not m.group(1).isdigit() else int(m.group(1))
+        if n and 0 < n < 19:
+            known.update({Fraction(10 ** (n - 1)), Fraction(10 ** n - 1), Fraction(10 ** n)})
     return known
 
 
@@ -116,9 +126,11 @@ def first_step_off(gen: Generation) -> Step | None:
     for offset, num in numbers(out):
         before = out[:offset]
         enumerates = _ENUMERATOR.search(before) and re.match(r"[.):][ \t]+\S", out[offset + len(num):])
-        if enumerates or _STEP_WORD.search(before):
+        if enumerates or _STEP_WORD.search(before) or _COEFFICIENT.match(out, offset + len(num)):
             continue
         candidates.append((offset, num))
+    counted = _counting_runs(out, known)
+    candidates = [(o, n) for o, n in candidates if o not in counted]
     if not candidates:
         return None
     for offset, num in candidates:
@@ -136,8 +148,28 @@ def first_step_off(gen: Generation) -> Step | None:
         before = out[max(0, offset - RESTATE): offset]
         if len(_squash(before)) >= 4 and _squash(before + num) in question:
             continue  # restating the question
+        opens = not out[:offset].strip(" \t\n$\\(")  # the output starts with it: the answer itself
+        if last in known and not opens and not _COMMITS.search(out[max(0, offset - 40): offset]):
+            continue  # a value the problem gives, used (``dividing -32 by 5``), not yet given as the answer
         return Step(offset, num, _setup(out, offset), f"the output commits to its final answer {num!r} here")
     return None
+
+
+def _counting_runs(out: str, known: set[Fraction]) -> set[int]:
+    """Offsets of the numbers inside a listed run of consecutive integers whose ends the problem gives
+    (``GCD(1, 2, 3, ..., 10)`` for "the first ten positive integers"): counting out a range, not new values."""
+    found, nums = set(), numbers(out)
+    i = 0
+    while i < len(nums):
+        j = i
+        while (j + 1 < len(nums) and re.fullmatch(r",\s*", out[nums[j][0] + len(nums[j][1]): nums[j + 1][0]])
+               and value(nums[j + 1][1]) is not None and value(nums[j][1]) is not None
+               and value(nums[j + 1][1]) - value(nums[j][1]) == 1):
+            j += 1
+        if j - i >= 2 and value(nums[i][1]) in known and value(nums[j][1]) in known:
+            found.update(o for o, _ in nums[i: j + 1])
+        i = j + 1
+    return found
 
 
 def _setup(out: str, offset: int) -> tuple[int, int] | None:
