@@ -31,7 +31,8 @@ def _key(r):
 
 def test_sigkill_then_resume_equals_uninterrupted_run(world):
     model = th.build(world["root"], layers=6, hidden=256)  # slow enough to be killed mid-way
-    args = lambda out: _args(world, out, "tiny_big", "--lrp", "--lrp_min_delta", "0", "--lrp_sequence", model=model)  # noqa: E731
+    args = lambda out: _args(world, out, "tiny_big", "--lrp", "--lrp_min_delta", "0", "--lrp_sequence", "--limit", "30",  # noqa: E731
+                             model=model)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
     full = world["root"] / "uninterrupted"

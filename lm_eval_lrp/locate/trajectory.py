@@ -8,8 +8,13 @@ goes ``16 - 3 - 4 = 9``) — marks the step that went wrong; when no value is ne
 * known values: the numbers of the document's text fields (the question and the worked solution), of the gold
   continuation, number words of the question (``three`` → 3; not in compounds like ``three-digit``), and the
   identities 0 and 1;
-* skipped in the output: list and step enumerators (``1.`` at a line start, ``Step 2``), and restatements of the
-  question (a number whose few preceding characters appear with it in the question);
+* skipped in the output: list and step enumerators (``1.`` at a line start, ``Step 2``), restatements of the
+  question (a number whose few preceding characters appear with it in the question), a range counted out between
+  two known ends (``GCD(1, 2, 3, ..., 10)``; an "n-digit" number's bounds ``100``, ``999`` are known), and a
+  formula's constant (``2\\pi r``);
+* a commitment to a wrong final answer that the problem itself gives (``-32``) counts only where the output gives it
+  as a result (``is``, ``=``, ``answer``, ``\\boxed{``, or the output's first word), not where it uses it
+  (``dividing -32 by 5``);
 * the step: when the value is the result of an equation (``expr = value``, gsm8k's ``<<expr=value>>`` and LaTeX
   ``\\times`` / ``\\cdot`` included), the step is the equation's left side — the setup — and the explained token is
   the step's decision point: the token where the model's best alternative was most probable (where it chose,
