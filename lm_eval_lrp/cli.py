@@ -45,7 +45,7 @@ def lrp_parser() -> argparse.ArgumentParser:
                    help="deletion curves per record: AttnLRP vs gradient×input, CP-LRP and random")
     g.add_argument("--lrp_locate", metavar="NAME[,NAME...]",
                    help="generate_until: locator chain, first that succeeds wins (gold, verifier, arithmetic, "
-                   "instructions, code, trajectory, rollout, reference, judge, cases; default: per kind of task)")
+                   "instructions, code, crash, trajectory, rollout, reference, judge, cases; default: per kind of task)")
     g.add_argument("--lrp_rollouts", type=int, metavar="N", help="rollout locator: at most N forced alternatives per failure (default 8)")
     g.add_argument("--lrp_rollout_tokens", type=int, metavar="N", help="rollout locator: at most N new tokens per rollout (default 128)")
     g.add_argument("--lrp_reference_model", metavar="ARGS",

@@ -368,3 +368,41 @@ def test_trajectory_explains_the_decision_point_of_the_wrong_step():
     assert (loc.index, loc.target, loc.contrast) == (1, TOK.ids["1"], TOK.ids["2"])
     with pytest.raises(NotFound, match="trajectory"):
         make("trajectory").locate(gen_of(" 2520", doc={"problem": "LCM?", "solution": "\\boxed{2520}"}), ctx_for())
+
+
+# ----------------------------------------------------------------------------- crash: where the task's tests raise
+
+ROLLING = {"prompt": "def rolling_max(numbers):\n", "entry_point": "rolling_max",
+           "test": "def check(f):\n    assert f([]) == []\n    assert f([1, 3, 2]) == [1, 3, 3]\n"}
+CRASHES = "    out = []\n    m = numbers[0]\n    for n in numbers:\n        m = max(m, n)\n        out.append(m)\n    return out"
+
+
+def test_crash_is_the_output_line_where_the_tests_raise():
+    from lm_eval_lrp.locate.crash import crash_in_output
+
+    crash = crash_in_output(ROLLING, CRASHES)
+    assert (crash.line, CRASHES[crash.offset:crash.end]) == (2, "m = numbers[0]") and crash.error.startswith("IndexError")
+    guarded = CRASHES.replace("    m = numbers[0]", "    print('noise')\n    m = numbers[0] if numbers else 0")
+    assert crash_in_output(ROLLING, guarded) is None  # passes (and its own printing is not read as an outcome)
+    wrong = "    return sorted(numbers)"
+    assert crash_in_output(ROLLING, wrong) is None  # the tests' assertion fails: a wrong result, not a crash
+    raising_test = {**ROLLING, "test": "def check(f):\n    raise ValueError('in the test')\n"}
+    assert crash_in_output(raising_test, wrong) is None  # raised outside the output's lines
+    assert crash_in_output(ROLLING, "    while True:\n        pass", timeout=1.0) is None  # a timeout
+    assert crash_in_output({"question": "2+2?"}, CRASHES) is None  # not HumanEval-shaped
+
+
+def test_crash_locator_explains_the_crashing_line(model):
+    gen = gen_of(CRASHES, prompt=ROLLING["prompt"], doc=ROLLING)
+    with pytest.raises(NotFound, match="no scorer"):
+        make("crash").locate(gen, ctx_for(model))
+    verdicts = []
+    ctx = ctx_for(model, budget=Budget(max_rollouts=2, max_new_tokens=4, width=2)).for_doc(lambda text: verdicts.append(text) or False)
+    loc = make("crash").locate(gen, ctx)
+    line = CRASHES.index("m = numbers[0]")
+    assert line <= loc.output_offset < line + len("m = numbers[0]") and loc.locator == "crash"
+    assert loc.contrast is not None and loc.contrast != loc.target and "IndexError" in loc.reason
+    assert len(loc.rollouts) == 2 and len(verdicts) == 2  # its best alternatives were rolled out and judged
+    with pytest.raises(NotFound, match="do not crash"):
+        make("crash").locate(gen_of("    return []", prompt=ROLLING["prompt"], doc=ROLLING), ctx)
+    assert Chain.default("code").names == ["code", "crash", "rollout", "gold"]

@@ -35,6 +35,7 @@ def _builtins() -> None:
     if _REGISTRY:
         return
     from .cases import CasesLocator
+    from .crash import CrashLocator
     from .gold import GoldLocator
     from .reference import ReferenceLocator
     from .rollout import RolloutLocator
@@ -43,7 +44,7 @@ def _builtins() -> None:
     from .verifier import ArithmeticVerifier, CodeVerifier, InstructionVerifier, Verifier
 
     for cls in (GoldLocator, Verifier, ArithmeticVerifier, InstructionVerifier, CodeVerifier, RolloutLocator,
-                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator):
+                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator):
         _REGISTRY.setdefault(cls.name, cls)
 
 
@@ -66,7 +67,7 @@ def make(name: str, **options) -> Locator:
 #: gold is the last resort where a task has a gold solution.
 DEFAULT_CHAINS = {
     "math": ("trajectory", "arithmetic", "rollout", "gold"),
-    "code": ("code", "rollout", "gold"),
+    "code": ("code", "crash", "rollout", "gold"),
     "instructions": ("instructions", "rollout"),
     None: ("verifier", "rollout", "gold"),
 }

@@ -140,3 +140,17 @@ def roll_out(gen: Generation, ctx: Context, i: int, alts: list[int], max_new_tok
         tail = text[len(prefix_text):] if text.startswith(prefix_text) else text
         out.append(Rollout(i, alt, ctx.decode([alt]), tail[:TRUNCATE], verdict, len(row)))
     return out
+
+
+def confirm(gen: Generation, ctx: Context, index: int, contrast: int | None) -> tuple[int | None, list[Rollout]]:
+    """Roll out ``contrast`` and the model's next-best tokens at ``index`` (at most ``Budget.width``, within the
+    budget) and judge each: (the highest-ranked alternative the task's scorer accepts, else None; the rollouts).
+    Nothing is rolled out without a model, a scorer, a contrast or a budget."""
+    if ctx.model is None or ctx.score is None or contrast is None or ctx.budget.max_rollouts <= 0:
+        return None, []
+    s = ctx.scan(gen)
+    others = [int(t) for t in s.topk_ids[index].tolist()
+              if t not in (gen.output_ids[index], contrast) and t not in ctx.eos_ids]
+    alts = ([contrast] + others)[: max(1, min(ctx.budget.width, ctx.budget.max_rollouts))]
+    rolled = roll_out(gen, ctx, index, alts, ctx.budget.max_new_tokens)
+    return next((r.forced for r in rolled if r.verdict), None), rolled

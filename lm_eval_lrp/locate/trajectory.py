@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from .context import Context
-from .rollout import roll_out
+from .rollout import confirm
 from .types import Generation, Location, NotFound
 
 _NUMBER = re.compile(r"(?<![\w.\\^])-?\d+(?:(?:,|\{,\})\d{3})*(?:\.\d+)?(?![\w])")
@@ -227,16 +227,9 @@ class TrajectoryLocator:
                 if contrast is None:
                     contrast = _alternative(gen, ctx, index, lambda piece: True)
                     how = "the model's best alternative (none among its top-k starts the correct answer)"
-        rolled = []
-        if ctx.model is not None and ctx.score is not None and contrast is not None and ctx.budget.max_rollouts > 0:
-            s = ctx.scan(gen)
-            others = [int(t) for t in s.topk_ids[index].tolist()
-                      if t not in (gen.output_ids[index], contrast) and t not in ctx.eos_ids]
-            alts = ([contrast] + others)[: max(1, min(ctx.budget.width, ctx.budget.max_rollouts))]
-            rolled = roll_out(gen, ctx, index, alts, ctx.budget.max_new_tokens)
-            fixes = [r.forced for r in rolled if r.verdict]
-            if fixes:
-                contrast, how = fixes[0], "the highest-ranked alternative whose rollout the task's scorer accepts"
+        fix, rolled = confirm(gen, ctx, index, contrast)
+        if fix is not None:
+            contrast, how = fix, "the highest-ranked alternative whose rollout the task's scorer accepts"
         where = (f"the setup {gen.output[step.setup[0]:step.setup[1]]!r} of that value"
                  if step.setup is not None else "the value itself")
         reason = f"{step.why}; explained: {where}, contrast = {how}"

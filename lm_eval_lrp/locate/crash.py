@@ -1,0 +1,124 @@
+"""``crash`` (code): the line of the model's own code where the task's tests raise.
+
+A HumanEval-style document (``prompt``, ``test``, ``entry_point``) is run as the task runs it — prompt + output +
+test + ``check(entry_point)`` — in a separate ``python -I`` process with a wall-clock timeout; when it raises, the
+innermost frame of the traceback that lies in the output's lines is the line that crashed (``current_max =
+numbers[0]`` raising ``IndexError`` on the empty-list test). The explained token is that line's decision point
+(the token whose best alternative the model found most probable; contrast = that alternative), confirmed by rolling
+out its best alternatives within ``--lrp_rollouts`` (an alternative the task's scorer accepts becomes the
+contrast). A failing assertion of the tests (a wrong result, no crash), a timeout or an exception outside the
+output's lines locate nothing: the chain goes on.
+
+Model code runs only where the task's own scorer runs it anyway (a context with a scorer: lm-eval scores these
+tasks only under ``--confirm_run_unsafe_code``), with the same caveat: a subprocess is not a sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from .context import Context
+from .rollout import confirm
+from .types import Generation, Location, NotFound
+
+MARK = "@@lm-eval-lrp-crash@@"
+RUNNER = f"""
+import json, sys, traceback
+source = sys.stdin.read()
+try:
+    exec(compile(source, "<solution>", "exec"), {{"__name__": "__main__"}})
+    result = {{"error": None}}
+except BaseException as err:
+    lines = [f.lineno for f in traceback.extract_tb(err.__traceback__) if f.filename == "<solution>"]
+    result = {{"error": type(err).__name__, "message": str(err)[:200], "lines": lines}}
+sys.__stdout__.write("\\n{MARK}" + json.dumps(result) + "\\n")
+sys.__stdout__.flush()
+"""
+
+
+@dataclass(frozen=True)
+class Crash:
+    line: int  # 1-based line of the output
+    offset: int  # char offset (into the output) of the line's first non-blank character
+    end: int  # char offset of the line's end
+    error: str  # e.g. "IndexError: list index out of range"
+
+
+def program_of(doc: dict, output: str) -> tuple[str, str] | None:
+    """(prefix, program): what HumanEval's scorer runs for this output; None when the doc is not of that shape."""
+    prompt, test, entry = doc.get("prompt"), doc.get("test"), doc.get("entry_point")
+    if not (isinstance(prompt, str) and isinstance(test, str) and isinstance(entry, str) and entry.isidentifier()):
+        return None
+    return prompt, f"{prompt}{output}\n{test}\ncheck({entry})\n"
+
+
+def run_tests(program: str, timeout: float = 5.0) -> dict | None:
+    """Run ``program`` in a separate interpreter; its outcome ({error, message, lines}), None on a timeout."""
+    with tempfile.TemporaryDirectory() as cwd:
+        try:
+            proc = subprocess.run([sys.executable, "-I", "-c", RUNNER], input=program, capture_output=True, text=True,
+                                  timeout=timeout, cwd=cwd)
+        except subprocess.TimeoutExpired:
+            return None
+    found = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
+    if not found:  # killed from inside (os._exit, a signal): no traceback to read
+        return {"error": f"exit status {proc.returncode}", "message": "", "lines": []}
+    return json.loads(found[-1][len(MARK):])
+
+
+def crash_in_output(doc: dict, output: str, timeout: float = 5.0) -> Crash | None:
+    """Where the task's tests crash inside ``output``; None when they pass, fail an assertion of the tests, time
+    out, or raise outside the output's lines."""
+    shaped = program_of(doc, output)
+    if shaped is None:
+        return None
+    prefix, program = shaped
+    outcome = run_tests(program, timeout)
+    if not outcome or not outcome.get("error"):
+        return None
+    first, lines = prefix.count("\n"), output.split("\n")
+    inside = [n - first for n in outcome.get("lines", []) if 1 <= n - first <= len(lines)]
+    if not inside:
+        return None
+    line = inside[-1]  # the innermost frame in the output
+    start = sum(len(x) + 1 for x in lines[: line - 1])
+    text = lines[line - 1]
+    if not text.strip():
+        return None
+    error = outcome["error"] + (f": {outcome['message']}" if outcome.get("message") else "")
+    return Crash(line, start + len(text) - len(text.lstrip()), start + len(text.rstrip()), error)
+
+
+class CrashLocator:
+    name = "crash"
+
+    def __init__(self, timeout: float = 5.0):
+        self.timeout = float(timeout)
+
+    def locate(self, gen: Generation, ctx: Context) -> Location:
+        if ctx.score is None:
+            raise NotFound("no scorer for this task: its tests are not run")
+        if not isinstance(gen.doc, dict) or program_of(gen.doc, gen.output) is None:
+            raise NotFound("not a HumanEval-style document (prompt, test, entry_point)")
+        if not gen.output_ids:
+            raise NotFound("empty output")
+        crash = crash_in_output(gen.doc, gen.output, self.timeout)
+        if crash is None:
+            raise NotFound("the task's tests do not crash inside the output (they pass, fail an assertion, or time out)")
+        positions = [i for i in ctx.tokens_in(gen, crash.offset, crash.end) if i < len(gen.output_ids)]
+        if not positions:
+            raise NotFound("the crashing line lies past the output's tokens")
+        index, contrast = ctx.decision_point(gen, positions)
+        how = "the line's decision point (its most probable alternative)" if ctx.model is not None else "no model"
+        fix, rolled = confirm(gen, ctx, index, contrast)
+        if fix is not None:
+            contrast, how = fix, "the highest-ranked alternative whose rollout the task's scorer accepts"
+        reason = (f"the task's tests raise {crash.error} at line {crash.line} of the output "
+                  f"({gen.output[crash.offset:crash.end][:80]!r}); explained: {how}")
+        cands = [ctx.candidate(gen, i, f"line {crash.line}") for i in positions[:12]]
+        return Location(index, gen.output_ids[index], contrast, self.name, reason,
+                        output_offset=ctx.offsets(gen.output_ids)[index], candidates=cands, rollouts=rolled)
