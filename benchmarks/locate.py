@@ -186,6 +186,7 @@ def main(argv=None) -> int:
     p.add_argument("--label", default=None, help="use the dev set rows of this model label (default: the most common)")
     p.add_argument("--locators", default=",".join(LOCATORS), help="each alone, plus the default chain of the task's kind")
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--tasks", default=None, help="only the dev set rows of these tasks (comma-separated names)")
     p.add_argument("--no_chain", action="store_true", help="leave out the default chain (it repeats the rollout cost)")
     p.add_argument("--reference_args", default=None,
                    help="also the reference locator (and reference before the default chain) with this model "
@@ -209,7 +210,8 @@ def main(argv=None) -> int:
         print(f"no annotated rows in {args.devset}")
         return 1
     label = args.label or labels.most_common(1)[0][0]
-    rows = [r for r in rows if r["model"] == label][: args.limit]
+    tasks = set(args.tasks.split(",")) if args.tasks else None
+    rows = [r for r in rows if r["model"] == label and (tasks is None or r["task"] in tasks)][: args.limit]
     print(f"{len(rows)} failures of {label} ({dict(labels)} in {args.devset})")
     model, tok = _load(args.model_args)
     tasks = _tasks({r["task"] for r in rows}, Path(args.work) / "tasks")
