@@ -390,6 +390,11 @@ def test_crash_is_the_output_line_where_the_tests_raise():
     assert crash_in_output(raising_test, wrong) is None  # raised outside the output's lines
     assert crash_in_output(ROLLING, "    while True:\n        pass", timeout=1.0) is None  # a timeout
     assert crash_in_output({"question": "2+2?"}, CRASHES) is None  # not HumanEval-shaped
+    mbpp = {"test_list": ["assert first([3, 1]) == 3", "assert first([]) is None"]}
+    code = "def first(xs):\n    return xs[0]\n"
+    crash = crash_in_output(mbpp, code)  # MBPP: output + its asserts; the IndexError is raised in the output's line 2
+    assert (crash.line, code[crash.offset:crash.end]) == (2, "return xs[0]")
+    assert crash_in_output(mbpp, "def first(xs):\n    return 3\n") is None  # an assert of the tests fails
 
 
 def test_crash_locator_explains_the_crashing_line(model):

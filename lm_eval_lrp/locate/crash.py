@@ -1,7 +1,7 @@
 """``crash`` (code): the line of the model's own code where the task's tests raise.
 
 A HumanEval-style document (``prompt``, ``test``, ``entry_point``) is run as the task runs it — prompt + output +
-test + ``check(entry_point)`` — in a separate ``python -I`` process with a wall-clock timeout; when it raises, the
+test + ``check(entry_point)``; an MBPP one (``test_list``) as output + its asserts — in a separate ``python -I`` process with a wall-clock timeout; when it raises, the
 innermost frame of the traceback that lies in the output's lines is the line that crashed (``current_max =
 numbers[0]`` raising ``IndexError`` on the empty-list test). The explained token is that line's decision point
 (the token whose best alternative the model found most probable; contrast = that alternative), confirmed by rolling
@@ -49,11 +49,14 @@ class Crash:
 
 
 def program_of(doc: dict, output: str) -> tuple[str, str] | None:
-    """(prefix, program): what HumanEval's scorer runs for this output; None when the doc is not of that shape."""
-    prompt, test, entry = doc.get("prompt"), doc.get("test"), doc.get("entry_point")
-    if not (isinstance(prompt, str) and isinstance(test, str) and isinstance(entry, str) and entry.isidentifier()):
-        return None
-    return prompt, f"{prompt}{output}\n{test}\ncheck({entry})\n"
+    """(prefix, program): what the task's scorer runs for this output — HumanEval: prompt + output + test +
+    ``check(entry_point)``; MBPP: output + its ``test_list`` asserts — None when the doc is of neither shape."""
+    prompt, test, entry, asserts = doc.get("prompt"), doc.get("test"), doc.get("entry_point"), doc.get("test_list")
+    if isinstance(prompt, str) and isinstance(test, str) and isinstance(entry, str) and entry.isidentifier():
+        return prompt, f"{prompt}{output}\n{test}\ncheck({entry})\n"
+    if isinstance(asserts, list) and asserts and all(isinstance(a, str) for a in asserts) and entry is None:
+        return "", output + "\n" + "\n".join(asserts) + "\n"
+    return None
 
 
 def run_tests(program: str, timeout: float = 5.0) -> dict | None:
@@ -103,7 +106,7 @@ class CrashLocator:
         if ctx.score is None:
             raise NotFound("no scorer for this task: its tests are not run")
         if not isinstance(gen.doc, dict) or program_of(gen.doc, gen.output) is None:
-            raise NotFound("not a HumanEval-style document (prompt, test, entry_point)")
+            raise NotFound("not a HumanEval- or MBPP-style document (prompt, test, entry_point; or test_list)")
         if not gen.output_ids:
             raise NotFound("empty output")
         crash = crash_in_output(gen.doc, gen.output, self.timeout)
