@@ -27,8 +27,9 @@ from .types import Generation, Location, NotFound
 
 MARK = "@@lm-eval-lrp-crash@@"
 RUNNER = f"""
-import json, sys, traceback
+import json, os, sys, traceback
 source = sys.stdin.read()
+sys.stdout = sys.stderr = open(os.devnull, "w")  # what the program prints is not kept
 try:
     exec(compile(source, "<solution>", "exec"), {{"__name__": "__main__"}})
     result = {{"error": None}}
