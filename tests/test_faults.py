@@ -162,16 +162,23 @@ def test_bf16_model_on_cpu(world):
     assert recs and all(abs(r["conservation"]["ratio"]) < 100 for r in recs)
 
 
+def _ctrl_c_as_in_a_terminal():
+    """The child gets Ctrl-C as a user's terminal delivers it, even when this suite runs as a background job (a shell
+    without job control starts those with SIGINT ignored, and the child would inherit that and finish the run)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_attribution_says_what_was_kept_and_how_to_resume(world):
     model = th.build(world["root"], layers=6, hidden=256)
     out, log = world["root"] / "interrupted", world["root"] / "interrupted.log"  # stderr to a file: no pipe to fill
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "lm_eval_lrp",
-                             *_args(world, out, "tiny_big", "--lrp", "--lrp_min_delta", "0", "--lrp_sequence", model=model)],
-                            cwd=world["root"], env=env, stdout=subprocess.DEVNULL, stderr=(err := log.open("w")), text=True)
+                             *_args(world, out, "tiny_big", "--lrp", "--lrp_min_delta", "0", model=model)],
+                            cwd=world["root"], env=env, stdout=subprocess.DEVNULL, stderr=(err := log.open("w")), text=True,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
     deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:  # the sequence contrast makes each record slow enough
-        files = list(out.glob("*/attributions_tiny_big_*.jsonl"))  # to be caught mid-attribution under load
+    while time.time() < deadline and proc.poll() is None:
+        files = list(out.glob("*/attributions_tiny_big_*.jsonl"))
         if files and sum(1 for f in files for _ in open(f)) >= 1:
             proc.send_signal(signal.SIGINT)
             break
