@@ -66,7 +66,7 @@ def load_devset(path: str | Path, skipped: list | None = None) -> list[dict]:
 
 def generation_of(row: dict, until=()) -> Generation:
     return Generation(row["prompt_ids"], row["output_ids"], row["output"], gold=row.get("gold"), doc=row.get("doc"),
-                      task=row["task"], doc_id=row["doc_id"], until=tuple(until))
+                      task=row["task"], doc_id=row["doc_id"], prompt=row.get("prompt", ""), until=tuple(until))
 
 
 def explained_offset(location, gen: Generation, ctx: Context) -> int | None:
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", default=None, help="only the dev set rows of these tasks (comma-separated names)")
     p.add_argument("--no_chain", action="store_true", help="leave out the default chain (it repeats the rollout cost)")
     p.add_argument("--reference_args", default=None,
-                   help="also the reference locator (and reference before the default chain) with this model "
+                   help="also the reference locator and the default chain with a reference, with this model "
                         "(pretrained=DIR[,gguf_file=F.gguf]; same tokenizer)")
     p.add_argument("--judge", default=None,
                    help="also the judge locator with these judges (--lrp_judge's form: model=NAME,base_url=URL[;...])")
@@ -228,11 +228,17 @@ def main(argv=None) -> int:
         judge = make("judge", ask=make_judges(args.judge))
         specs["judge"] = lambda row: Chain([judge])
     if args.reference_args:
-        ref_model, ref_tok = _load(args.reference_args)
-        reference = make("reference", model=ref_model, tokenizer=ref_tok, evaluated_tokenizer=tok)
+        from lm_eval_lrp.loading import LOAD_KEYS
+        from lm_eval_lrp.locate.reference import split_reference_args
+
+        load_args, ref_options = split_reference_args(dict(kv.split("=", 1) for kv in args.reference_args.split(",")),
+                                                      LOAD_KEYS)
+        ref_model, ref_tok = _load(",".join(f"{k}={v}" for k, v in load_args.items()))
+        reference = make("reference", model=ref_model, tokenizer=ref_tok, evaluated_tokenizer=tok, **ref_options)
         specs["reference"] = lambda row: Chain([reference])
-        if not args.no_chain:
-            specs["reference + default chain"] = lambda row: Chain([reference, *Chain.default(kind_of_task(row["task"])).locators])
+        if not args.no_chain:  # the default chain of a run given --lrp_reference_model
+            specs["default chain with reference"] = lambda row: Chain.default(
+                kind_of_task(row["task"]), {"reference": {"model": ref_model, **ref_options}})
     report = evaluate(rows, specs, lambda: base,
                       scorer_for=lambda row: task_scorer(tasks[row["task"]], row["doc"]),
                       until_for=lambda row: stop_sequences(tasks[row["task"]]), verbose=True)

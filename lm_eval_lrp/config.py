@@ -89,8 +89,9 @@ class LRPConfig:
             raise ValueError(f"lrp_graph_prune={self.graph_prune!r}: {err}") from None
         if self.locate:
             from .locate import names
+            from .locate.chain import split_names
 
-            unknown = [n.strip() for n in str(self.locate).split(",") if n.strip() and n.strip() not in names()]
+            unknown = [n for link in split_names(str(self.locate)) for n in link if n not in names()]
             if unknown:
                 raise ValueError(f"lrp_locate: unknown locator {unknown[0]!r}; available: {', '.join(names())}")
             if "cases" in str(self.locate) and not self.cases:
@@ -99,6 +100,12 @@ class LRPConfig:
                 raise ValueError("lrp_locate names 'reference': give the model with --lrp_reference_model pretrained=...")
             if "judge" in str(self.locate) and not self.judge:
                 raise ValueError("lrp_locate names 'judge': give the judges with --lrp_judge model=NAME,base_url=URL")
+        if self.reference_model:
+            from .loading import LOAD_KEYS, load_spec, parse_model_args
+            from .locate.reference import split_reference_args
+
+            load_args, _ = split_reference_args(parse_model_args(str(self.reference_model).replace("|", ",")), LOAD_KEYS)
+            load_spec(load_args)  # no pretrained= is named now, before the evaluation
         if self.judge:
             from .locate.judge import parse_judges
 

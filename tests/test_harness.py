@@ -178,6 +178,26 @@ def test_task_without_gold_and_long_context(world):
     assert att and all(len(r["token_ids"]) <= 6 and r["truncated_tokens"] > 0 for r in att)
 
 
+def test_a_reference_model_joins_the_default_chain(world):
+    """--lrp_reference_model (same tokenizer, its own gap) is loaded once and used by the default chain without
+    --lrp_locate; an unknown argument of it is named before anything is evaluated."""
+    ref = th.build(world["root"], layers=3)  # other random weights, the same tokenizer
+    out = world["root"] / "reference"
+    proc = th.run_cli(_args(world, out, tasks="tiny_gen", extra=[
+        "--log_samples", "--lrp", "--lrp_min_delta", "0", "--lrp_rollouts", "0",
+        "--lrp_reference_model", f"pretrained={ref},gap=0.5"]), world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = th.records(out, "tiny_gen")
+    assert recs and all(r["locate"]["chain"] == ["verifier", "reference", "rollout", "gold"] for r in recs)
+    by_ref = [r for r in recs if r["locate"].get("locator") == "reference"]
+    assert by_ref and all("reference model (reading the gold solution first)" in r["locate"]["reason"]
+                          and "nats below its choice" in r["locate"]["reason"] for r in by_ref)
+    bad = th.run_cli(_args(world, world["root"] / "badref", tasks="tiny_gen", extra=[
+        "--lrp", "--lrp_reference_model", f"pretrained={ref},gpa=0.5"]), world["root"])
+    assert bad.returncode != 0 and "unknown argument 'gpa'" in bad.stderr and "gold_in_context" in bad.stderr
+    assert not (world["root"] / "badref").exists()
+
+
 def test_unsupported_architecture_still_evaluates(world):
     model = th.build(world["root"], arch="falcon")
     out = world["root"] / "falcon"

@@ -118,6 +118,47 @@ def test_chain_first_success_wins_and_collects_reasons():
         Chain.from_names("gold,nope")
     assert Chain.from_names("gold, verifier,rollout").names == ["gold", "verifier", "rollout"]
     assert Chain.default("math").names == ["trajectory", "arithmetic", "rollout", "gold"]
+    # a reference model given: the default chains use it
+    with_ref = {"reference": {"model": object()}}
+    assert Chain.default("math", with_ref).names == ["trajectory+reference", "arithmetic", "rollout", "gold"]
+    assert Chain.default("code", with_ref).names == ["code", "crash+reference", "rollout", "gold"]
+    assert Chain.default("instructions", with_ref).names == ["instructions", "reference", "rollout"]
+
+
+def test_earliest_of_several_locators():
+    from lm_eval_lrp.config import LRPConfig
+    from lm_eval_lrp.locate import Earliest
+
+    def at(name, index, contrast=True):
+        class At:
+            def locate(self, gen, ctx):
+                return Location(index, gen.output_ids[index], gen.output_ids[0] if contrast else None, name, "found")
+        At.name = name
+        return At()
+
+    class Miss:
+        name = "miss"
+
+        def locate(self, gen, ctx):
+            raise NotFound("nothing here", rollouts=[Rollout(1, 7, "x", "...", False, 3)])
+
+    gen, ctx = gen_of("abcdefgh"), ctx_for()
+    loc = Earliest([at("late", 5), Miss(), at("early", 2), at("tie", 2)]).locate(gen, ctx)
+    assert loc.locator == "early" and loc.index == 2 and "earliest of: early at output token 2" in loc.reason
+    assert "late at output token 5" in loc.reason
+    # a token with a contrast wins over an earlier one without
+    loc = Earliest([at("late", 5), at("bare", 1, contrast=False)]).locate(gen, ctx)
+    assert loc.locator == "late" and "bare at output token 1 without contrast" in loc.reason
+    with pytest.raises(NotFound, match="miss: nothing here; miss: nothing here") as err:
+        Earliest([Miss(), Miss()]).locate(gen, ctx)
+    assert len(err.value.rollouts) == 2
+    res = Chain([Earliest([Miss(), at("b", 3)]), at("next", 1)]).locate(gen, ctx)
+    assert res.location.locator == "b" and res.attempts[0].locator == "miss+b"
+    chain = Chain.from_names("verifier+gold,rollout")
+    assert chain.names == ["verifier+gold", "rollout"] and isinstance(chain.locators[0], Earliest)
+    with pytest.raises(ValueError, match="unknown locator 'nope'"):
+        LRPConfig.pop_from({"lrp_locate": "trajectory+nope|gold"})
+    assert LRPConfig.pop_from({"lrp_locate": "trajectory+gold|rollout"}).locate == "trajectory+gold,rollout"
 
 
 # ----------------------------------------------------------------------------- gold
@@ -289,8 +330,64 @@ def test_reference_locator(model):
     expected = next(j for j, g in enumerate(gaps) if g > 0.5)
     assert loc.index == expected and loc.target == gen.output_ids[expected]
     best = int(logp[n - 1 + expected].argmax())
-    in_topk = best in ctx_for(model).scan(gen).topk_ids[expected].tolist()
-    assert loc.contrast == (best if in_topk else None)
+    own = [t for t in ctx_for(model).scan(gen).topk_ids[expected].tolist() if t != gen.output_ids[expected]]
+    # the reference's choice when the evaluated model has it in its top-k, else the evaluated model's best alternative
+    assert loc.contrast == (best if best in own else own[0])
+    assert ("reference's choice (in the evaluated model's top-k)" in loc.reason) == (best in own)
+    assert "reading the gold solution" not in loc.reason  # no gold: the reference reads the prompt as it is
+
+
+def test_reference_reads_the_gold_solution_before_the_question(model):
+    from lm_eval_lrp.locate.reference import GOLD_NOTE, with_gold
+
+    shots = "Q: 1+1?\nA: 2\n\n"
+    prompt = shots + "Q: 7*8?\nA:"
+    out = greedy_output(model, TOK.encode(prompt), 10)
+    gen = Generation(TOK.encode(prompt), out, TOK.decode(out), gold="7*8=56", doc={"question": "7*8?"})
+    ids = with_gold(gen, ctx_for(model))
+    # after the few-shot example, at the start of the asked question's line
+    assert TOK.decode(ids) == shots + GOLD_NOTE.format(gold="7*8=56") + "Q: 7*8?\nA:"
+    no_gold = Generation(gen.prompt_ids, out, gen.output, doc={"question": "7*8?"})
+    assert with_gold(no_gold, ctx_for(model)) == gen.prompt_ids
+    unknown = Generation(gen.prompt_ids, out, gen.output, gold="56", doc={"question": "not in the prompt"})
+    assert TOK.decode(with_gold(unknown, ctx_for(model))).startswith(GOLD_NOTE.format(gold="56") + shots)
+
+    ref = tiny_model("llama", seed=3)
+    for informed in (True, False):
+        try:
+            loc = make("reference", model=ref, gap=0.5, gold_in_context=informed).locate(gen, ctx_for(model))
+        except NotFound:
+            loc = None
+        prefix = list(ids if informed else gen.prompt_ids)
+        with torch.no_grad():
+            logp = torch.log_softmax(ref(torch.tensor([prefix + list(out)])).logits[0].float(), -1)
+        gaps = [float(logp[len(prefix) - 1 + j].max() - logp[len(prefix) - 1 + j, t]) for j, t in enumerate(out)]
+        expected = next((j for j, g in enumerate(gaps) if g > 0.5), None)
+        assert (loc.index if loc else None) == expected
+        if loc:
+            assert ("reading the gold solution first" in loc.reason) == informed
+
+
+def test_reference_arguments():
+    from lm_eval_lrp.config import LRPConfig
+    from lm_eval_lrp.loading import LOAD_KEYS
+    from lm_eval_lrp.locate.reference import split_reference_args
+
+    load, opts = split_reference_args({"pretrained": "d", "gguf_file": "f", "gap": "4", "gold_in_context": "false"},
+                                      LOAD_KEYS)
+    assert load == {"pretrained": "d", "gguf_file": "f"} and opts == {"gap": 4.0, "gold_in_context": False}
+    with pytest.raises(ValueError, match="unknown argument 'gpa'.*gap, gold_in_context"):
+        split_reference_args({"pretrained": "d", "gpa": "4"}, LOAD_KEYS)
+    with pytest.raises(ValueError, match="gap='x' must be a positive number"):
+        split_reference_args({"pretrained": "d", "gap": "x"}, LOAD_KEYS)
+    with pytest.raises(ValueError, match="gold_in_context='maybe' must be true or false"):
+        split_reference_args({"pretrained": "d", "gold_in_context": "maybe"}, LOAD_KEYS)
+    # named before the evaluation, as the CLI passes it (commas travel as '|')
+    with pytest.raises(ValueError, match="unknown argument 'gpa'"):
+        LRPConfig.pop_from({"lrp_reference_model": "pretrained=d|gpa=3"})
+    with pytest.raises(ValueError, match="no 'pretrained'"):
+        LRPConfig.pop_from({"lrp_reference_model": "gguf_file=f.gguf"})
+    assert LRPConfig.pop_from({"lrp_reference_model": "pretrained=d|gap=4"}).reference_model == "pretrained=d|gap=4"
 
 
 def test_reference_with_another_tokenizer_is_refused():

@@ -26,7 +26,7 @@ class Locating:
         budget = Budget(max_rollouts=cfg.rollouts, max_new_tokens=cfg.rollout_tokens)
         options = {"gold": {"divergence": hook.locate_divergence}, "rollout": {"budget": budget}}
         if subject.reference is not None:
-            options["reference"] = {"model": subject.reference}
+            options["reference"] = {"model": subject.reference, **subject.reference_options}
         if cfg.cases:
             options["cases"] = {"path": cfg.cases}
         if subject.judge is not None:

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..artifacts import read_records, rewrite_records, task_of
-from ..locate.chain import DEFAULT_CHAINS
+from ..locate.chain import DEFAULT_CHAINS, WITH_REFERENCE
 from ..record import FORMAT_VERSION
 
 #: settings that do not change a record's content
@@ -19,7 +19,8 @@ def fingerprint(config, source: dict) -> str:
     """What a record's content depends on besides the document: the model, the attribution settings, the record
     format and the default locator chains (records of an older lm-eval-lrp are redone, not reused)."""
     settings = {k: v for k, v in asdict(config).items() if k not in _NOT_CONTENT}
-    engine = {"format": FORMAT_VERSION, "chains": {str(k): list(v) for k, v in DEFAULT_CHAINS.items()}}
+    chains = WITH_REFERENCE if config.reference_model else DEFAULT_CHAINS
+    engine = {"format": FORMAT_VERSION, "chains": {str(k): list(v) for k, v in chains.items()}}
     blob = json.dumps({"settings": settings, "source": source, "engine": engine}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -42,6 +42,8 @@ class Subject:
     unsupported: str | None = None
     #: the reference locator's second model (same tokenizer, no LRP on it), or None
     reference: Any = None
+    #: its locator options from the reference's model arguments (``gap``, ``gold_in_context``)
+    reference_options: dict = field(default_factory=dict)
     #: the judge locator's judges: messages -> one answer per judge, or None
     judge: Callable[[list[dict]], list[str]] | None = None
     #: the architecture self-check's figures (coverage, CP conservation, forward equality), or None

@@ -31,7 +31,9 @@ class HFLRP(HFLM):
         self.lrp_name_args = {k: kwargs[k] for k in ("peft", "delta", "pretrained") if isinstance(kwargs.get(k), str)}
         super().__init__(*args, **kwargs)
         self._data_parallel_on_cpu()
-        self.lrp_reference = self._load_reference() if self.lrp.reference_model else None
+        self.lrp_reference, self.lrp_reference_options = None, {}
+        if self.lrp.reference_model:
+            self.lrp_reference, self.lrp_reference_options = self._load_reference()
         self.lrp_judge = None
         if self.lrp.judge:
             from .judge import make_judges
@@ -64,14 +66,16 @@ class HFLRP(HFLM):
         self._world_size = accelerator.num_processes
 
     def _load_reference(self):
-        """The reference locator's model, loaded once before the evaluation; another tokenizer is refused here."""
-        from ..loading import load_model, load_spec, load_tokenizer, parse_model_args
-        from ..locate.reference import check_same_tokenizer
+        """The reference locator's model and options, loaded once before the evaluation; another tokenizer is
+        refused here."""
+        from ..loading import LOAD_KEYS, load_model, load_spec, load_tokenizer, parse_model_args
+        from ..locate.reference import check_same_tokenizer, split_reference_args
 
-        spec = load_spec(parse_model_args(str(self.lrp.reference_model).replace("|", ",")))
+        args, options = split_reference_args(parse_model_args(str(self.lrp.reference_model).replace("|", ",")), LOAD_KEYS)
+        spec = load_spec(args)
         check_same_tokenizer(load_tokenizer(spec), self.tokenizer)
         dtype = str(self.model.dtype).replace("torch.", "")
-        return load_model(spec, device=str(self.model.device), dtype=dtype)
+        return load_model(spec, device=str(self.model.device), dtype=dtype), options
 
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
         """The parent's generation, unchanged; the new token ids of each row are kept (keyed by the row's unpadded
@@ -113,6 +117,7 @@ class HFLRP(HFLM):
             barrier=lambda: parallel.barrier(world),
             unsupported=self.lrp_unsupported,
             reference=self.lrp_reference,
+            reference_options=self.lrp_reference_options,
             judge=self.lrp_judge,
             self_check=self.lrp_self_check,
         )

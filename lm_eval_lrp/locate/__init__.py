@@ -6,11 +6,12 @@
 >>> contrast = result.location.to_contrast(gen)   # what the LRP engine explains
 """
 
-from .chain import DEFAULT_CHAINS, Attempt, Chain, ChainResult, Locator, kind_of_task, make, names, register
+from .chain import DEFAULT_CHAINS, WITH_REFERENCE, Attempt, Earliest, Chain, ChainResult, Locator, kind_of_task, make, names, register
 from .context import Budget, Context, Scan, scan
 from .types import Candidate, Generation, LocateError, Location, NotFound, Rollout
 
 __all__ = [
-    "Attempt", "Budget", "Candidate", "Chain", "ChainResult", "Context", "DEFAULT_CHAINS", "Generation", "LocateError",
-    "Location", "Locator", "NotFound", "Rollout", "Scan", "kind_of_task", "make", "names", "register", "scan",
+    "Attempt", "Budget", "Candidate", "Chain", "ChainResult", "Context", "DEFAULT_CHAINS", "Earliest", "Generation",
+    "LocateError", "Location", "Locator", "NotFound", "Rollout", "Scan", "WITH_REFERENCE", "kind_of_task", "make", "names",
+    "register", "scan",
 ]

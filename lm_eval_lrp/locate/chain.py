@@ -1,6 +1,8 @@
 """Locators by name, and the chain that tries them in order (the first that finds a token wins).
 
-``--lrp_locate gold,verifier,rollout`` becomes ``Chain.from_names("gold,verifier,rollout")``. Each locator is a
+``--lrp_locate gold,verifier,rollout`` becomes ``Chain.from_names("gold,verifier,rollout")``. Names joined by ``+``
+form one link whose locators all run, and the earliest token any of them finds wins (``trajectory+reference``: each
+reads the whole output for its own kind of error, and the error to explain is the first one). Each locator is a
 small object with a ``name`` and ``locate(gen, ctx) -> Location | None``; it raises :class:`NotFound` (or returns
 None) when it finds nothing, with the reason, and :class:`LocateError` when the document cannot be judged (the
 chain stops: an error for that document, the run goes on).
@@ -61,6 +63,51 @@ def make(name: str, **options) -> Locator:
     return _REGISTRY[name](**options)
 
 
+def split_names(spec: str | list[str]) -> list[list[str]]:
+    """``"a+b,c"`` → ``[["a", "b"], ["c"]]`` (the chain's links; a link of several names is an :class:`Earliest`)."""
+    links = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    return [[n.strip() for n in link.split("+") if n.strip()] for link in links]
+
+
+class Earliest:
+    """Several locators as one link of a chain: each runs, and the earliest output token found wins (a tie: the one
+    named first). A token with a contrast wins over an earlier one without. Nothing found by any: NotFound with
+    each one's reason; an error of one is the document's error (as in a chain)."""
+
+    def __init__(self, locators: list[Locator]):
+        if len(locators) < 2:
+            raise ValueError("an earliest-of link joins at least two locators")
+        self.locators = list(locators)
+        self.name = "+".join(loc.name for loc in self.locators)
+
+    def locate(self, gen: Generation, ctx: Context) -> Location:
+        found, why, rolled = [], [], []
+        for loc in self.locators:
+            start = time.perf_counter()
+            try:
+                got = loc.locate(gen, ctx)
+            except NotFound as err:
+                why.append(f"{loc.name}: {err}")
+                rolled += getattr(err, "rollouts", [])
+                continue
+            if got is None:
+                why.append(f"{loc.name}: found nothing")
+                continue
+            got.seconds = got.seconds or time.perf_counter() - start
+            found.append(got)
+        if not found:
+            raise NotFound("; ".join(why), rollouts=rolled)
+        pool = [f for f in found if f.contrast is not None] or found
+        best = min(pool, key=lambda f: (f.continuation is not None, f.index))  # output tokens before gold ones
+        others = [f for f in found if f is not best]
+        if others:
+            best.reason += " (earliest of: " + ", ".join(
+                f"{f.locator} at output token {f.index}" + ("" if f.contrast is not None else " without contrast")
+                for f in [best, *others]) + ")"
+        best.seconds = sum(f.seconds for f in found)
+        return best
+
+
 #: the chain per kind of task when the user names none. Chosen on the hand-annotated dev set
 #: (tests/data/locate_devset.jsonl, benchmarks/locate.py): the verifiers place the most explained tokens inside the
 #: annotated error and cost no model call, so they go first; rollout (bounded by --lrp_rollouts) tries the rest;
@@ -70,6 +117,15 @@ DEFAULT_CHAINS = {
     "code": ("code", "crash", "rollout", "gold"),
     "instructions": ("instructions", "rollout"),
     None: ("verifier", "rollout", "gold"),
+}
+
+#: the default chains when a reference model is given (``--lrp_reference_model``): on the dev set, the earliest of
+#: trajectory's and the reference's finding reaches errors written as prose that trajectory alone explains late
+WITH_REFERENCE = {
+    "math": ("trajectory+reference", "arithmetic", "rollout", "gold"),
+    "code": ("code", "crash+reference", "rollout", "gold"),
+    "instructions": ("instructions", "reference", "rollout"),
+    None: ("verifier", "reference", "rollout", "gold"),
 }
 
 
@@ -114,14 +170,20 @@ class Chain:
 
     @classmethod
     def from_names(cls, spec: str | list[str], options: dict[str, dict] | None = None) -> "Chain":
-        """``"gold,verifier,rollout"`` (or a list); ``options[name]`` are that locator's constructor arguments."""
-        items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+        """``"gold,verifier,rollout"`` (or a list; ``a+b`` joins locators into one earliest-of link);
+        ``options[name]`` are that locator's constructor arguments."""
         options = options or {}
-        return cls([make(n, **options.get(n, {})) for n in items])
+        links = []
+        for link in split_names(spec):
+            made = [make(n, **options.get(n, {})) for n in link]
+            links.append(made[0] if len(made) == 1 else Earliest(made))
+        return cls(links)
 
     @classmethod
     def default(cls, kind: str | None, options: dict[str, dict] | None = None) -> "Chain":
-        return cls.from_names(list(DEFAULT_CHAINS.get(kind, DEFAULT_CHAINS[None])), options)
+        """The kind's default chain; with a reference model among ``options``, the chain that uses it."""
+        chains = WITH_REFERENCE if "reference" in (options or {}) else DEFAULT_CHAINS
+        return cls.from_names(list(chains.get(kind, chains[None])), options)
 
     @property
     def names(self) -> list[str]:

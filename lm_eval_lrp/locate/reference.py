@@ -1,13 +1,50 @@
 """``reference``: a second (stronger) model of the same tokenizer reads the failed output, teacher-forced after the
-same prompt; the target is the first output token whose log-prob under the reference falls more than ``gap`` nats
-below the reference's own best choice there; the contrast is that choice when it is among the evaluated model's
-top-k at that position (else none). No LRP runs on the reference.
+prompt; the target is the first output token whose log-prob under the reference falls more than ``gap`` nats below
+the reference's own best choice there. No LRP runs on the reference.
+
+Where the task has a gold solution, the reference reads it first (``gold_in_context``, the default): the solution is
+put before the question's line of the prompt (inside the user turn of a chat prompt), so the reference is surprised
+by a step that contradicts the solution — a wrong plan, a wrong rule — rather than by a different wording, which it
+expects either way. On the hand-annotated dev set this is what reaches errors written as prose (benchmarks/RESULTS.md).
+
+Contrast: the reference's own choice when it is among the evaluated model's top-k there (the paper's stronger-sibling
+rule), else the evaluated model's best alternative (the record says which).
 """
 
 from __future__ import annotations
 
 from .context import Context, scan
+from .trajectory import question_of
 from .types import Generation, Location, NotFound
+
+#: how the gold solution is introduced to the reference
+GOLD_NOTE = "A correct solution, for reference:\n{gold}\n\n"
+
+
+#: the reference's own options, given among its model arguments (``pretrained=...,gap=4,gold_in_context=false``)
+OPTIONS = ("gap", "gold_in_context")
+
+
+def split_reference_args(args: dict, load_keys) -> tuple[dict, dict]:
+    """The reference's model arguments → (which weights to load, the locator's options); an unknown key is refused."""
+    unknown = [k for k in args if k not in OPTIONS and k not in load_keys]
+    if unknown:
+        raise ValueError(f"lrp_reference_model: unknown argument {unknown[0]!r}; the reference takes "
+                         f"{', '.join(load_keys)} (which weights) and {', '.join(OPTIONS)} (the locator's options)")
+    options = {}
+    if "gap" in args:
+        try:
+            options["gap"] = float(args["gap"])
+        except (TypeError, ValueError):
+            options["gap"] = -1.0
+        if not options["gap"] > 0:
+            raise ValueError(f"lrp_reference_model: gap={args['gap']!r} must be a positive number of nats (default 5)")
+    if "gold_in_context" in args:
+        flag = str(args["gold_in_context"]).lower()
+        if flag not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"lrp_reference_model: gold_in_context={args['gold_in_context']!r} must be true or false")
+        options["gold_in_context"] = flag in ("true", "1", "yes")
+    return {k: v for k, v in args.items() if k not in OPTIONS}, options
 
 
 def check_same_tokenizer(reference, evaluated) -> None:
@@ -22,32 +59,72 @@ def check_same_tokenizer(reference, evaluated) -> None:
         "sibling of the same family (e.g. Qwen2.5-Coder-1.5B-Instruct for Qwen2.5-Coder-0.5B-Instruct)")
 
 
+def question_line_start(gen: Generation, ctx: Context) -> int:
+    """The prompt token index where the line holding the question starts (the last such line: after few-shot
+    examples, the question asked); 0 when the question is not found in the prompt."""
+    ids = list(gen.prompt_ids)
+    text = ctx.decode(ids)
+    question = question_of(gen).strip()
+    at = text.rfind(question[:40]) if question and question != gen.prompt.strip() else -1
+    if at < 0:
+        return 0
+    line = text.rfind("\n", 0, at) + 1
+    lo, hi = 0, len(ids)  # the largest j whose decoded prefix ends at or before the line's start
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(ctx.decode(ids[:mid])) <= line:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def with_gold(gen: Generation, ctx: Context) -> tuple[int, ...]:
+    """The prompt ids with the gold solution put before the question's line (unchanged without gold)."""
+    if not (gen.gold or "").strip() or ctx.encode is None:
+        return gen.prompt_ids
+    j = question_line_start(gen, ctx)
+    note = ctx.encode(GOLD_NOTE.format(gold=gen.gold.strip()))
+    return gen.prompt_ids[:j] + tuple(note) + gen.prompt_ids[j:]
+
+
 class ReferenceLocator:
     name = "reference"
 
-    def __init__(self, model=None, tokenizer=None, evaluated_tokenizer=None, gap: float = 3.0):
+    def __init__(self, model=None, tokenizer=None, evaluated_tokenizer=None, gap: float = 5.0,
+                 gold_in_context: bool = True):
         """``tokenizer`` and ``evaluated_tokenizer`` are compared here, before evaluation starts."""
         if model is None:
             raise ValueError("the reference locator needs a reference model (a Hugging Face causal LM): model=...")
         if tokenizer is not None and evaluated_tokenizer is not None:
             check_same_tokenizer(tokenizer, evaluated_tokenizer)
-        self.model, self.gap = model, float(gap)
+        self.model, self.gap, self.gold_in_context = model, float(gap), bool(gold_in_context)
+        if not self.gap > 0:
+            raise ValueError(f"reference gap={gap!r}: a positive number of nats")
 
     def locate(self, gen: Generation, ctx: Context) -> Location:
         if not gen.output_ids:
             raise NotFound("empty output")
-        s = scan(self.model, gen.prompt_ids, gen.output_ids, k=1, keep_cache=False)
+        prompt = with_gold(gen, ctx) if self.gold_in_context else gen.prompt_ids
+        informed = prompt != gen.prompt_ids
+        s = scan(self.model, prompt, gen.output_ids, k=1, keep_cache=False)
         gaps = (s.topk_logprobs[:, 0] - s.chosen_logprobs).tolist()
         i = next((j for j, g in enumerate(gaps) if g > self.gap), None)
+        reads = " (reading the gold solution first)" if informed else ""
         if i is None:
-            raise NotFound(f"the reference model finds no output token more than {self.gap:g} nats below its best choice")
+            raise NotFound(f"the reference model{reads} finds no output token more than {self.gap:g} nats below its "
+                           "best choice")
         best = int(s.topk_ids[i, 0])
-        contrast = None
-        if ctx.model is not None and best in ctx.scan(gen).topk_ids[i].tolist() and best != gen.output_ids[i]:
-            contrast = best
-        reason = (f"the reference model puts output token {i} ({ctx.decode([gen.output_ids[i]])!r}) {gaps[i]:.2f} nats "
-                  f"below its choice {ctx.decode([best])!r}" + ("" if contrast is not None else
-                                                                " (not in the evaluated model's top-k: no contrast)"))
+        contrast, how = None, "no model to rank alternatives"
+        if ctx.model is not None:
+            own = [t for t in ctx.scan(gen).topk_ids[i].tolist() if t != gen.output_ids[i] and t not in ctx.eos_ids]
+            if best in own:
+                contrast, how = best, "the reference's choice (in the evaluated model's top-k)"
+            elif own:
+                contrast, how = own[0], (f"the evaluated model's best alternative (the reference's choice "
+                                         f"{ctx.decode([best])!r} is not in its top-k)")
+        reason = (f"the reference model{reads} puts output token {i} ({ctx.decode([gen.output_ids[i]])!r}) "
+                  f"{gaps[i]:.2f} nats below its choice {ctx.decode([best])!r}; contrast = {how}")
         cand = ctx.candidate(gen, i, "reference gap")
         return Location(i, gen.output_ids[i], contrast, self.name, reason,
                         output_offset=ctx.offsets(gen.output_ids)[i], candidates=[cand])
