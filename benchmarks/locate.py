@@ -136,9 +136,10 @@ def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_c
 
 
 def print_report(report: dict) -> None:
-    print(f"{'locator':<22}{'failures':>9}{'in span':>9}{'located':>9}{'errors':>8}{'s/failure':>11}{'rollouts':>10}")
+    width = max([22, *(len(name) + 2 for name in report)])
+    print(f"{'locator':<{width}}{'failures':>9}{'in span':>9}{'located':>9}{'errors':>8}{'s/failure':>11}{'rollouts':>10}")
     for name, r in report.items():
-        print(f"{name:<22}{r['failures']:>9}{r['hit_share']:>9.2f}{r['located_share']:>9.2f}{r['errors']:>8}"
+        print(f"{name:<{width}}{r['failures']:>9}{r['hit_share']:>9.2f}{r['located_share']:>9.2f}{r['errors']:>8}"
               f"{r['seconds_per_failure']:>11.2f}{r['rollouts_per_failure']:>10.1f}")
 
 
@@ -184,7 +185,8 @@ def main(argv=None) -> int:
     p.add_argument("--devset", default=str(ROOT / "tests" / "data" / "locate_devset.jsonl"))
     p.add_argument("--model_args", default=None, help="pretrained=DIR[,gguf_file=F.gguf] (default: SmolLM2-135M-Instruct)")
     p.add_argument("--label", default=None, help="use the dev set rows of this model label (default: the most common)")
-    p.add_argument("--locators", default=",".join(LOCATORS), help="each alone, plus the default chain of the task's kind")
+    p.add_argument("--locators", default=",".join(LOCATORS),
+                   help="each alone (a+b: one earliest-of link), plus the default chain of the task's kind")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--tasks", default=None, help="only the dev set rows of these tasks (comma-separated names)")
     p.add_argument("--no_chain", action="store_true", help="leave out the default chain (it repeats the rollout cost)")
@@ -219,7 +221,7 @@ def main(argv=None) -> int:
 
     budget = Budget(args.max_rollouts, args.max_new_tokens, args.width)
     base = Context.from_tokenizer(tok, model, topk=args.topk, budget=budget)
-    specs = {name: (lambda row, n=name: Chain([make(n)])) for name in args.locators.split(",") if name}
+    specs = {name: (lambda row, n=name: Chain.from_names(n)) for name in args.locators.split(",") if name}
     if not args.no_chain:
         specs["default chain"] = lambda row: Chain.default(kind_of_task(row["task"]))
     if args.judge:

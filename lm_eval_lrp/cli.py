@@ -44,12 +44,14 @@ def lrp_parser() -> argparse.ArgumentParser:
     g.add_argument("--lrp_faithfulness", action="store_true",
                    help="deletion curves per record: AttnLRP vs gradient×input, CP-LRP and random")
     g.add_argument("--lrp_locate", metavar="NAME[,NAME...]",
-                   help="generate_until: locator chain, first that succeeds wins (gold, verifier, arithmetic, "
-                   "instructions, code, crash, trajectory, rollout, reference, judge, cases; default: per kind of task)")
+                   help="generate_until: locator chain, first that succeeds wins; a+b: both run, the earliest token wins "
+                   "(gold, verifier, arithmetic, instructions, code, crash, trajectory, hindsight, rollout, reference, "
+                   "judge, cases; default: per kind of task)")
     g.add_argument("--lrp_rollouts", type=int, metavar="N", help="rollout locator: at most N forced alternatives per failure (default 8)")
     g.add_argument("--lrp_rollout_tokens", type=int, metavar="N", help="rollout locator: at most N new tokens per rollout (default 128)")
     g.add_argument("--lrp_reference_model", metavar="ARGS",
-                   help="reference locator: a second model, like --model_args (pretrained=...,gguf_file=...); same tokenizer")
+                   help="reference locator: a second model, like --model_args (pretrained=...,gguf_file=...; same "
+                   "tokenizer), optionally gap=NATS (5) and gold_in_context=false; joins the default chains")
     g.add_argument("--lrp_judge", metavar="ARGS[;ARGS...]",
                    help="judge locator: OpenAI-compatible chat servers through lm-eval's local-chat-completions "
                    "(model=NAME,base_url=http://HOST:PORT/v1/chat/completions); several separated by ';' vote")

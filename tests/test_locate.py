@@ -117,10 +117,10 @@ def test_chain_first_success_wins_and_collects_reasons():
     with pytest.raises(ValueError, match="unknown locator 'nope'.*available: arithmetic"):
         Chain.from_names("gold,nope")
     assert Chain.from_names("gold, verifier,rollout").names == ["gold", "verifier", "rollout"]
-    assert Chain.default("math").names == ["trajectory", "arithmetic", "rollout", "gold"]
+    assert Chain.default("math").names == ["trajectory+hindsight", "arithmetic", "rollout", "gold"]
     # a reference model given: the default chains use it
     with_ref = {"reference": {"model": object()}}
-    assert Chain.default("math", with_ref).names == ["trajectory+reference", "arithmetic", "rollout", "gold"]
+    assert Chain.default("math", with_ref).names == ["trajectory+hindsight+reference", "arithmetic", "rollout", "gold"]
     assert Chain.default("code", with_ref).names == ["code", "crash+reference", "rollout", "gold"]
     assert Chain.default("instructions", with_ref).names == ["instructions", "reference", "rollout"]
 
@@ -333,7 +333,7 @@ def test_reference_locator(model):
     own = [t for t in ctx_for(model).scan(gen).topk_ids[expected].tolist() if t != gen.output_ids[expected]]
     # the reference's choice when the evaluated model has it in its top-k, else the evaluated model's best alternative
     assert loc.contrast == (best if best in own else own[0])
-    assert ("reference's choice (in the evaluated model's top-k)" in loc.reason) == (best in own)
+    assert ("reference model's choice (in the evaluated model's top-k)" in loc.reason) == (best in own)
     assert "reading the gold solution" not in loc.reason  # no gold: the reference reads the prompt as it is
 
 
@@ -366,6 +366,31 @@ def test_reference_reads_the_gold_solution_before_the_question(model):
         assert (loc.index if loc else None) == expected
         if loc:
             assert ("reading the gold solution first" in loc.reason) == informed
+
+
+def test_hindsight_is_the_evaluated_model_reading_the_gold_first(model):
+    prompt = "Q: 7*8?\nA:"
+    out = greedy_output(model, TOK.encode(prompt), 10)
+    gen = Generation(TOK.encode(prompt), out, TOK.decode(out), gold="7*8=56", doc={"question": "7*8?"})
+    as_reference = make("reference", model=model, gap=0.5)
+    try:
+        expected = as_reference.locate(gen, ctx_for(model))
+    except NotFound:
+        expected = None
+    try:
+        loc = make("hindsight", gap=0.5).locate(gen, ctx_for(model))
+    except NotFound:
+        loc = None
+    assert loc is not None and (loc.index, loc.contrast) == (expected.index, expected.contrast)
+    if loc:
+        assert loc.locator == "hindsight" and loc.reason.startswith("the evaluated model (reading the gold solution")
+    # its own greedy output, without the solution: nothing is far below its choice
+    with pytest.raises(NotFound, match="no gold solution"):
+        make("hindsight").locate(Generation(gen.prompt_ids, out, gen.output), ctx_for(model))
+    with pytest.raises(NotFound, match="no model"):
+        make("hindsight").locate(gen, ctx_for())
+    with pytest.raises(ValueError, match="positive number of nats"):
+        make("hindsight", gap=0)
 
 
 def test_reference_arguments():

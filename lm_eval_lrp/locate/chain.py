@@ -39,14 +39,14 @@ def _builtins() -> None:
     from .cases import CasesLocator
     from .crash import CrashLocator
     from .gold import GoldLocator
-    from .reference import ReferenceLocator
+    from .reference import HindsightLocator, ReferenceLocator
     from .rollout import RolloutLocator
     from .judge import JudgeLocator
     from .trajectory import TrajectoryLocator
     from .verifier import ArithmeticVerifier, CodeVerifier, InstructionVerifier, Verifier
 
     for cls in (GoldLocator, Verifier, ArithmeticVerifier, InstructionVerifier, CodeVerifier, RolloutLocator,
-                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator):
+                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator, HindsightLocator):
         _REGISTRY.setdefault(cls.name, cls)
 
 
@@ -110,10 +110,11 @@ class Earliest:
 
 #: the chain per kind of task when the user names none. Chosen on the hand-annotated dev set
 #: (tests/data/locate_devset.jsonl, benchmarks/locate.py): the verifiers place the most explained tokens inside the
-#: annotated error and cost no model call, so they go first; rollout (bounded by --lrp_rollouts) tries the rest;
-#: gold is the last resort where a task has a gold solution.
+#: annotated error and cost no model call, so they go first (math: ``trajectory`` with ``hindsight`` in one
+#: earliest-of link: hindsight fires rarely and where it fires before trajectory's step it was right); rollout
+#: (bounded by --lrp_rollouts) tries the rest; gold is the last resort where a task has a gold solution.
 DEFAULT_CHAINS = {
-    "math": ("trajectory", "arithmetic", "rollout", "gold"),
+    "math": ("trajectory+hindsight", "arithmetic", "rollout", "gold"),
     "code": ("code", "crash", "rollout", "gold"),
     "instructions": ("instructions", "rollout"),
     None: ("verifier", "rollout", "gold"),
@@ -122,7 +123,7 @@ DEFAULT_CHAINS = {
 #: the default chains when a reference model is given (``--lrp_reference_model``): on the dev set, the earliest of
 #: trajectory's and the reference's finding reaches errors written as prose that trajectory alone explains late
 WITH_REFERENCE = {
-    "math": ("trajectory+reference", "arithmetic", "rollout", "gold"),
+    "math": ("trajectory+hindsight+reference", "arithmetic", "rollout", "gold"),
     "code": ("code", "crash+reference", "rollout", "gold"),
     "instructions": ("instructions", "reference", "rollout"),
     None: ("verifier", "reference", "rollout", "gold"),

@@ -9,6 +9,11 @@ expects either way. On the hand-annotated dev set this is what reaches errors wr
 
 Contrast: the reference's own choice when it is among the evaluated model's top-k there (the paper's stronger-sibling
 rule), else the evaluated model's best alternative (the record says which).
+
+``hindsight``: the same reading by the evaluated model itself (no second model): its output is its own greedy choice
+without the solution, so a token it puts far below its choice once it has read the solution is one the solution
+contradicts. It fires rarely (a small model barely uses a solution in its context), and where it fires it is
+usually right; it needs a gold solution.
 """
 
 from __future__ import annotations
@@ -90,6 +95,8 @@ def with_gold(gen: Generation, ctx: Context) -> tuple[int, ...]:
 
 class ReferenceLocator:
     name = "reference"
+    who = "the reference model"
+    whose = "the reference model's choice"
 
     def __init__(self, model=None, tokenizer=None, evaluated_tokenizer=None, gap: float = 5.0,
                  gold_in_context: bool = True):
@@ -100,31 +107,59 @@ class ReferenceLocator:
             check_same_tokenizer(tokenizer, evaluated_tokenizer)
         self.model, self.gap, self.gold_in_context = model, float(gap), bool(gold_in_context)
         if not self.gap > 0:
-            raise ValueError(f"reference gap={gap!r}: a positive number of nats")
+            raise ValueError(f"{self.name} gap={gap!r}: a positive number of nats")
+
+    def _reader(self, ctx: Context):
+        return self.model
 
     def locate(self, gen: Generation, ctx: Context) -> Location:
         if not gen.output_ids:
             raise NotFound("empty output")
         prompt = with_gold(gen, ctx) if self.gold_in_context else gen.prompt_ids
         informed = prompt != gen.prompt_ids
-        s = scan(self.model, prompt, gen.output_ids, k=1, keep_cache=False)
+        s = scan(self._reader(ctx), prompt, gen.output_ids, k=1, keep_cache=False)
         gaps = (s.topk_logprobs[:, 0] - s.chosen_logprobs).tolist()
         i = next((j for j, g in enumerate(gaps) if g > self.gap), None)
-        reads = " (reading the gold solution first)" if informed else ""
+        who = self.who + (" (reading the gold solution first)" if informed else "")
         if i is None:
-            raise NotFound(f"the reference model{reads} finds no output token more than {self.gap:g} nats below its "
-                           "best choice")
+            raise NotFound(f"{who} finds no output token more than {self.gap:g} nats below its best choice")
         best = int(s.topk_ids[i, 0])
         contrast, how = None, "no model to rank alternatives"
         if ctx.model is not None:
             own = [t for t in ctx.scan(gen).topk_ids[i].tolist() if t != gen.output_ids[i] and t not in ctx.eos_ids]
             if best in own:
-                contrast, how = best, "the reference's choice (in the evaluated model's top-k)"
+                contrast, how = best, f"{self.whose} (in the evaluated model's top-k)"
             elif own:
-                contrast, how = own[0], (f"the evaluated model's best alternative (the reference's choice "
+                contrast, how = own[0], (f"the evaluated model's best alternative ({self.whose} "
                                          f"{ctx.decode([best])!r} is not in its top-k)")
-        reason = (f"the reference model{reads} puts output token {i} ({ctx.decode([gen.output_ids[i]])!r}) "
+        reason = (f"{who} puts output token {i} ({ctx.decode([gen.output_ids[i]])!r}) "
                   f"{gaps[i]:.2f} nats below its choice {ctx.decode([best])!r}; contrast = {how}")
-        cand = ctx.candidate(gen, i, "reference gap")
+        cand = ctx.candidate(gen, i, f"{self.name} gap")
         return Location(i, gen.output_ids[i], contrast, self.name, reason,
                         output_offset=ctx.offsets(gen.output_ids)[i], candidates=[cand])
+
+
+class HindsightLocator(ReferenceLocator):
+    """``hindsight``: the evaluated model itself as the reference, reading the gold solution first. Its own greedy
+    output is what it preferred without the solution; the first token it would now put far below its choice is one
+    the solution contradicts, and that choice (among its top-k) is the contrast. Needs a gold solution; no second
+    model."""
+
+    name = "hindsight"
+    who = "the evaluated model"
+    whose = "its choice after reading the solution"
+
+    def __init__(self, gap: float = 5.0):
+        self.model, self.gap, self.gold_in_context = None, float(gap), True
+        if not self.gap > 0:
+            raise ValueError(f"hindsight gap={gap!r}: a positive number of nats")
+
+    def _reader(self, ctx: Context):
+        return ctx.model
+
+    def locate(self, gen: Generation, ctx: Context) -> Location:
+        if not (gen.gold or "").strip():
+            raise NotFound("no gold solution to read first")
+        if ctx.model is None:
+            raise NotFound("no model in the locate context")
+        return super().locate(gen, ctx)
