@@ -154,6 +154,7 @@ def test_earliest_of_several_locators():
     assert len(err.value.rollouts) == 2
     res = Chain([Earliest([Miss(), at("b", 3)]), at("next", 1)]).locate(gen, ctx)
     assert res.location.locator == "b" and res.attempts[0].locator == "miss+b"
+    assert [r.forced for r in res.location.rollouts] == [7]  # what the one that found nothing tried is kept
     chain = Chain.from_names("verifier+gold,rollout")
     assert chain.names == ["verifier+gold", "rollout"] and isinstance(chain.locators[0], Earliest)
     with pytest.raises(ValueError, match="unknown locator 'nope'"):

@@ -71,8 +71,9 @@ def split_names(spec: str | list[str]) -> list[list[str]]:
 
 class Earliest:
     """Several locators as one link of a chain: each runs, and the earliest output token found wins (a tie: the one
-    named first). A token with a contrast wins over an earlier one without. Nothing found by any: NotFound with
-    each one's reason; an error of one is the document's error (as in a chain)."""
+    named first). A token with a contrast wins over an earlier one without. The rollouts any of them ran stay in the
+    record (each names its position: the cost is reported whole). Nothing found by any: NotFound with each one's
+    reason; an error of one is the document's error (as in a chain)."""
 
     def __init__(self, locators: list[Locator]):
         if len(locators) < 2:
@@ -105,6 +106,7 @@ class Earliest:
                 f"{f.locator} at output token {f.index}" + ("" if f.contrast is not None else " without contrast")
                 for f in [best, *others]) + ")"
         best.seconds = sum(f.seconds for f in found)
+        best.rollouts = list(best.rollouts) + [r for f in others for r in f.rollouts] + rolled  # each says its position
         return best
 
 
