@@ -6,7 +6,8 @@
 >>> contrast = result.location.to_contrast(gen)   # what the LRP engine explains
 """
 
-from .chain import DEFAULT_CHAINS, WITH_REFERENCE, Attempt, Earliest, Chain, ChainResult, Locator, kind_of_task, make, names, register
+from .chain import (DEFAULT_CHAINS, WITH_REFERENCE, Attempt, Chain, ChainResult, Earliest, Locator, kind_of_task, make,
+                    names, register)
 from .context import Budget, Context, Scan, scan
 from .types import Candidate, Generation, LocateError, Location, NotFound, Rollout
 

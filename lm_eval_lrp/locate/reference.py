@@ -38,18 +38,24 @@ def split_reference_args(args: dict, load_keys) -> tuple[dict, dict]:
                          f"{', '.join(load_keys)} (which weights) and {', '.join(OPTIONS)} (the locator's options)")
     options = {}
     if "gap" in args:
-        try:
-            options["gap"] = float(args["gap"])
-        except (TypeError, ValueError):
-            options["gap"] = -1.0
-        if not options["gap"] > 0:
-            raise ValueError(f"lrp_reference_model: gap={args['gap']!r} must be a positive number of nats (default 5)")
+        options["gap"] = nats(args["gap"], "lrp_reference_model: gap")
     if "gold_in_context" in args:
         flag = str(args["gold_in_context"]).lower()
         if flag not in ("true", "false", "1", "0", "yes", "no"):
             raise ValueError(f"lrp_reference_model: gold_in_context={args['gold_in_context']!r} must be true or false")
         options["gold_in_context"] = flag in ("true", "1", "yes")
     return {k: v for k, v in args.items() if k not in OPTIONS}, options
+
+
+def nats(value, what: str) -> float:
+    """A locator's gap as a positive number of nats, else a ValueError naming ``what``."""
+    try:
+        gap = float(value)
+    except (TypeError, ValueError):
+        gap = float("nan")
+    if not gap > 0:
+        raise ValueError(f"{what}={value!r} must be a positive number of nats (default 5)")
+    return gap
 
 
 def check_same_tokenizer(reference, evaluated) -> None:
@@ -105,9 +111,7 @@ class ReferenceLocator:
             raise ValueError("the reference locator needs a reference model (a Hugging Face causal LM): model=...")
         if tokenizer is not None and evaluated_tokenizer is not None:
             check_same_tokenizer(tokenizer, evaluated_tokenizer)
-        self.model, self.gap, self.gold_in_context = model, float(gap), bool(gold_in_context)
-        if not self.gap > 0:
-            raise ValueError(f"{self.name} gap={gap!r}: a positive number of nats")
+        self.model, self.gap, self.gold_in_context = model, nats(gap, f"{self.name} gap"), bool(gold_in_context)
 
     def _reader(self, ctx: Context):
         return self.model
@@ -150,9 +154,7 @@ class HindsightLocator(ReferenceLocator):
     whose = "its choice after reading the solution"
 
     def __init__(self, gap: float = 5.0):
-        self.model, self.gap, self.gold_in_context = None, float(gap), True
-        if not self.gap > 0:
-            raise ValueError(f"hindsight gap={gap!r}: a positive number of nats")
+        self.model, self.gap, self.gold_in_context = None, nats(gap, "hindsight gap"), True
 
     def _reader(self, ctx: Context):
         return ctx.model
