@@ -13,8 +13,8 @@ from torch import nn
 
 from .base import Architecture, AttentionParts, UnsupportedArchitecture
 
-_MODULES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo2", "phi3", "gpt2", "gpt_neox",
-            "mixtral", "qwen2_moe", "deepseek", "llama4", "gpt_oss", "gemma4")
+_MODULES = ("llama", "granite", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo2", "exaone4", "phi3",
+            "gpt2", "gpt_neox", "mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "deepseek", "llama4", "gpt_oss", "gemma4")
 
 
 #: families transformers ships that are refused on purpose, with the reason (a clearer message than "unknown")

@@ -1,7 +1,6 @@
 """OLMo2 and OLMo3: norms *after* attention and MLP (inside the residual branch), q/k norms over the whole projection.
 
-OLMo3 adds sliding-window layers (a mask change only): the same rules. EXAONE 4 has the same post-norm block with
-per-head q/k norms.
+OLMo3 adds sliding-window layers (a mask change only): the same rules.
 """
 
 from ._gated import decoder
@@ -13,9 +12,3 @@ ARCHITECTURE = decoder(
     attention=AttentionParts(pre_norm=None, post_norm="post_attention_layernorm", q_norm="q_norm", k_norm="k_norm",
                              qk_norm_flat=True),
 )
-
-EXAONE4 = decoder(
-    "exaone4", ("exaone4",), mid="mlp",
-    attention=AttentionParts(pre_norm=None, post_norm="post_attention_layernorm", q_norm="q_norm", k_norm="k_norm"),
-)
-ARCHITECTURES = (ARCHITECTURE, EXAONE4)
