@@ -24,6 +24,9 @@ SHAPE = dict(
     pad_token_id=0, bos_token_id=1, eos_token_id=2,
 )
 MOE = dict(num_experts_per_tok=2, moe_intermediate_size=16)
+#: gated delta-net layers (Qwen3-Next, Qwen3.5): 2 key heads, 4 value heads (grouped), one linear and one full layer
+LINEAR = dict(linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8, linear_value_head_dim=8,
+              layer_types=["linear_attention", "full_attention"])
 
 #: model_type -> config overrides (on top of SHAPE)
 ZOO: dict[str, dict] = {
@@ -54,6 +57,9 @@ ZOO: dict[str, dict] = {
     "deepseek_v3": {"n_routed_experts": 4, **MOE, "n_shared_experts": 1, "first_k_dense_replace": 1, "n_group": 2,
                     "topk_group": 1, "q_lora_rank": 16, "kv_lora_rank": 16, "qk_rope_head_dim": 4,
                     "qk_nope_head_dim": 8, "v_head_dim": 8, "num_key_value_heads": 4, "head_dim": 4},
+    "qwen3_next": {**LINEAR, "num_experts": 4, **MOE, "shared_expert_intermediate_size": 16},
+    "qwen3_5_text": dict(LINEAR),
+    "qwen3_5_moe_text": {**LINEAR, "num_experts": 4, **MOE, "shared_expert_intermediate_size": 16},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 128},
 }
 

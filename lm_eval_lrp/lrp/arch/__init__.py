@@ -14,14 +14,12 @@ from torch import nn
 from .base import Architecture, AttentionParts, UnsupportedArchitecture
 
 _MODULES = ("llama", "granite", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo2", "exaone4", "phi3",
-            "gpt2", "gpt_neox", "mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "deepseek", "llama4", "gpt_oss", "gemma4")
+            "gpt2", "gpt_neox", "mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "deepseek", "llama4", "gpt_oss", "gemma4",
+            "qwen3_next")
 
 
 #: families transformers ships that are refused on purpose, with the reason (a clearer message than "unknown")
 REFUSED = {
-    "qwen3_next": "its gated delta-net (linear attention) layers have no LRP rule here yet",
-    "qwen3_5": "its gated delta-net (linear attention) layers have no LRP rule here yet",
-    "qwen3_5_moe": "its gated delta-net (linear attention) layers have no LRP rule here yet",
     "phi": "Phi-1/2 (parallel attention with a dense MLP and partial RoPE) has no adapter yet",
 }
 

@@ -1,0 +1,85 @@
+"""The operations of linear-attention and state-space mixers, written with the LRP rules in their backward.
+
+Used by the mixer rules (:mod:`.gated_deltanet`, :mod:`.ssm`) to recompute a mixer's output for the backward only;
+the forward value stays the module's own (checked against it on every call, see :func:`.moe._swap_in`). Derivations:
+``docs/architectures-linear.md``.
+
+* gates and decay factors (β, exp(g), exp(Δ·A), σ/SiLU output gates) are **constants** (detached), as CP-LRP does
+  with the softmax;
+* the normalisers of RMS and L2 norms are constants (identity rule);
+* element-wise activations take the identity rule (backward ``f(x)/x``);
+* the multiplicative products (q·k·v of the delta rule, C·B·x of the selective scan) are multilinear once the
+  gates are constant; AttnLRP gives each of the N factors 1/N of the gradient (uniform rule), CP-LRP keeps only the
+  value path (q, k / B, C constant).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..rules import ACTIVATION_RATIOS
+
+
+def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """``x`` in the forward; its gradient multiplied by ``factor`` in the backward."""
+    if factor == 1.0:
+        return x
+    if factor == 0.0:
+        return x.detach()
+    return x.detach() + factor * (x - x.detach())
+
+
+def identity_act(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """``f(x)`` (``kind`` in :data:`~lm_eval_lrp.lrp.rules.ACTIVATION_RATIOS`) with the identity rule: backward
+    ``g · f(x)/x``, so that R(x) = R(f(x))."""
+    ratio = ACTIVATION_RATIOS[kind](x.detach())
+    value = x.detach() * ratio if kind != "silu" else F.silu(x.detach())
+    return value + (x - x.detach()) * ratio
+
+
+def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Causal depthwise convolution of ``x`` ``[B, T, C]`` with a ``[C, 1, K]`` kernel (linear: ordinary gradient)."""
+    T, K = x.shape[1], weight.shape[-1]
+    y = F.conv1d(x.transpose(1, 2), weight, bias, padding=K - 1, groups=x.shape[-1])
+    return y[..., :T].transpose(1, 2)
+
+
+def rms_constant(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """``x / rms(x)`` with the normaliser constant (identity rule), over the last dimension."""
+    return x * torch.rsqrt(x.detach().pow(2).mean(-1, keepdim=True) + eps)
+
+
+def l2_constant(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``x / ‖x‖`` with the normaliser constant (identity rule), over the last dimension."""
+    return x * torch.rsqrt(x.detach().pow(2).sum(-1, keepdim=True) + eps)
+
+
+def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
+                     variant: str) -> torch.Tensor:
+    """The gated delta rule, recurrent form, under the rules.  ``q, k [B, T, H, dk]`` (normalised and scaled),
+    ``v [B, T, H, dv]``, ``g, beta [B, T, H]``; returns ``o [B, T, H, dv]``.
+
+        S_t = exp(g_t) (I − β_t k_t k_tᵀ) S_{t−1} + β_t k_t v_tᵀ,     o_t = S_tᵀ q_t
+
+    The transition exp(g_t)(I − β_t k_t k_tᵀ) is a decay: constant (its k detached). What is left is trilinear in
+    (q, k of the write term, v): AttnLRP gives each a third of the gradient, CP-LRP keeps only v.
+    """
+    third = 1.0 / 3.0 if variant != "cp" else 0.0
+    q_r = scale_grad(q.float(), third)
+    k_w = scale_grad(k.float(), third)
+    v_r = scale_grad(v.float(), third if variant != "cp" else 1.0)
+    k_e = k.detach().float()
+    decay = g.detach().float().exp()
+    beta = beta.detach().float()
+    B, T, H, dk = q.shape
+    state = torch.zeros(B, H, dk, v.shape[-1], dtype=torch.float32, device=q.device)
+    out = []
+    for t in range(T):
+        state = state * decay[:, t, :, None, None]
+        b_t = beta[:, t, :, None]
+        erase = k_e[:, t, :, :, None] * (b_t * (state * k_e[:, t, :, :, None]).sum(-2))[:, :, None, :]
+        write = k_w[:, t, :, :, None] * (b_t * v_r[:, t])[:, :, None, :]
+        state = state - erase + write
+        out.append((state * q_r[:, t, :, :, None]).sum(-2))
+    return torch.stack(out, dim=1)
