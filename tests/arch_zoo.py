@@ -25,6 +25,8 @@ SHAPE = dict(
 )
 MOE = dict(num_experts_per_tok=2, moe_intermediate_size=16)
 #: gated delta-net layers (Qwen3-Next, Qwen3.5): 2 key heads, 4 value heads (grouped), one linear and one full layer
+#: Mamba-2 mixers: 2 groups, chunk size 8 (the forward's chunked scan crosses chunk boundaries on 12-token probes)
+SSM = dict(n_groups=2, chunk_size=8)
 LINEAR = dict(linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8, linear_value_head_dim=8,
               layer_types=["linear_attention", "full_attention"])
 
@@ -60,6 +62,7 @@ ZOO: dict[str, dict] = {
     "qwen3_next": {**LINEAR, "num_experts": 4, **MOE, "shared_expert_intermediate_size": 16},
     "qwen3_5_text": dict(LINEAR),
     "qwen3_5_moe_text": {**LINEAR, "num_experts": 4, **MOE, "shared_expert_intermediate_size": 16},
+    "mamba2": {**SSM, "num_heads": 8, "head_dim": 8, "state_size": 8, "expand": 2},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 128},
 }
 

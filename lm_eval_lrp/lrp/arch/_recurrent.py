@@ -83,3 +83,48 @@ def gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch
         state = state - erase + write
         out.append((state * q_r[:, t, :, :, None]).sum(-2))
     return torch.stack(out, dim=1)
+
+
+def selective_scan(x: torch.Tensor, B: torch.Tensor, C: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
+                   variant: str, rows: int = 64) -> torch.Tensor:
+    """Mamba-2's scan (state-space duality), in its quadratic ("attention") form, under the rules.
+    ``x [b, T, H, P]``, ``B, C [b, T, H, N]`` (groups already repeated), ``dt [b, T, H]`` (after softplus), ``A [H]``:
+
+        h_t = exp(Δ_t A) h_{t−1} + Δ_t B_t x_tᵀ,   y_t = C_tᵀ h_t
+            = Σ_{s≤t} (C_t·B_s) · exp(Σ_{r=s+1..t} Δ_r A) · Δ_s · x_s
+
+    Δ and the decays are constants; what is left is trilinear in (C, B, x): AttnLRP gives each a third of the
+    gradient, CP-LRP keeps only x. Computed ``rows`` query positions at a time (memory ``rows × T × H``)."""
+    third = 1.0 / 3.0 if variant != "cp" else 0.0
+    x_r = scale_grad(x.float(), third if variant != "cp" else 1.0)
+    B_r, C_r = scale_grad(B.float(), third), scale_grad(C.float(), third)
+    dt = dt.detach().float()
+    cum = torch.cumsum(dt * A.detach().float(), dim=1)  # [b, T, H]
+    T = x.shape[1]
+    src = x_r * dt[..., None]  # Δ_s x_s (Δ constant)
+    out = []
+    for r0 in range(0, T, rows):
+        r1 = min(T, r0 + rows)
+        t = torch.arange(r0, r1, device=x.device)[:, None]
+        s = torch.arange(T, device=x.device)[None, :]
+        causal = (s <= t)[None, :, :, None]  # [1, c, T, 1]
+        diff = cum[:, r0:r1, None, :] - cum[:, None, :, :]  # [b, c, T, H]
+        decay = torch.where(causal, diff, torch.full_like(diff, -float("inf"))).exp()
+        scores = torch.einsum("bthn,bshn->btsh", C_r[:, r0:r1], B_r) * decay
+        out.append(torch.einsum("btsh,bshp->bthp", scores, src))
+    return torch.cat(out, dim=1)
+
+
+def gated_rms_constant(y: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, eps: float, group: int,
+                       before: bool = True) -> torch.Tensor:
+    """Mamba-2's gated RMSNorm with the gate SiLU(z) and the normaliser constant (identity rule):
+    ``w · norm(y · SiLU(z))`` (``before``: gate before the norm) or ``w · norm(y) · SiLU(z)``, over groups of
+    ``group`` features."""
+    gate = F.silu(gate.detach().float())
+    if before:
+        y = y * gate
+    shape = y.shape
+    grouped = y.reshape(*shape[:-1], shape[-1] // group, group)
+    out = (grouped * torch.rsqrt(grouped.detach().pow(2).mean(-1, keepdim=True) + eps)).reshape(shape)
+    out = out * weight.detach().float()
+    return out if before else out * gate
