@@ -27,6 +27,7 @@ MOE = dict(num_experts_per_tok=2, moe_intermediate_size=16)
 #: gated delta-net layers (Qwen3-Next, Qwen3.5): 2 key heads, 4 value heads (grouped), one linear and one full layer
 #: Mamba-2 mixers: 2 groups, chunk size 8 (the forward's chunked scan crosses chunk boundaries on 12-token probes)
 SSM = dict(n_groups=2, chunk_size=8)
+MAMBA2 = dict(mamba_n_heads=8, mamba_d_head=8, mamba_d_state=8, mamba_n_groups=2, mamba_chunk_size=8, mamba_expand=2)
 LINEAR = dict(linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=8, linear_value_head_dim=8,
               layer_types=["linear_attention", "full_attention"])
 
@@ -63,6 +64,10 @@ ZOO: dict[str, dict] = {
     "qwen3_5_text": dict(LINEAR),
     "qwen3_5_moe_text": {**LINEAR, "num_experts": 4, **MOE, "shared_expert_intermediate_size": 16},
     "mamba2": {**SSM, "num_heads": 8, "head_dim": 8, "state_size": 8, "expand": 2},
+    "bamba": {**MAMBA2, "attn_layer_indices": [1]},
+    "granitemoehybrid": {**MAMBA2, "layer_types": ["mamba", "attention"], "num_local_experts": 4,
+                         "num_experts_per_tok": 2, "shared_intermediate_size": 16, "residual_multiplier": 0.5,
+                         "embedding_multiplier": 2.0, "attention_multiplier": 0.3, "logits_scaling": 4.0},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 128},
 }
 

@@ -125,7 +125,7 @@ def register_mixer(module: nn.Module, what: str, surrogate) -> list:
             raise UnsupportedArchitecture(
                 f"{type(mod).__name__}: explaining a call that continues a recurrent cache is not supported; "
                 "run the explained sequence in one forward with use_cache=False")
-        say_once(what, f"LRP: {what} layers are explained with the torch recurrent form (a fused kernel, if any, "
+        say_once(what, f"LRP: {what} layers are explained with the rules written in torch (a fused kernel, if any, "
                  "computes the forward value only)")
         return _swap_in(mod, output, surrogate(mod, x, kwargs.get("attention_mask")))
 
