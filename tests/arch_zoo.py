@@ -68,6 +68,8 @@ ZOO: dict[str, dict] = {
     "granitemoehybrid": {**MAMBA2, "layer_types": ["mamba", "attention"], "num_local_experts": 4,
                          "num_experts_per_tok": 2, "shared_intermediate_size": 16, "residual_multiplier": 0.5,
                          "embedding_multiplier": 2.0, "attention_multiplier": 0.3, "logits_scaling": 4.0},
+    "mamba": {"state_size": 8, "expand": 2, "time_step_rank": 4},
+    "falcon_mamba": {"state_size": 8, "expand": 2, "time_step_rank": 4},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 128},
 }
 

@@ -128,3 +128,25 @@ def gated_rms_constant(y: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor
     out = (grouped * torch.rsqrt(grouped.detach().pow(2).mean(-1, keepdim=True) + eps)).reshape(shape)
     out = out * weight.detach().float()
     return out if before else out * gate
+
+
+def selective_scan_diagonal(x: torch.Tensor, B: torch.Tensor, C: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
+                            variant: str) -> torch.Tensor:
+    """Mamba-1's selective scan, recurrent form, under the rules. ``x, dt [b, T, D]``, ``B, C [b, T, N]``,
+    ``A [D, N]``:
+
+        h_t = exp(Δ_t ⊙ A) ⊙ h_{t−1} + (Δ_t ⊙ x_t) B_tᵀ,   y_t = h_t C_t
+
+    Δ and the decays constant; trilinear in (C, B, x): AttnLRP ⅓ each, CP-LRP keeps only x."""
+    third = 1.0 / 3.0 if variant != "cp" else 0.0
+    x_r = scale_grad(x.float(), third if variant != "cp" else 1.0)
+    B_r, C_r = scale_grad(B.float(), third), scale_grad(C.float(), third)
+    dt = dt.detach().float()
+    decay = torch.exp(dt[..., None] * A.detach().float())  # [b, T, D, N]
+    src = dt * x_r
+    state = torch.zeros(x.shape[0], x.shape[2], A.shape[-1], dtype=torch.float32, device=x.device)
+    out = []
+    for t in range(x.shape[1]):
+        state = decay[:, t] * state + src[:, t, :, None] * B_r[:, t, None, :]
+        out.append((state * C_r[:, t, None, :]).sum(-1))
+    return torch.stack(out, dim=1)

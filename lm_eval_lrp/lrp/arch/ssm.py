@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..rules import Rule
-from ._recurrent import causal_depthwise_conv, gated_rms_constant, identity_act, selective_scan
+from ._recurrent import (causal_depthwise_conv, gated_rms_constant, identity_act, rms_constant, selective_scan,
+                         selective_scan_diagonal)
 from .base import UnsupportedArchitecture
 from .gated_deltanet import register_mixer
 
@@ -87,3 +88,46 @@ class Mamba2Mixer(Rule):
     def register(self, module):
         self.check(module)
         return register_mixer(module, "Mamba-2", self.surrogate)
+
+
+def _norm_constant(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    """An optional RMSNorm on B or C (Jamba, Falcon-Mamba) with 1/rms constant; a weight only where it is a parameter
+    (Falcon-Mamba's norms are weightless)."""
+    if norm is None:
+        return x
+    out = rms_constant(x.float(), norm.variance_epsilon)
+    weight = getattr(norm, "weight", None)
+    return out * weight.detach().float() if isinstance(weight, nn.Parameter) else out
+
+
+class Mamba1Mixer(Mamba2Mixer):
+    """The backward of a Mamba-1 mixer (Mamba, Falcon-Mamba, Jamba) under the same rules: ``[x | z] = W_in x``;
+    ``x = SiLU(conv(x))``; ``[dt | B | C] = W_x x`` (optionally RMS-normed); ``Δ = softplus(W_dt dt + b)`` constant;
+    ``y = (scan(x, B, C, Δ, A) + D ⊙ x) · SiLU(z)`` with SiLU(z) constant."""
+
+    needs = ("in_proj", "conv1d", "x_proj", "dt_proj", "out_proj", "A_log", "D", "intermediate_size",
+             "ssm_state_size", "time_step_rank")
+
+    def surrogate(self, m: nn.Module, x: torch.Tensor, attention_mask) -> torch.Tensor:
+        masked = isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2
+        if masked:
+            x = x * attention_mask[:, :, None].to(x.dtype)
+        xs, gate = m.in_proj(x).chunk(2, dim=-1)
+        xs = identity_act(causal_depthwise_conv(xs, m.conv1d.weight, self._const(m.conv1d.bias)).float(), "silu")
+        if masked:
+            xs = xs * attention_mask[:, :, None].to(xs.dtype)
+        dt, B, C = m.x_proj(xs.to(x.dtype)).split([m.time_step_rank, m.ssm_state_size, m.ssm_state_size], dim=-1)
+        dt = dt.detach()
+        if getattr(m, "dt_layernorm", None) is not None:
+            dt = m.dt_layernorm(dt)
+        delta = F.softplus(F.linear(dt.float(), m.dt_proj.weight.detach().float(), m.dt_proj.bias.detach().float()))
+        B = _norm_constant(getattr(m, "b_layernorm", None), B)
+        C = _norm_constant(getattr(m, "c_layernorm", None), C)
+        A = -m.A_log.detach().float().exp()
+        y = selective_scan_diagonal(xs, B, C, delta, A, self.variant) + m.D.detach().float() * xs
+        y = y * F.silu(gate.detach().float())
+        return m.out_proj(y.to(x.dtype))
+
+    def register(self, module):
+        self.check(module)
+        return register_mixer(module, "Mamba", self.surrogate)
