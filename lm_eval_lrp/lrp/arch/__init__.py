@@ -15,7 +15,7 @@ from .base import Architecture, AttentionParts, UnsupportedArchitecture
 
 _MODULES = ("llama", "granite", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo2", "exaone4", "phi3",
             "gpt2", "gpt_neox", "mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "deepseek", "llama4", "gpt_oss", "gemma4",
-            "qwen3_next", "mamba2", "bamba", "granitemoehybrid", "mamba")
+            "qwen3_next", "mamba2", "bamba", "granitemoehybrid", "mamba", "jamba")
 
 
 #: families transformers ships that are refused on purpose, with the reason (a clearer message than "unknown")
