@@ -72,8 +72,12 @@ ZOO: dict[str, dict] = {
     "falcon_mamba": {"state_size": 8, "expand": 2, "time_step_rank": 4},
     "jamba": {"attn_layer_period": 2, "attn_layer_offset": 1, "expert_layer_period": 2, "expert_layer_offset": 1,
               "num_experts": 4, "num_experts_per_tok": 2, "mamba_d_state": 8, "mamba_expand": 2, "mamba_dt_rank": 4},
+    "exaone": {}, "internlm3": {}, "iquestcoder": {},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 128},
 }
+
+
+ZOO["sarvam_mla"] = dict(ZOO["deepseek_v3"])
 
 
 def model_type_of(name: str) -> str:
