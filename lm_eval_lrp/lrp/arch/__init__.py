@@ -18,9 +18,26 @@ _MODULES = ("llama", "granite", "mistral", "qwen2", "qwen3", "gemma", "gemma2", 
             "qwen3_next", "mamba2", "bamba", "granitemoehybrid", "mamba", "jamba")
 
 
-#: families transformers ships that are refused on purpose, with the reason (a clearer message than "unknown")
+#: families transformers ships that are refused on purpose, with the reason (a clearer message than "unknown");
+#: a refusal stays only where the derivation of a layer's rule is missing here
+_NO_RULE = "no LRP rule is derived here yet for"
 REFUSED = {
     "phi": "Phi-1/2 (parallel attention with a dense MLP and partial RoPE) has no adapter yet",
+    "falcon_h1": f"{_NO_RULE} its parallel attention + Mamba-2 block with µP multipliers",
+    "nemotron_h": f"{_NO_RULE} its ReLU² experts without a gate",
+    "lfm2": f"{_NO_RULE} its gated short convolution",
+    "lfm2_moe": f"{_NO_RULE} its gated short convolution",
+    "zamba": f"{_NO_RULE} its transformer block shared across layers (one module on several residual positions)",
+    "zamba2": f"{_NO_RULE} its transformer blocks shared across layers (one module on several residual positions)",
+    "rwkv": f"{_NO_RULE} RWKV time mixing (exponential-decay WKV with a bonus term)",
+    "recurrent_gemma": f"{_NO_RULE} the RG-LRU recurrence (gated linear recurrent unit)",
+    "xlstm": f"{_NO_RULE} the mLSTM / sLSTM cells (exponential gating with a normaliser state)",
+    "kimi_linear": f"{_NO_RULE} Kimi delta attention (channel-wise gated delta rule)",
+    "minimax": f"{_NO_RULE} lightning attention (linear attention with a block decay)",
+    "olmo_hybrid": f"{_NO_RULE} its linear-attention layers",
+    "bailing_hybrid": f"{_NO_RULE} its linear-attention layers",
+    "gemma3n_text": f"{_NO_RULE} AltUp, Laurel and per-layer inputs of Gemma 3n",
+    "deepseek_v4": f"{_NO_RULE} its attention and expert layout (not yet mapped)",
 }
 
 
