@@ -78,6 +78,10 @@ ZOO: dict[str, dict] = {
 
 
 ZOO["sarvam_mla"] = dict(ZOO["deepseek_v3"])
+ZOO["mistral4"] = {**ZOO["deepseek_v3"], "head_dim": None}  # derived from the q/k head dims by the config
+
+#: model types that transformers' causal-LM auto mapping does not list: their class
+CLASSES = {"mistral4": "Mistral4ForCausalLM"}
 
 
 def model_type_of(name: str) -> str:
@@ -90,6 +94,7 @@ def tiny_config(name: str):
 
     kw = dict(SHAPE)
     kw.update(ZOO[name])
+    kw = {k: v for k, v in kw.items() if v is not None}
     return AutoConfig.for_model(model_type_of(name), **kw)
 
 
@@ -97,6 +102,13 @@ def tiny(model_type: str, *, attn: str = "eager", seed: int = 0, dtype=torch.flo
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(model_type), attn_implementation=attn, dtype=torch.float32)
+    config = tiny_config(model_type)
+    if model_type in CLASSES:
+        import transformers
+
+        cls = getattr(transformers, CLASSES[model_type])
+        model = cls._from_config(config, attn_implementation=attn, dtype=torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=torch.float32)
     randomise_norms(model, seed=seed + 1)
     return model.to(dtype).eval()

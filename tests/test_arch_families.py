@@ -19,7 +19,7 @@ FAMILIES = sorted(ZOO)
 #: linear-attention and state-space hybrids: their mixers against independent references in test_arch_linear.py
 LINEAR = ("qwen3_next", "qwen3_5", "mamba", "bamba", "granitemoehybrid", "falcon_mamba", "jamba")
 #: configurations transformers loads into LlamaForCausalLM / DeepseekV3ForCausalLM: the reference runs on those
-ALIASES = ("exaone", "internlm3", "iquestcoder", "sarvam_mla")
+ALIASES = ("exaone", "internlm3", "iquestcoder", "sarvam_mla", "mistral4")
 REFERENCE = [f for f in FAMILIES if not f.startswith(("gpt2", "gpt_neox", "llama4", "gpt_oss") + LINEAR + ALIASES)]
 NO_SDPA = {"gemma2", "gpt_oss", "mamba2", "mamba", "falcon_mamba"}  # soft-capped scores / sinks: transformers runs them eagerly only; no attention
 

@@ -1,4 +1,5 @@
-"""DeepSeek-V3 (``deepseek_v3``; ``sarvam_mla`` loads into the same class): multi-head latent attention (MLA) and a sparse MoE with shared experts.
+"""DeepSeek-V3 (``deepseek_v3``; ``sarvam_mla`` loads into the same class; Mistral 4, ``mistral4``, has the same
+blocks with interleaved RoPE): multi-head latent attention (MLA) and a sparse MoE with shared experts.
 
 MLA: q = q_b_proj(norm(q_a_proj(x))) (or q_proj(x)); a latent c = kv_a_proj_with_mqa(x) = [c_kv | k_rot]; then
 [k_nope | v] per head = kv_b_proj(norm(c_kv)), and k = [k_nope | RoPE(k_rot)] shared by all heads. The factors of
@@ -39,7 +40,7 @@ def rules(variant: str) -> list:
 
 ARCHITECTURE = Architecture(
     name="deepseek_v3",
-    model_types=("deepseek_v3", "sarvam_mla"),
+    model_types=("deepseek_v3", "sarvam_mla", "mistral4"),
     block_rules=rules,
     final_rule=norm_rule("rms"),
     attention=AttentionParts(closed_form=False),
