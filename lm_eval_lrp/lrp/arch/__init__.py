@@ -37,7 +37,8 @@ REFUSED = {
     "olmo_hybrid": f"{_NO_RULE} its linear-attention layers",
     "bailing_hybrid": f"{_NO_RULE} its linear-attention layers",
     "gemma3n_text": f"{_NO_RULE} AltUp, Laurel and per-layer inputs of Gemma 3n",
-    "deepseek_v4": f"{_NO_RULE} its attention and expert layout (not yet mapped)",
+    "deepseek_v4": f"{_NO_RULE} hyper-connections (several residual streams mixed by input-dependent matrices) "
+                   "and its compressed sparse attention (compressors and a top-k indexer)",
 }
 
 

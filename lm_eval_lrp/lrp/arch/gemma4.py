@@ -17,9 +17,12 @@ from .moe import GatedExperts
 
 def _refuse(config) -> str | None:
     if getattr(config, "hidden_size_per_layer_input", 0):
-        return "per-layer input embeddings (hidden_size_per_layer_input > 0) have no adapter yet"
+        return ("per-layer input embeddings (hidden_size_per_layer_input > 0) are a second input path into every block; "
+                "their rule is the gated-MLP one, but the block-by-block backward (long contexts, graphs) holds "
+                "per-layer inputs constant, so part of the input relevance would be lost: not adapted yet")
     if getattr(config, "num_kv_shared_layers", 0):
-        return "KV sharing across layers (num_kv_shared_layers > 0) has no adapter yet"
+        return ("KV sharing across layers (num_kv_shared_layers > 0) reuses keys and values of earlier blocks, which the "
+                "block-by-block backward cannot follow: not adapted yet")
     return None
 
 
