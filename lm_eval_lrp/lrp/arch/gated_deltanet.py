@@ -53,13 +53,14 @@ def _projections(m: nn.Module, x: torch.Tensor):
 
 
 def continues_cache(module: nn.Module, cache) -> bool:
-    """Whether this call starts from a recurrent state left in ``cache`` by an earlier call (not recomputed here)."""
+    """Whether this call starts from a state (recurrent or convolution) left in ``cache`` by an earlier call (not
+    recomputed here)."""
     if cache is None:
         return False
-    get = getattr(cache, "get_recurrent_state", None)
-    if get is None:
+    getters = [getattr(cache, n, None) for n in ("get_recurrent_state", "get_conv_state")]
+    if not any(getters):
         return bool(getattr(cache, "has_previous_state", False))
-    return get(module.layer_idx, state_idx=0) is not None
+    return any(get is not None and get(module.layer_idx, state_idx=0) is not None for get in getters)
 
 
 class GatedDeltaNet(Rule):
