@@ -74,6 +74,10 @@ ZOO: dict[str, dict] = {
               "num_experts": 4, "num_experts_per_tok": 2, "mamba_d_state": 8, "mamba_expand": 2, "mamba_dt_rank": 4},
     "exaone": {}, "internlm3": {}, "iquestcoder": {},
     "lfm2": {"layer_types": ["conv", "full_attention"], "block_auto_adjust_ff_dim": False},
+    "nemotron_h": {"layers_block_type": ["mamba", "moe", "attention", "mlp"], "num_hidden_layers": 4,
+                   "mamba_num_heads": 8, "mamba_head_dim": 8, "ssm_state_size": 8, "n_groups": 2, "chunk_size": 8,
+                   "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16,
+                   "moe_shared_expert_intermediate_size": 16},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 128},
 }
 

@@ -17,7 +17,7 @@ FAMILIES = sorted(ZOO)
 #: families the reference implementation (Llama-shaped decoders, MLA) covers; GPT-2 has its own in test_engine.py;
 #: GPT-NeoX, Llama-4 (complex RoPE, NoPE temperature) and gpt-oss (sinks, clamped SwiGLU): conservation and graphs;
 #: linear-attention and state-space hybrids: their mixers against independent references in test_arch_linear.py
-LINEAR = ("qwen3_next", "qwen3_5", "mamba", "bamba", "granitemoehybrid", "falcon_mamba", "jamba", "lfm2")
+LINEAR = ("qwen3_next", "qwen3_5", "mamba", "bamba", "granitemoehybrid", "falcon_mamba", "jamba", "lfm2", "nemotron_h")
 #: configurations transformers loads into LlamaForCausalLM / DeepseekV3ForCausalLM: the reference runs on those
 ALIASES = ("exaone", "internlm3", "iquestcoder", "sarvam_mla", "mistral4")
 REFERENCE = [f for f in FAMILIES if not f.startswith(("gpt2", "gpt_neox", "llama4", "gpt_oss") + LINEAR + ALIASES)]

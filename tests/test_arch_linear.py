@@ -24,7 +24,7 @@ from lm_eval_lrp.lrp.arch._recurrent import gated_delta_rule, selective_scan, se
 
 #: zoo entry -> the block attribute of its recurrent mixer
 MIXERS = {"qwen3_next": "linear_attn", "qwen3_5_text": "linear_attn", "mamba2": "mixer", "bamba": "mamba",
-          "granitemoehybrid": "mamba", "mamba": "mixer", "falcon_mamba": "mixer", "jamba": "mamba", "lfm2": "conv"}
+          "granitemoehybrid": "mamba", "mamba": "mixer", "falcon_mamba": "mixer", "jamba": "mamba", "lfm2": "conv", "nemotron_h": "mixer"}
 
 
 def mixer_and_rule(family: str, variant: str):
@@ -33,7 +33,7 @@ def mixer_and_rule(family: str, variant: str):
     block = next(b for b in arch.blocks(model) if hasattr(b, MIXERS[family]))
     mixer = getattr(block, MIXERS[family])
     rule = dict(arch.block_rules(variant))[MIXERS[family]]
-    return model, mixer, rule
+    return model, mixer, rule.bind(block) if hasattr(rule, "bind") else rule
 
 
 @pytest.mark.parametrize("variant", ["attnlrp", "cp"])
@@ -56,7 +56,7 @@ def test_mixer_is_conservative_and_keeps_its_value(family, variant):
     biases = [m.bias for m in (mixer.in_proj if hasattr(mixer, "in_proj") else None, mixer.out_proj)
               if m is not None and m.bias is not None]
     assert not biases  # (the zoo's mixers have no projection biases: the sum below is then exact)
-    total = float((x.double() * grads[0].double()).sum()) + absorbed
+    total = float((x.detach().double() * grads[0].double()).sum()) + absorbed
     assert total == pytest.approx(float(seed), rel=1e-4, abs=1e-5)
     if variant == "cp":  # something is explained: the input holds a real share
         assert abs(float((x * grads[0]).sum())) > 1e-3 * abs(float(seed))

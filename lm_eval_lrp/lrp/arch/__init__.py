@@ -15,7 +15,7 @@ from .base import Architecture, AttentionParts, UnsupportedArchitecture
 
 _MODULES = ("llama", "granite", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo2", "exaone4", "phi3",
             "gpt2", "gpt_neox", "mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "deepseek", "llama4", "gpt_oss", "gemma4",
-            "qwen3_next", "mamba2", "bamba", "granitemoehybrid", "mamba", "jamba", "lfm2")
+            "qwen3_next", "mamba2", "bamba", "granitemoehybrid", "mamba", "jamba", "lfm2", "nemotron_h")
 
 
 #: families transformers ships that are refused on purpose, with the reason (a clearer message than "unknown");
@@ -24,7 +24,6 @@ _NO_RULE = "no LRP rule is derived here yet for"
 REFUSED = {
     "phi": "Phi-1/2 (parallel attention with a dense MLP and partial RoPE) has no adapter yet",
     "falcon_h1": f"{_NO_RULE} its parallel attention + Mamba-2 block with µP multipliers",
-    "nemotron_h": f"{_NO_RULE} its ReLU² experts without a gate",
     "lfm2_moe": f"{_NO_RULE} its gated short convolution",
     "zamba": f"{_NO_RULE} its transformer block shared across layers (one module on several residual positions)",
     "zamba2": f"{_NO_RULE} its transformer blocks shared across layers (one module on several residual positions)",
