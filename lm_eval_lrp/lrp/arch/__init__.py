@@ -23,7 +23,8 @@ _MODULES = ("llama", "granite", "mistral", "qwen2", "qwen3", "gemma", "gemma2", 
 _NO_RULE = "no LRP rule is derived here yet for"
 REFUSED = {
     "phi": "Phi-1/2 (parallel attention with a dense MLP and partial RoPE) has no adapter yet",
-    "falcon_h1": f"{_NO_RULE} its parallel attention + Mamba-2 block with µP multipliers",
+    "falcon_h1": f"{_NO_RULE} its µP multipliers (a multiplier on the logits, and on the Mamba-2 projection) "
+                 "beside its parallel attention + Mamba-2 block",
     "lfm2_moe": f"{_NO_RULE} its gated short convolution",
     "zamba": f"{_NO_RULE} its transformer block shared across layers (one module on several residual positions)",
     "zamba2": f"{_NO_RULE} its transformer blocks shared across layers (one module on several residual positions)",
