@@ -96,9 +96,12 @@ def qkv_heads(model, attn, x, position_embeddings, offset):
     q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
     if getattr(attn, "use_rope", True) and position_embeddings is not None:
         rope = _rope(attn)
-        if "k" in inspect.signature(rope).parameters:
+        # one tensor at a time (Gemma 4); the `kernels` package wraps the function as (*args, **kwargs), so the
+        # signature cannot tell: Gemma 4's modeling file is named instead
+        per_tensor = "gemma4" in type(attn).__module__ or "x" in inspect.signature(rope).parameters
+        if not per_tensor:
             q, k = rope(q, k, *position_embeddings)
-        else:  # one tensor at a time (Gemma 4)
+        else:
             q, k = (rope(t, *position_embeddings, unsqueeze_dim=1) for t in (q, k))
     return q[0], k[0].repeat_interleave(H // Hkv, 0), v[0].repeat_interleave(H // Hkv, 0)
 

@@ -78,6 +78,8 @@ ZOO: dict[str, dict] = {
                    "mamba_num_heads": 8, "mamba_head_dim": 8, "ssm_state_size": 8, "n_groups": 2, "chunk_size": 8,
                    "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16,
                    "moe_shared_expert_intermediate_size": 16},
+    "lfm2_moe": {"layer_types": ["conv", "full_attention"], "num_experts": 4, "num_experts_per_tok": 2,
+                 "moe_intermediate_size": 16, "num_dense_layers": 1},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": 64, "n_positions": 128},
 }
 

@@ -24,7 +24,7 @@ from lm_eval_lrp.lrp.arch._recurrent import gated_delta_rule, selective_scan, se
 
 #: zoo entry -> the block attribute of its recurrent mixer
 MIXERS = {"qwen3_next": "linear_attn", "qwen3_5_text": "linear_attn", "mamba2": "mixer", "bamba": "mamba",
-          "granitemoehybrid": "mamba", "mamba": "mixer", "falcon_mamba": "mixer", "jamba": "mamba", "lfm2": "conv", "nemotron_h": "mixer"}
+          "granitemoehybrid": "mamba", "mamba": "mixer", "falcon_mamba": "mixer", "jamba": "mamba", "lfm2": "conv", "lfm2_moe": "conv", "nemotron_h": "mixer"}
 
 
 def mixer_and_rule(family: str, variant: str):

@@ -25,7 +25,6 @@ REFUSED = {
     "phi": "Phi-1/2 (parallel attention with a dense MLP and partial RoPE) has no adapter yet",
     "falcon_h1": f"{_NO_RULE} its µP multipliers (a multiplier on the logits, and on the Mamba-2 projection) "
                  "beside its parallel attention + Mamba-2 block",
-    "lfm2_moe": f"{_NO_RULE} its gated short convolution",
     "zamba": f"{_NO_RULE} its transformer block shared across layers (one module on several residual positions)",
     "zamba2": f"{_NO_RULE} its transformer blocks shared across layers (one module on several residual positions)",
     "rwkv": f"{_NO_RULE} RWKV time mixing (exponential-decay WKV with a bonus term)",

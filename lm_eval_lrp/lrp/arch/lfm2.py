@@ -1,4 +1,5 @@
-"""LFM2 (``lfm2``): gated short-convolution layers and attention layers (per-head q/k norms, ``out_proj``), each
+"""LFM2 (``lfm2``) and LFM2-MoE (``lfm2_moe``: a sparse MoE at ``feed_forward`` in the later layers, experts with
+``F.silu``; routing weights constant, see :mod:`.moe`): gated short-convolution layers and attention layers (per-head q/k norms, ``out_proj``), each
 followed by a SiLU-gated MLP computed with ``F.silu`` (no activation module: the whole MLP gets one rule).
 
 Short convolution: ``[B | C | x] = W_in h``, ``y = W_out(C ⊙ conv(B ⊙ x))`` with a depthwise causal convolution.
@@ -18,8 +19,8 @@ from ._gated import attention_rules, norm_rule
 from ._recurrent import causal_depthwise_conv, scale_grad
 from .base import Architecture, AttentionParts, UnsupportedArchitecture
 from .gated_deltanet import register_mixer
-from .moe import _swap_in
-from ..rules import NormIdentity, _recording
+from .moe import GatedExperts, _swap_in
+from ..rules import NormIdentity, StopGradient, _recording
 
 
 class ShortConv(Rule):
@@ -86,6 +87,44 @@ class SiluGatedMLP(Rule):
         return [module.register_forward_hook(hook)]
 
 
+class SiluFunctionExperts(GatedExperts):
+    """Experts whose activation is the function ``F.silu`` (LFM2-MoE), not a module: the gated-MLP expert rule."""
+
+    def check(self, module: nn.Module) -> None:
+        for name in ("gate_up_proj", "down_proj"):
+            if not hasattr(module, name):
+                raise UnsupportedArchitecture(f"{type(module).__name__} has no {name}")
+        if getattr(module, "act_fn", None) is not F.silu:
+            raise UnsupportedArchitecture(f"{type(module).__name__}: only F.silu experts are supported")
+
+    def expert(self, module, e, h):
+        gate, up = F.linear(h, module.gate_up_proj[e]).chunk(2, dim=-1)
+        value = F.silu(gate.detach())
+        if self.variant == "cp":
+            prod = value * up
+        else:
+            act = value + (gate - gate.detach()) * ACTIVATION_RATIOS["silu"](gate.detach())
+            prod = 0.5 * (act * up.detach() + act.detach() * up)
+        return F.linear(prod, module.down_proj[e])
+
+
+class _Container(Rule):
+    """No hooks: the children carry the rules (the MoE router and experts)."""
+
+    def register(self, module):
+        return []
+
+
+class FeedForwardByType(Rule):
+    """Binds to :class:`SiluGatedMLP` for a dense ``feed_forward``, else to a container (MoE)."""
+
+    def __init__(self, variant: str):
+        self.variant = variant
+
+    def bind(self, block: nn.Module) -> Rule:
+        return SiluGatedMLP(self.variant) if hasattr(block.feed_forward, "w1") else _Container()
+
+
 _ATTENTION = AttentionParts(o="out_proj", pre_norm="operator_norm", q_norm="q_layernorm", k_norm="k_layernorm",
                             closed_form=False)
 _NORMS = ("operator_norm", "ffn_norm", "self_attn.q_layernorm", "self_attn.k_layernorm")
@@ -94,14 +133,15 @@ _NORMS = ("operator_norm", "ffn_norm", "self_attn.q_layernorm", "self_attn.k_lay
 def _rules(variant: str) -> list:
     norm = NormIdentity("rms")
     return ([(n, norm) for n in _NORMS] + [("conv", ShortConv(variant))] + attention_rules(variant, _ATTENTION)
-            + [("feed_forward", SiluGatedMLP(variant))])
+            + [("feed_forward", FeedForwardByType(variant)), ("feed_forward.gate", StopGradient()),
+               ("feed_forward.experts", SiluFunctionExperts(variant))])
 
 
 ARCHITECTURE = Architecture(
-    name="lfm2", model_types=("lfm2",), block_rules=_rules, final_rule=norm_rule("rms"),
+    name="lfm2", model_types=("lfm2", "lfm2_moe"), block_rules=_rules, final_rule=norm_rule("rms"),
     mid="ffn_norm", final_norm="model.embedding_norm", attention=_ATTENTION, containers=("self_attn",),
     optional=("conv", "self_attn.q_layernorm", "self_attn.k_layernorm", "self_attn.q_proj", "self_attn.k_proj",
-              "self_attn.v_proj"),
+              "self_attn.v_proj", "feed_forward.gate", "feed_forward.experts"),
     groups=(("conv", "self_attn.k_proj"),),
     notes="gated short convolution: uniform rule on C·B·x",
 )
