@@ -33,7 +33,7 @@ from lm_eval_lrp.faithfulness import faithfulness  # noqa: E402
 from lm_eval_lrp.lrp import explain  # noqa: E402
 
 FAMILIES = ("llama", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "mamba2", "bamba", "granitemoehybrid",
-            "mamba", "falcon_mamba", "jamba", "lfm2", "nemotron_h")
+            "mamba", "falcon_mamba", "jamba", "lfm2", "lfm2_moe", "nemotron_h")
 METHODS = ("attnlrp", "cp", "grad_x_input", "random")
 
 
