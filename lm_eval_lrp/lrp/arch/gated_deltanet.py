@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..rules import FusedQKV, Rule, _recording
-from ._recurrent import causal_depthwise_conv, gated_delta_rule, identity_act, l2_constant, rms_constant, scale_grad
+from ._recurrent import causal_depthwise_conv, gated_delta_rule, identity_act, l2_constant, rms_constant
 from .base import UnsupportedArchitecture
 from .moe import _swap_in
 
