@@ -93,7 +93,8 @@ class TaskAttribution:
         case, located = self.case(failure)
         base = base_record(failure, case)
         if located is not None:
-            base.update(locate=located, locator=located.get("locator"), output_offset=located.get("output_offset"))
+            base.update(locate=located, locator=located.get("locator"), output_offset=located.get("output_offset"),
+                        confidence=located.get("confidence"))
             base["locate"]["seconds_total"] = round(time.perf_counter() - self._start, 4)
         if case.skip:
             return self._emit(skipped_record(base, case.skip, case, self.subject.tokenizer))

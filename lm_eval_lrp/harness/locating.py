@@ -12,6 +12,7 @@ from dataclasses import asdict
 
 from ..failures import Case, Failure
 from ..locate import Budget, Chain, ChainResult, Context, Generation, kind_of_task
+from ..locate.confidence import confidence
 from ..lmeval.tasks import sample_context, sample_output
 from .subject import Subject
 
@@ -129,4 +130,7 @@ def _block(result: ChainResult, chain: Chain) -> dict:
         out.update(locator=loc.locator, reason=loc.reason, output_offset=loc.output_offset, explains=d["explains"],
                    index=loc.index, candidates=d["candidates"], rollouts=tried + d["rollouts"],
                    budget_exhausted=loc.budget_exhausted, seconds=round(loc.seconds, 4))
+        out["confidence"], out["confidence_why"] = confidence(loc)
+        if loc.agreeing:
+            out["agreeing"] = list(loc.agreeing)
     return out

@@ -16,7 +16,8 @@ from ..patterns import Thresholds, describe_thresholds
 from . import heatmap
 from .graph import graph_path, load_graph, render_section
 from .render import render, script_json
-from .summary import SEGMENT_ORDER, TaskSummary, locator_of, model_args, open_run, record_facts, summarise
+from .summary import (SEGMENT_ORDER, TaskSummary, confidence_of, locator_of, model_args, open_run, record_facts,
+                      summarise)
 from .svg import PATTERN_COLOURS, diverging_bars, esc, fmt, histogram, pattern_chart
 
 CHUNK = 100
@@ -98,7 +99,7 @@ class ReportBuilder:
             "attributed": s.attributed, "skipped": s.skipped, "errors": s.errors, "skipped_n": sum(s.skipped.values()),
             "error_count": s.error_count, "clean_case_rate": s.clean_case_rate, "median_delta": s.median_delta,
             "median_ratio": s.median_ratio, "patterns": s.patterns, "locators": s.locators, "top_tokens": s.top_tokens,
-            "flips": s.flips,
+            "flips": s.flips, "confidence": s.confidence, "confidence_n": sum(s.confidence.values()),
             "delta_chart": Markup(histogram(s.deltas, "Δℓ of attributed failures", "Δℓ = ℓ(wrong) − ℓ(correct)")),
             "ratio_chart": Markup(histogram(s.ratios, "Conservation ΣR/Δℓ", "ΣR(input)/Δℓ", marker=1.0,
                                             marker_label="1: conservative")),
@@ -119,7 +120,8 @@ class ReportBuilder:
                 ix["pattern"](f.pattern.label if f and f.pattern else ""), ix["locator"](locator_of(r)),
                 ix["segment"](f.top_segment if f else ""), None if target is None else ix["tok"](target),
                 None if contrast is None else ix["tok"](contrast), [ix["tok"](t) for t in (f.top_tokens if f else [])], view,
-                round(ratio, 3) if isinstance(ratio, (int, float)) else None, ix["note"](note)]
+                round(ratio, 3) if isinstance(ratio, (int, float)) else None, ix["note"](note),
+                ix["confidence"](confidence_of(r))]
 
     # --- one record -------------------------------------------------------------------------------------------
 
@@ -128,6 +130,7 @@ class ReportBuilder:
         status = r.get("status", "?")
         f = self.facts.get(id(r)) or record_facts(self.run, r, self.th, task_key)
         view = {"r": r, "rid": rid, "status": status, "attributed": status == "attributed", "locator": locator_of(r),
+                "confidence": confidence_of(r), "candidates": candidates_of(r),
                 "target": r.get("target") or {}, "contrast": r.get("contrast") or {}, "topk": r.get("topk") or [],
                 "n_tokens": len(r.get("tokens") or []), "pattern": f.pattern, "prev": None, "next": None,
                 "metrics": ", ".join(f"{k}={v:g}" for k, v in (r.get("metrics") or {}).items() if isinstance(v, (int, float)))}
@@ -203,7 +206,7 @@ class ReportBuilder:
             stale.unlink()
         views: list[tuple[str, dict]] = []
         rows = []
-        ix = {k: _Index() for k in ("task", "status", "pattern", "locator", "segment", "note", "tok")}
+        ix = {k: _Index() for k in ("task", "status", "pattern", "locator", "segment", "note", "tok", "confidence")}
         for s in self.summaries:
             if s.name not in self.run.tasks:
                 continue
@@ -244,6 +247,18 @@ class ReportBuilder:
                       has_lrp=bool((self.run.results or {}).get("lrp")) or bool(self.run.tasks))
         out.write_text(text, encoding="utf-8")
         return out
+
+
+def candidates_of(record: dict) -> list[dict]:
+    """The positions the locators considered (token index, character offset, text, why), the explained one first."""
+    block = record.get("locate") if isinstance(record.get("locate"), dict) else {}
+    out, seen = [], set()
+    for c in block.get("candidates") or []:
+        key = (c.get("index"), c.get("offset"))
+        if key not in seen:
+            seen.add(key)
+            out.append({k: c.get(k) for k in ("index", "offset", "token", "why")})
+    return out
 
 
 def faithfulness_line(f: dict | None) -> str:
