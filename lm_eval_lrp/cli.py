@@ -24,7 +24,8 @@ def lrp_parser() -> argparse.ArgumentParser:
         epilog="sub-commands (each with its own --help): "
         "lm-eval-lrp report RUN_DIR (HTML report and summary of a run); "
         "lm-eval-lrp compare RUN_A RUN_B ... (re-explain A's failures on other models or checkpoints); "
-        "lm-eval-lrp graph RECORDS.jsonl --doc_id N (the attribution graph of one stored record)",
+        "lm-eval-lrp graph RECORDS.jsonl --doc_id N (the attribution graph of one stored record); "
+        "lm-eval-lrp explain RUN_DIR --cases FILE (re-explain stored failures at hand-given positions)",
     )
     g = p.add_argument_group("attribution (lm-eval-lrp)")
     g.add_argument("--lrp", action="store_true", help="explain each wrong prediction (turns --model hf into hf-lrp)")
@@ -114,7 +115,7 @@ def translate(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("report", "graph", "compare"):
+    if argv and argv[0] in ("report", "graph", "compare", "explain"):
         from importlib import import_module
 
         try:

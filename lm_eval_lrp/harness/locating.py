@@ -60,7 +60,10 @@ class Locating:
             self.ctx.release()
         block = _block(result, self.chain)
         block["output_tokens"] = self.ids_source  # "generated" (recorded during the evaluation) or "re-encoded"
+        block["output_ids"] = list(gen.output_ids)  # what ``lm-eval-lrp explain --cases`` re-explains, without re-evaluating
         loc = result.location
+        if result.error or loc is None or loc.contrast is None:  # the record keeps no token ids: the prompt's are here
+            block["prompt_ids"] = list(gen.prompt_ids)
         if result.error:
             raise LocateFailed(result.error, block)
         if loc is None:
@@ -75,6 +78,7 @@ class Locating:
         if limit and len(ids) > limit:
             cut = len(ids) - limit
             ids = ids[cut:]
+            block["prompt_ids"] = list(gen.prompt_ids)  # the record's token ids are cut from the left
         return Case(ids=ids, position=len(ids) - 1, target=loc.target, contrast=loc.contrast,
                     n_prompt=max(0, len(gen.prompt_ids) - cut), prompt=gen.prompt, model_output=gen.output,
                     gold=gen.gold or "", truncated=cut, note=loc.reason), block

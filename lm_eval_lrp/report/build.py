@@ -56,6 +56,8 @@ class ReportBuilder:
         self.graphs_found = 0
         self.rendered = 0
         self.parts: list[Path] = []
+        self.cases_path: Path | None = None
+        self.cases_written = 0
         self.facts: dict = {}
         self.summaries: list[TaskSummary] = summarise(run, self.th, self.facts)
 
@@ -121,7 +123,7 @@ class ReportBuilder:
                 ix["segment"](f.top_segment if f else ""), None if target is None else ix["tok"](target),
                 None if contrast is None else ix["tok"](contrast), [ix["tok"](t) for t in (f.top_tokens if f else [])], view,
                 round(ratio, 3) if isinstance(ratio, (int, float)) else None, ix["note"](note),
-                ix["confidence"](confidence_of(r))]
+                ix["confidence"](confidence_of(r)), case_line(r)]
 
     # --- one record -------------------------------------------------------------------------------------------
 
@@ -218,6 +220,11 @@ class ReportBuilder:
                     view = len(views)
                     views.append((s.name, r))
                 rows.append(self._row(r, s.name, view, ix))
+        cases = [r for s in self.summaries if s.name in self.run.tasks for r in _order(self.run.tasks[s.name].records)]
+        self.cases_path = out.parent / f"{out.stem}_cases.jsonl"
+        self.cases_written = write_cases(self.cases_path, cases)
+        if not self.cases_written:
+            self.cases_path.unlink()
         title, subtitle = self.header()
         n_parts = (len(views) + self.chunk - 1) // self.chunk
         index_href = f"../{out.name}#records"
@@ -244,6 +251,7 @@ class ReportBuilder:
                                                          "Failure patterns per task (attributed failures)")),
                       pattern_help=describe_thresholds(self.th), n_rows=len(rows),
                       rows_json=script_json({"dicts": dicts, "rows": rows}), n_parts=n_parts, records_dir=rec_dir.name,
+                      cases_file=self.cases_path.name if self.cases_written else None,
                       has_lrp=bool((self.run.results or {}).get("lrp")) or bool(self.run.tasks))
         out.write_text(text, encoding="utf-8")
         return out
@@ -259,6 +267,35 @@ def candidates_of(record: dict) -> list[dict]:
             seen.add(key)
             out.append({k: c.get(k) for k in ("index", "offset", "token", "why")})
     return out
+
+
+def case_line(record: dict) -> dict | None:
+    """A line of a cases file (``lm-eval-lrp explain --cases``) for a generate_until record, for a person to edit:
+    the current location (``offset`` null where none is known) with its target and contrast, and the candidates
+    the locators considered. None for records without a locator (multiple choice)."""
+    block = record.get("locate")
+    if not isinstance(block, dict):
+        return None
+    offset = record.get("output_offset")
+    line = {"task": record.get("task"), "doc_id": record.get("doc_id"), "offset": offset}
+    if offset is not None:
+        for key in ("target", "contrast"):
+            token = (record.get(key) or {}).get("token")
+            if token is not None:
+                line[key] = token
+    line.update(locator=locator_of(record) or None, confidence=confidence_of(record) or None,
+                candidates=[{k: c[k] for k in ("offset", "token", "why")} for c in candidates_of(record)
+                            if c.get("offset") is not None], note="")
+    return line
+
+
+def write_cases(path: Path, records: list[dict]) -> int:
+    """The cases file of ``records`` (generate_until ones); returns how many lines were written."""
+    import json
+
+    lines = [line for line in map(case_line, records) if line is not None]
+    path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    return len(lines)
 
 
 def faithfulness_line(f: dict | None) -> str:

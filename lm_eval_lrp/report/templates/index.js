@@ -4,7 +4,7 @@
 function init(){
   var data=JSON.parse(document.getElementById('rows').textContent);
   var D=data.dicts,rows=data.rows,PAGE=100,page=0,sortCol=-1,sortDir=1,text=null;
-  var C={task:0,doc:1,status:2,delta:3,pattern:4,locator:5,segment:6,target:7,contrast:8,tokens:9,view:10,ratio:11,note:12,confidence:13};
+  var C={task:0,doc:1,status:2,delta:3,pattern:4,locator:5,segment:6,target:7,contrast:8,tokens:9,view:10,ratio:11,note:12,confidence:13,cases:14};
   var DICT={0:D.task,2:D.status,4:D.pattern,5:D.locator,6:D.segment,7:D.tok,8:D.tok,12:D.note,13:D.confidence};
   function e(s){return String(s==null?'':s).replace(/[&<>"']/g,function(c){return {'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]})}
   function v(id){var el=document.getElementById(id);return el?el.value:''}
@@ -47,6 +47,10 @@ function init(){
     if(th){var c=+th.getAttribute('data-col');sortDir=(sortCol===c)?-sortDir:(c===C.delta||c===C.ratio?-1:1);sortCol=c;
       Array.prototype.forEach.call(document.querySelectorAll('table.rows th'),function(h){h.className=''});
       th.className=sortDir>0?'sorted-asc':'sorted-desc';draw();return}
+    if(ev.target.closest('#export-cases')){
+      var lines=visible().map(function(r){return r[C.cases]}).filter(function(x){return x}).map(function(x){return JSON.stringify(x)}).join('\n');
+      var a=document.createElement('a');a.href=URL.createObjectURL(new Blob([lines+(lines?'\n':'')],{type:'application/jsonl'}));
+      a.download='cases.jsonl';document.body.appendChild(a);a.click();a.remove();return}
     var b=ev.target.closest('button[data-page]');
     if(b){page=Math.max(0,page+(+b.getAttribute('data-page')));draw()}
   });
