@@ -32,6 +32,8 @@ class Locating:
             options["cases"] = {"path": cfg.cases}
         if subject.judge is not None:
             options["judge"] = {"ask": subject.judge}
+        if subject.prm is not None:
+            options["prm"] = {"prm": subject.prm[0], "threshold": subject.prm[1]}
         self.chain = Chain.from_names(cfg.locate, options) if cfg.locate else Chain.default(self.kind, options)
         self.ctx = Context.from_tokenizer(subject.tokenizer, subject.model, budget=budget, kind=self.kind)
 

@@ -42,11 +42,12 @@ def _builtins() -> None:
     from .reference import HindsightLocator, ReferenceLocator
     from .rollout import RolloutLocator
     from .judge import JudgeLocator
+    from .prm import PRMLocator
     from .trajectory import TrajectoryLocator
     from .verifier import ArithmeticVerifier, CodeVerifier, InstructionVerifier, Verifier
 
     for cls in (GoldLocator, Verifier, ArithmeticVerifier, InstructionVerifier, CodeVerifier, RolloutLocator,
-                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator, HindsightLocator):
+                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator, HindsightLocator, PRMLocator):
         _REGISTRY.setdefault(cls.name, cls)
 
 
@@ -200,9 +201,13 @@ class Chain:
 
     @classmethod
     def default(cls, kind: str | None, options: dict[str, dict] | None = None) -> "Chain":
-        """The kind's default chain; with a reference model among ``options``, the chain that uses it."""
+        """The kind's default chain; with a reference model among ``options``, the chain that uses it; with a process
+        reward model (math), ``prm`` first."""
         chains = WITH_REFERENCE if "reference" in (options or {}) else DEFAULT_CHAINS
-        return cls.from_names(list(chains.get(kind, chains[None])), options)
+        links = list(chains.get(kind, chains[None]))
+        if kind == "math" and "prm" in (options or {}):  # a process reward model the user gave goes first
+            links = ["prm", *links]
+        return cls.from_names(links, options)
 
     @property
     def names(self) -> list[str]:
