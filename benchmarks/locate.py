@@ -18,6 +18,7 @@ offline task overlays (``examples/local_tasks``); stop sequences are the task's 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -179,6 +180,13 @@ def _tasks(names: set[str], work: Path) -> dict:
 def main(argv=None) -> int:
     import os
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--processbench" or a.startswith("--processbench=") for a in argv):  # benchmarks/processbench.py
+        spec = importlib.util.spec_from_file_location("bench_processbench", Path(__file__).with_name("processbench.py"))
+        processbench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(processbench)
+        return processbench.main(argv)
+
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(key, "1")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -195,6 +203,9 @@ def main(argv=None) -> int:
                         "(pretrained=DIR[,gguf_file=F.gguf]; same tokenizer)")
     p.add_argument("--judge", default=None,
                    help="also the judge locator with these judges (--lrp_judge's form: model=NAME,base_url=URL[;...])")
+    p.add_argument("--prm", default=None,
+                   help="also the prm locator with this process reward model (--lrp_prm's form: pretrained=PATH[,...]); "
+                        "--processbench FILE scores locators on ProcessBench's format instead (benchmarks/processbench.py)")
     p.add_argument("--topk", type=int, default=10)
     p.add_argument("--max_rollouts", type=int, default=24)
     p.add_argument("--max_new_tokens", type=int, default=160)
@@ -229,6 +240,13 @@ def main(argv=None) -> int:
 
         judge = make("judge", ask=make_judges(args.judge))
         specs["judge"] = lambda row: Chain([judge])
+    if args.prm:
+        from lm_eval_lrp.loading import parse_model_args
+        from lm_eval_lrp.locate.prm import load_prm
+
+        prm, threshold = load_prm(parse_model_args(args.prm), device=str(model.device))
+        prm_locator = make("prm", prm=prm, threshold=threshold)
+        specs["prm"] = lambda row: Chain([prm_locator])
     if args.reference_args:
         from lm_eval_lrp.loading import LOAD_KEYS
         from lm_eval_lrp.locate.reference import split_reference_args
