@@ -20,15 +20,15 @@ from lm_eval.models.openai_completions import LocalChatCompletion
 from ..locate.judge import parse_judges
 
 
-def make_judges(spec: str, device: str = "cpu") -> Callable[[list[dict]], list[str]]:
+def make_judges(spec: str, device: str = "cpu", dtype: str = "float32") -> Callable[[list[dict]], list[str]]:
     """``ask(messages) -> [each judge's answer]`` over lm-eval's ``LocalChatCompletion`` (servers) and local
-    transformers chat models (``pretrained=``, loaded once on ``device``)."""
+    transformers chat models (``pretrained=``, loaded once on ``device``, in ``dtype`` unless they name one)."""
     from ..locate.local_judge import load_local_judge
 
     models, local = [], []
     for kwargs in parse_judges(spec):
         if "pretrained" in kwargs:
-            local.append(load_local_judge(kwargs, device))
+            local.append(load_local_judge(kwargs, device, dtype))
             continue
         kwargs.setdefault("max_gen_toks", 8)
         kwargs.setdefault("tokenizer_backend", None)

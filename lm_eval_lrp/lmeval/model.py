@@ -38,13 +38,15 @@ class HFLRP(HFLM):
         if self.lrp.judge:
             from .judge import make_judges
 
-            self.lrp_judge = make_judges(self.lrp.judge, device=str(self.model.device))
+            self.lrp_judge = make_judges(self.lrp.judge, device=str(self.model.device),
+                                         dtype=str(self.model.dtype).replace("torch.", ""))
         self.lrp_prm = None
         if self.lrp.prm:
             from ..loading import parse_model_args
             from ..locate.prm import load_prm
 
-            self.lrp_prm = load_prm(parse_model_args(str(self.lrp.prm).replace("|", ",")), device=str(self.model.device))
+            self.lrp_prm = load_prm(parse_model_args(str(self.lrp.prm).replace("|", ",")), device=str(self.model.device),
+                                    dtype=str(self.model.dtype).replace("torch.", ""))
         self.lrp_unsupported: str | None = None
         self.lrp_self_check: dict | None = None
         self.lrp_generated: dict[bytes, array] = {}  # digest of the unpadded prompt ids -> the ids generated after them

@@ -38,7 +38,7 @@ class LocalJudge:
         return self.tokenizer.decode(out[0, ids.shape[1]:].tolist(), skip_special_tokens=True)
 
 
-def load_local_judge(kwargs: dict, device: str = "cpu") -> LocalJudge:
+def load_local_judge(kwargs: dict, device: str = "cpu", dtype: str = "float32") -> LocalJudge:
     """A judge from ``pretrained=PATH[,trust_remote_code=true,revision=...,dtype=...,max_gen_toks=N]``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -50,7 +50,7 @@ def load_local_judge(kwargs: dict, device: str = "cpu") -> LocalJudge:
     for key in ("revision", "gguf_file"):
         if kwargs.get(key):
             load[key] = kwargs[key]
-    dtype = getattr(torch, str(kwargs.get("dtype") or "float32").removeprefix("torch."))
-    model = AutoModelForCausalLM.from_pretrained(kwargs["pretrained"], dtype=dtype, **load).to(device).eval()
+    torch_dtype = getattr(torch, str(kwargs.get("dtype") or dtype).removeprefix("torch."))
+    model = AutoModelForCausalLM.from_pretrained(kwargs["pretrained"], dtype=torch_dtype, **load).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(kwargs.get("tokenizer") or kwargs["pretrained"], **load)
     return LocalJudge(model, tokenizer, int(kwargs.get("max_gen_toks", 8)))
