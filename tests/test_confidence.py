@@ -89,3 +89,15 @@ def test_report_shows_shares_filters_and_candidates(tmp_path, capsys):
     # the fallback's view says nothing confident was found and lists the candidates; the confirmed one does not
     assert html.count("No confident location for this failure") == 1
     assert "output token 9 (character 9)" in html
+
+
+def test_records_written_before_confidence_existed_are_read_by_the_same_rules():
+    from lm_eval_lrp.report.summary import confidence_of
+
+    rolled = {"locator": "trajectory", "index": 4, "explains": "output",
+              "rollouts": [{"position": 4, "forced": 9, "verdict": True}]}
+    assert confidence_of({"locate": rolled, "contrast": {"id": 9}}) == "confirmed"
+    assert confidence_of({"locate": rolled, "contrast": {"id": 8}}) == "single"
+    assert confidence_of({"locate": {"locator": "gold", "explains": "gold", "index": 2}}) == "fallback"
+    assert confidence_of({"locate": {"chain": ["gold"], "attempts": []}}) == "none"
+    assert confidence_of({"task": "mc"}) == ""

@@ -41,7 +41,7 @@ def world(tmp_path_factory):
     out = root / "auto"
     proc = th.run_cli(_args(w, out), root)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    w["auto"] = out
+    w["auto"], w["stderr"] = out, proc.stderr
     recs = th.records(out, "tiny_gen")
     assert len(recs) >= 2 and all("output_ids" in r["locate"] for r in recs)
     # a position other than the automatic one: the second output token (or the first, where that was automatic)
@@ -121,3 +121,21 @@ def test_report_exports_a_cases_file_that_explain_reads(stored, tmp_path):
     known.write_text("".join(json.dumps(x) + "\n" for x in lines if x["offset"] is not None))
     assert len(load_cases(known)) == sum(x["offset"] is not None for x in lines)
     assert 'id="export-cases"' in out.read_text()
+
+
+@pytest.mark.slow
+def test_a_run_says_how_each_location_was_established(world):
+    from collections import Counter
+
+    from lm_eval_lrp.artifacts import read_records
+
+    first = sorted(th.model_dir(world["auto"]).glob("attributions_tiny_gen_*.jsonl"))[0]  # the run's own (explain adds one)
+    recs = read_records(first)
+    assert all(r["confidence"] in ("confirmed", "single", "fallback", None) for r in recs)
+    assert all((r["confidence"] is None) == (r["locate"].get("locator") is None) for r in recs)
+    c = th.results_json(world["auto"])["lrp"]["tasks"]["tiny_gen"]["locate"]["confidence"]
+    counts = Counter(r["confidence"] or "none" for r in recs)
+    assert {k: c[k] for k in ("confirmed", "single", "fallback", "none")} == {
+        k: counts.get(k, 0) for k in ("confirmed", "single", "fallback", "none")}
+    assert sum(c["share"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert "tiny_gen locations:" in " ".join(world["stderr"].split())

@@ -108,7 +108,20 @@ def confidence_of(record: dict) -> str:
     block = record.get("locate")
     if not isinstance(block, dict):
         return ""
-    return record.get("confidence") or block.get("confidence") or "none"
+    known = record.get("confidence") or block.get("confidence")
+    if known:
+        return known
+    if not block.get("locator"):
+        return "none"
+    # a record written before locations said how they were established: the same rules, from what it kept
+    locators = set(str(block["locator"]).split("+"))
+    if locators & {"cases"}:
+        return "confirmed"
+    contrast = (record.get("contrast") or {}).get("id")
+    if any(r.get("position") == block.get("index") and r.get("forced") == contrast and r.get("verdict")
+           for r in block.get("rollouts") or [] if block.get("explains", "output") == "output"):
+        return "confirmed"
+    return "fallback" if locators <= {"gold"} else "single"
 
 
 def confidence_of_task(records: list[dict]) -> dict:
