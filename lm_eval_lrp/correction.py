@@ -126,8 +126,11 @@ class Corrector:
         start = time.perf_counter()
         gen, source = stored_generation(stored, self.tok)
         base = Record({k: stored[k] for k in KEPT if k in stored}, format_version=FORMAT_VERSION)
-        base["automatic"] = {k: stored.get(k) for k in AUTOMATIC if stored.get(k) is not None}
-        base["automatic"]["index"] = stored["locate"].get("index")
+        if isinstance(stored.get("automatic"), dict):  # corrected before: the automatic location stays the run's own
+            base["automatic"] = dict(stored["automatic"])
+        else:
+            base["automatic"] = {k: stored.get(k) for k in AUTOMATIC if stored.get(k) is not None}
+            base["automatic"]["index"] = stored["locate"].get("index")
         ctx = self.ctx.for_doc(None)
         try:
             loc = self.locator.locate(gen, ctx)

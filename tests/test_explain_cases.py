@@ -15,6 +15,14 @@ def _args(world, out, extra=()):
             "--lrp_min_delta", "0", "--lrp_topk", "3", *extra]
 
 
+def newest(out) -> dict[int, dict]:
+    """The records of the newest attributions file of tiny_gen (the one reports read), by doc id."""
+    from lm_eval_lrp.artifacts import read_records
+
+    path = sorted(th.model_dir(out).glob("attributions_tiny_gen_*.jsonl"))[-1]
+    return {r["doc_id"]: r for r in read_records(path)}
+
+
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
     """A stored run without a model (refusals come before any model is loaded)."""
@@ -68,7 +76,7 @@ def test_explain_equals_an_in_run_cases_locator(world):
     assert explain_cmd.main([str(world["auto"]), "--cases", str(world["cases"]), "--device", "cpu"]) == 0
     after = sorted(th.model_dir(world["auto"]).glob("attributions_tiny_gen_*.jsonl"))
     assert len(after) == len(before) + 1 and before[0].read_text() == before[0].read_text()
-    got = {r["doc_id"]: r for r in th.records(world["auto"], "tiny_gen")}  # the newest file
+    got = newest(world["auto"])
     assert sorted(got) == sorted(r["doc_id"] for r in old)  # every failure of the task is still there
     for doc in world["docs"]:
         g, w = got[doc], want[doc]
@@ -82,6 +90,12 @@ def test_explain_equals_an_in_run_cases_locator(world):
         assert g["automatic"]["index"] == auto["locate"]["index"]
     for doc in set(got) - set(world["docs"]):  # failures without a case are copied unchanged
         assert got[doc] == next(r for r in old if r["doc_id"] == doc)
+    # correcting again keeps the run's own automatic location, not the previous correction
+    assert explain_cmd.main([str(world["auto"]), "--cases", str(world["cases"]), "--device", "cpu"]) == 0
+    again = newest(world["auto"])
+    for doc in world["docs"]:
+        assert again[doc]["automatic"] == got[doc]["automatic"]
+        assert again[doc]["input_relevance"] == got[doc]["input_relevance"]
 
 
 @pytest.mark.parametrize("line, message", [
