@@ -47,7 +47,7 @@ if [ -n "$PRM" ]; then
   echo "gpu_check: PRM $PRM on the locate dev set (prm locator alone)"
   timeout "${GPU_CHECK_TIMEOUT:-480}" $PY benchmarks/locate.py --no_chain --locators trajectory \
     --prm "pretrained=$PRM,trust_remote_code=true${PRM_ARGS:+,$PRM_ARGS}" --output locate_prm.json \
-    || echo "gpu_check: the dev-set figure needs the dev set's model (default SmolLM2-135M-Instruct) and lm-eval"
+    || echo "gpu_check: no dev-set figure (it failed or ran past GPU_CHECK_TIMEOUT; it needs the dev set's model, default SmolLM2-135M-Instruct, and lm-eval)"
   [ "${#ARGS[@]}" -eq 0 ] && [ -n "${PRM_ONLY:-}" ] && exit 0
 fi
 timeout "${GPU_CHECK_TIMEOUT:-480}" $PY benchmarks/gpu_check.py "${ARGS[@]}"
