@@ -99,6 +99,20 @@ def test_the_first_low_step_is_explained_at_its_decision_point():
         make("prm", prm=FixedPRM([0.9, 0.8, 0.7]), threshold=0.5).locate(gen, ctx)
     with pytest.raises(ValueError, match="between 0 and 1"):
         make("prm", prm=fixed, threshold=1.5)
+    # a task's failures are scored in one batch ahead; locating then asks the PRM nothing more
+    calls = []
+
+    class Counting(FixedPRM):
+        def score(self, solutions):
+            calls.append(len(solutions))
+            return super().score(solutions)
+
+    other = Generation(TOK.encode("Q:"), TOK.encode("One step.\nTwo steps."), "One step.\nTwo steps.", doc={"question": "q"})
+    loc = make("prm", prm=Counting([0.9, 0.2, 0.1]), threshold=0.5)
+    loc.prefetch([gen, other, gen])
+    assert calls == [2]
+    assert loc.locate(gen, ctx).index == x and calls == [2]
+    assert loc.locate(gen, ctx).index == x and calls == [2, 1]  # taken once: a second time asks again
 
 
 def test_local_judge_answers_greedily_through_the_chat_template(root):

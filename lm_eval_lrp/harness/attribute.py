@@ -51,6 +51,8 @@ class TaskAttribution:
     def explain_all(self, failures: list[Failure], done=lambda: None) -> None:
         """Every failure of the task; multiple-choice ones in batches when ``--lrp_batch_size`` is not 1."""
         if self.cfg.batch_size == 1 or self.task.output_type != "multiple_choice" or self.task.multiple_input:
+            if self.locating is not None:
+                self.locating.prefetch(failures)
             for failure in failures:
                 self.explain_one(failure)
                 done()

@@ -37,6 +37,22 @@ class Locating:
         self.chain = Chain.from_names(cfg.locate, options) if cfg.locate else Chain.default(self.kind, options)
         self.ctx = Context.from_tokenizer(subject.tokenizer, subject.model, budget=budget, kind=self.kind)
 
+    def prefetch(self, failures: list[Failure]) -> None:
+        """Locators that work in batches (``prm``) see the task's failures first. A failure whose generation cannot
+        be built is left out here; its own attempt, later, records the error."""
+        links = [loc for link in self.chain.locators for loc in getattr(link, "locators", [link])]
+        batched = [loc for loc in links if hasattr(loc, "prefetch")]
+        if not batched:
+            return
+        gens = []
+        for failure in failures:
+            try:
+                gens.append(self.generation(failure))
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+        for loc in batched:
+            loc.prefetch(gens)
+
     def generation(self, failure: Failure) -> Generation:
         s, sample = self.subject, failure.sample
         context = sample_context(sample)

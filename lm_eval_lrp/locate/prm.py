@@ -5,7 +5,8 @@ A process reward model (Qwen2.5-Math-PRM-7B style) reads the problem and the sol
 each step (``<extra_0>``) and gives, at every separator, a score that the step is correct: two logits per token
 (softmax, the positive class) or one (sigmoid). It is loaded through transformers: ``AutoModel`` with
 ``trust_remote_code`` where the checkpoint ships its own class (as lm-eval passes ``trust_remote_code``), else
-``AutoModelForTokenClassification``. Many solutions are scored in one padded batch (:meth:`ProcessRewardModel.score`).
+``AutoModelForTokenClassification``. Many solutions are scored in one padded batch (:meth:`ProcessRewardModel.score`);
+in a run, the failures of a task are scored together before they are explained (:meth:`PRMLocator.prefetch`).
 
 The output is split into steps as the ``judge`` locator splits it (lines, sentences within a line). Inside the first
 low step the explained token is its decision point — the token whose best alternative the evaluated model found most
@@ -135,12 +136,26 @@ class PRMLocator:
         if not 0.0 < float(threshold) < 1.0:
             raise ValueError(f"prm: threshold must lie between 0 and 1, got {threshold!r}")
         self.prm, self.threshold = prm, float(threshold)
+        self._scores: dict = {}  # scored ahead in batches (prefetch), taken once by locate
+
+    @staticmethod
+    def solution(gen: Generation) -> tuple[str, tuple[str, ...]]:
+        """What the PRM reads: the problem and the output's steps."""
+        return question_of(gen), tuple(gen.output[a:b] for a, b in steps(gen.output))
+
+    def prefetch(self, gens: list[Generation]) -> None:
+        """Score the steps of many failures at once (the PRM's batches); ``locate`` then takes each one's scores."""
+        todo = list(dict.fromkeys(key for g in gens if g.output_ids and (key := self.solution(g))[1]))
+        todo = [key for key in todo if key not in self._scores]
+        if todo:
+            self._scores.update(zip(todo, self.prm.score(todo)))
 
     def locate(self, gen: Generation, ctx: Context) -> Location:
         spans = steps(gen.output)
         if not spans or not gen.output_ids:
             raise NotFound("empty output")
-        (scores,) = self.prm.score([(question_of(gen), [gen.output[a:b] for a, b in spans])])
+        key = self.solution(gen)
+        scores = self._scores.pop(key) if key in self._scores else self.prm.score([key])[0]
         if len(scores) != len(spans):
             raise NotFound(f"the PRM scored {len(scores)} of {len(spans)} steps (the input was cut: raise max_length)")
         step = first_low(scores, self.threshold)
