@@ -160,3 +160,16 @@ def test_prm_and_local_judges_end_to_end(root):
         assert "the PRM scores step 1" in r["locate"]["reason"] and r["confidence"] in ("confirmed", "single")
     # both judges were asked on every failure: their answers (or why none named a step) are in the record
     assert all("judge" in r["locate"]["reason"] or "judge" in str(r["locate"]["attempts"]) for r in recs)
+
+
+def test_prm_options_are_checked_before_the_evaluation():
+    from lm_eval_lrp.cli import translate
+
+    args = translate(["--model", "hf", "--lrp", "--lrp_prm", "pretrained=/x,threshold=0.3", "--lrp_locate", "prm,gold"])
+    assert "lrp_prm=pretrained=/x|threshold=0.3" in args and "lrp_locate=prm|gold" in args
+    with pytest.raises(SystemExit, match="names 'prm': give the process reward model with --lrp_prm"):
+        translate(["--model", "hf", "--lrp", "--lrp_locate", "prm"])
+    with pytest.raises(SystemExit, match="lrp_prm: give the process reward model as pretrained=PATH"):
+        translate(["--model", "hf", "--lrp", "--lrp_prm", "threshold=0.2"])
+    with pytest.raises(SystemExit, match="threshold=2 must lie between 0 and 1"):
+        translate(["--model", "hf", "--lrp", "--lrp_prm", "pretrained=/x,threshold=2"])
