@@ -173,3 +173,12 @@ def test_prm_options_are_checked_before_the_evaluation():
         translate(["--model", "hf", "--lrp", "--lrp_prm", "threshold=0.2"])
     with pytest.raises(SystemExit, match="threshold=2 must lie between 0 and 1"):
         translate(["--model", "hf", "--lrp", "--lrp_prm", "pretrained=/x,threshold=2"])
+
+
+def test_a_given_prm_goes_first_in_the_default_math_chain():
+    from lm_eval_lrp.locate import DEFAULT_CHAINS, Chain
+
+    options = {"prm": {"prm": FixedPRM([0.1]), "threshold": 0.5}}
+    assert Chain.default("math", options).names == ["prm", *DEFAULT_CHAINS["math"]]
+    assert Chain.default("code", options).names == list(DEFAULT_CHAINS["code"])  # PRMs score math solutions
+    assert Chain.default("math").names == list(DEFAULT_CHAINS["math"])
