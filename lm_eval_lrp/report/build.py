@@ -123,7 +123,7 @@ class ReportBuilder:
                 ix["segment"](f.top_segment if f else ""), None if target is None else ix["tok"](target),
                 None if contrast is None else ix["tok"](contrast), [ix["tok"](t) for t in (f.top_tokens if f else [])], view,
                 round(ratio, 3) if isinstance(ratio, (int, float)) else None, ix["note"](note),
-                ix["confidence"](confidence_of(r)), case_line(r)]
+                ix["confidence"](confidence_of(r)), case_line(r, max_candidates=6)]  # the index stays small
 
     # --- one record -------------------------------------------------------------------------------------------
 
@@ -269,7 +269,7 @@ def candidates_of(record: dict) -> list[dict]:
     return out
 
 
-def case_line(record: dict) -> dict | None:
+def case_line(record: dict, max_candidates: int | None = None) -> dict | None:
     """A line of a cases file (``lm-eval-lrp explain --cases``) for a generate_until record, for a person to edit:
     the current location (``offset`` null where none is known) with its target and contrast, and the candidates
     the locators considered. None for records without a locator (multiple choice)."""
@@ -285,7 +285,7 @@ def case_line(record: dict) -> dict | None:
                 line[key] = token
     line.update(locator=locator_of(record) or None, confidence=confidence_of(record) or None,
                 candidates=[{k: c[k] for k in ("offset", "token", "why")} for c in candidates_of(record)
-                            if c.get("offset") is not None], note="")
+                            if c.get("offset") is not None][:max_candidates], note="")
     return line
 
 
