@@ -4,6 +4,9 @@
 #   benchmarks/gpu_check.sh                      # on a CUDA machine: Llama-3.2-1B- and Qwen3-1.7B-shaped models
 #   benchmarks/gpu_check.sh --device cpu         # anywhere: 2-layer toys of the same families
 #   benchmarks/gpu_check.sh --skip-lm-eval ...   # any other option goes to benchmarks/gpu_check.py (--help)
+#   benchmarks/gpu_check.sh --prm PATH           # also a process reward model: its ProcessBench-format F1 on
+#                                                # $PROCESSBENCH (default: the shipped sample) and its dev-set figure
+#                                                # (benchmarks/locate.py --prm) where the dev set's model is reachable
 #
 # Needs python3 with torch and transformers. lm-eval and the dependencies the GPU image lacks are installed, if
 # lm-eval is not importable, from the wheels in .whl/ (made by benchmarks/gpu_wheels.sh, carried with the tree)
@@ -26,4 +29,25 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
   TRANSFORMERS_VERBOSITY=error PYTHONUNBUFFERED=1
-timeout "${GPU_CHECK_TIMEOUT:-480}" $PY benchmarks/gpu_check.py "$@"
+PRM=""
+ARGS=()
+while (($#)); do
+  case "$1" in
+    --prm) PRM="${2:-}"; shift 2 || shift ;;
+    --prm=*) PRM="${1#--prm=}"; shift ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+if [ -n "$PRM" ]; then
+  PB=${PROCESSBENCH:-tests/data/processbench_sample.jsonl}
+  echo "gpu_check: PRM $PRM on $PB (ProcessBench format)"
+  timeout "${GPU_CHECK_TIMEOUT:-480}" $PY benchmarks/locate.py --processbench "$PB" \
+    --prm "pretrained=$PRM,trust_remote_code=true${PRM_ARGS:+,$PRM_ARGS}" --output processbench_prm.json \
+    || echo "gpu_check: the PRM's ProcessBench-format scoring failed"
+  echo "gpu_check: PRM $PRM on the locate dev set (prm locator alone)"
+  timeout "${GPU_CHECK_TIMEOUT:-480}" $PY benchmarks/locate.py --no_chain --locators trajectory \
+    --prm "pretrained=$PRM,trust_remote_code=true${PRM_ARGS:+,$PRM_ARGS}" --output locate_prm.json \
+    || echo "gpu_check: no dev-set figure (it failed or ran past GPU_CHECK_TIMEOUT; it needs the dev set's model, default SmolLM2-135M-Instruct, and lm-eval)"
+  [ "${#ARGS[@]}" -eq 0 ] && [ -n "${PRM_ONLY:-}" ] && exit 0
+fi
+timeout "${GPU_CHECK_TIMEOUT:-480}" $PY benchmarks/gpu_check.py "${ARGS[@]}"

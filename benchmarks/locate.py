@@ -18,6 +18,7 @@ offline task overlays (``examples/local_tasks``); stop sequences are the task's 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lm_eval_lrp.locate import Budget, Chain, Context, Generation, kind_of_task, make  # noqa: E402
+from lm_eval_lrp.locate.confidence import confidence  # noqa: E402
 
 FIELDS = {"task": str, "doc_id": int, "model": str, "chat_template": bool, "prompt_ids": list, "output_ids": list,
           "output": str}
@@ -116,7 +118,8 @@ def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_c
                         "hit": offset is not None and s <= offset < e, "located": loc is not None,
                         "error": result.error, "reason": loc.reason if loc else result.reason,
                         "seconds": round(seconds, 3), "rollouts": calls[0],
-                        "budget_exhausted": bool(loc and loc.budget_exhausted)})
+                        "budget_exhausted": bool(loc and loc.budget_exhausted),
+                        "confidence": confidence(loc)[0] if loc is not None else None})
             if verbose:
                 c = per[-1]
                 print(f"  {name}: {c['where']} offset {c['offset']} span {c['span']} {'HIT' if c['hit'] else 'miss'} "
@@ -130,6 +133,11 @@ def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_c
             "seconds_per_failure": round(statistics.mean(p["seconds"] for p in per), 3) if n else None,
             "rollouts_per_failure": round(statistics.mean(p["rollouts"] for p in per), 2) if n else None,
             "by_locator": dict(Counter(p["locator"] or "none" for p in per)),
+            "by_confidence": dict(Counter(p["confidence"] or "none" for p in per)),
+            "confirmed_share": round(sum(p["confidence"] == "confirmed" for p in per) / n, 3) if n else None,
+            "confirmed_in_span": (round(sum(p["hit"] for p in per if p["confidence"] == "confirmed")
+                                        / sum(p["confidence"] == "confirmed" for p in per), 3)
+                                  if any(p["confidence"] == "confirmed" for p in per) else None),
             "cases": per,
         }
     return report
@@ -137,10 +145,13 @@ def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_c
 
 def print_report(report: dict) -> None:
     width = max([22, *(len(name) + 2 for name in report)])
-    print(f"{'locator':<{width}}{'failures':>9}{'in span':>9}{'located':>9}{'errors':>8}{'s/failure':>11}{'rollouts':>10}")
+    print(f"{'locator':<{width}}{'failures':>9}{'in span':>9}{'located':>9}{'errors':>8}{'s/failure':>11}{'rollouts':>10}"
+          f"{'confirmed':>10}{'conf. in span':>14}")
     for name, r in report.items():
+        cis = r.get("confirmed_in_span")
         print(f"{name:<{width}}{r['failures']:>9}{r['hit_share']:>9.2f}{r['located_share']:>9.2f}{r['errors']:>8}"
-              f"{r['seconds_per_failure']:>11.2f}{r['rollouts_per_failure']:>10.1f}")
+              f"{r['seconds_per_failure']:>11.2f}{r['rollouts_per_failure']:>10.1f}{r.get('confirmed_share') or 0:>10.2f}"
+              f"{'–' if cis is None else format(cis, '.2f'):>14}")
 
 
 # --- the real run: a model, lm-eval's task scorers ------------------------------------------------------------
@@ -179,6 +190,13 @@ def _tasks(names: set[str], work: Path) -> dict:
 def main(argv=None) -> int:
     import os
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--processbench" or a.startswith("--processbench=") for a in argv):  # benchmarks/processbench.py
+        spec = importlib.util.spec_from_file_location("bench_processbench", Path(__file__).with_name("processbench.py"))
+        processbench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(processbench)
+        return processbench.main(argv)
+
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(key, "1")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -195,6 +213,9 @@ def main(argv=None) -> int:
                         "(pretrained=DIR[,gguf_file=F.gguf]; same tokenizer)")
     p.add_argument("--judge", default=None,
                    help="also the judge locator with these judges (--lrp_judge's form: model=NAME,base_url=URL[;...])")
+    p.add_argument("--prm", default=None,
+                   help="also the prm locator with this process reward model (--lrp_prm's form: pretrained=PATH[,...]); "
+                        "--processbench FILE scores locators on ProcessBench's format instead (benchmarks/processbench.py)")
     p.add_argument("--topk", type=int, default=10)
     p.add_argument("--max_rollouts", type=int, default=24)
     p.add_argument("--max_new_tokens", type=int, default=160)
@@ -229,6 +250,13 @@ def main(argv=None) -> int:
 
         judge = make("judge", ask=make_judges(args.judge))
         specs["judge"] = lambda row: Chain([judge])
+    if args.prm:
+        from lm_eval_lrp.loading import parse_model_args
+        from lm_eval_lrp.locate.prm import load_prm
+
+        prm, threshold = load_prm(parse_model_args(args.prm), device=str(model.device))
+        prm_locator = make("prm", prm=prm, threshold=threshold)
+        specs["prm"] = lambda row: Chain([prm_locator])
     if args.reference_args:
         from lm_eval_lrp.loading import LOAD_KEYS
         from lm_eval_lrp.locate.reference import split_reference_args

@@ -24,7 +24,8 @@ def lrp_parser() -> argparse.ArgumentParser:
         epilog="sub-commands (each with its own --help): "
         "lm-eval-lrp report RUN_DIR (HTML report and summary of a run); "
         "lm-eval-lrp compare RUN_A RUN_B ... (re-explain A's failures on other models or checkpoints); "
-        "lm-eval-lrp graph RECORDS.jsonl --doc_id N (the attribution graph of one stored record)",
+        "lm-eval-lrp graph RECORDS.jsonl --doc_id N (the attribution graph of one stored record); "
+        "lm-eval-lrp explain RUN_DIR --cases FILE (re-explain stored failures at hand-given positions)",
     )
     g = p.add_argument_group("attribution (lm-eval-lrp)")
     g.add_argument("--lrp", action="store_true", help="explain each wrong prediction (turns --model hf into hf-lrp)")
@@ -46,15 +47,19 @@ def lrp_parser() -> argparse.ArgumentParser:
     g.add_argument("--lrp_locate", metavar="NAME[,NAME...]",
                    help="generate_until: locator chain, first that succeeds wins; a+b: both run, the earliest token wins "
                    "(gold, verifier, arithmetic, instructions, code, crash, trajectory, hindsight, rollout, reference, "
-                   "judge, cases; default: per kind of task)")
+                   "judge, prm, cases; default: per kind of task)")
     g.add_argument("--lrp_rollouts", type=int, metavar="N", help="rollout locator: at most N forced alternatives per failure (default 8)")
     g.add_argument("--lrp_rollout_tokens", type=int, metavar="N", help="rollout locator: at most N new tokens per rollout (default 128)")
     g.add_argument("--lrp_reference_model", metavar="ARGS",
                    help="reference locator: a second model, like --model_args (pretrained=...,gguf_file=...; same "
                    "tokenizer), optionally gap=NATS (5) and gold_in_context=false; joins the default chains")
     g.add_argument("--lrp_judge", metavar="ARGS[;ARGS...]",
-                   help="judge locator: OpenAI-compatible chat servers through lm-eval's local-chat-completions "
-                   "(model=NAME,base_url=http://HOST:PORT/v1/chat/completions); several separated by ';' vote")
+                   help="judge locator: a local transformers chat model (pretrained=PATH) or an OpenAI-compatible chat "
+                   "server through lm-eval's local-chat-completions (model=NAME,base_url=http://HOST:PORT/v1/chat/"
+                   "completions); several separated by ';' vote")
+    g.add_argument("--lrp_prm", metavar="ARGS",
+                   help="prm locator: a process reward model through transformers (pretrained=PATH, optionally "
+                   "trust_remote_code=true, threshold=0.5, step_token=<extra_0>, batch_size=8); joins the math chain")
     g.add_argument("--lrp_cases", metavar="FILE", help="cases locator: JSONL of hand annotations (task, doc_id, offset...)")
     g.add_argument("--lrp_batch_size", metavar="N|auto", help="multiple-choice failures per forward/backward (default 1)")
     return p
@@ -103,7 +108,7 @@ def translate(argv: list[str]) -> list[str]:
     _, output = _find(rest, "--output_path", "-o")
     # lm-eval splits --model_args at commas: a locator chain and a reference model's or judge's own arguments
     # travel joined by '|'
-    model_args = [f"{k}={str(v).replace(',', '|') if k in ('lrp_locate', 'lrp_reference_model', 'lrp_judge') else v}"
+    model_args = [f"{k}={str(v).replace(',', '|') if k in ('lrp_locate', 'lrp_reference_model', 'lrp_judge', 'lrp_prm') else v}"
                   for k, v in given.items()]
     if output:
         model_args.append(f"lrp_output_path={output}")
@@ -114,7 +119,7 @@ def translate(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("report", "graph", "compare"):
+    if argv and argv[0] in ("report", "graph", "compare", "explain"):
         from importlib import import_module
 
         try:

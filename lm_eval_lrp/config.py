@@ -51,6 +51,8 @@ class LRPConfig:
     reference_model: str | None = None  # reference locator: a second model's args ("pretrained=...,gguf_file=...")
     cases: str | None = None  # cases locator: JSONL of hand annotations
     judge: str | None = None  # judge locator: "model=NAME,base_url=URL[;...]" (lm-eval's local-chat-completions)
+    #                           or "pretrained=PATH" (a local transformers chat model)
+    prm: str | None = None  # prm locator: "pretrained=PATH[,threshold=0.5,step_token=<extra_0>,trust_remote_code=true]"
     batch_size: int | str = 1  # multiple-choice failures explained per forward/backward ("auto": from free memory)
 
     @classmethod
@@ -99,7 +101,10 @@ class LRPConfig:
             if "reference" in str(self.locate) and not self.reference_model:
                 raise ValueError("lrp_locate names 'reference': give the model with --lrp_reference_model pretrained=...")
             if "judge" in str(self.locate) and not self.judge:
-                raise ValueError("lrp_locate names 'judge': give the judges with --lrp_judge model=NAME,base_url=URL")
+                raise ValueError("lrp_locate names 'judge': give the judges with --lrp_judge pretrained=PATH or "
+                                 "model=NAME,base_url=URL")
+            if "prm" in [n for link in split_names(str(self.locate)) for n in link] and not self.prm:
+                raise ValueError("lrp_locate names 'prm': give the process reward model with --lrp_prm pretrained=PATH")
         if self.reference_model:
             from .loading import LOAD_KEYS, load_spec, parse_model_args
             from .locate.reference import split_reference_args
@@ -110,6 +115,15 @@ class LRPConfig:
             from .locate.judge import parse_judges
 
             parse_judges(self.judge)  # a malformed judge is named now, before the evaluation
+        if self.prm:
+            from .loading import parse_model_args
+            from .locate.prm import split_prm_args
+
+            load, options = split_prm_args(parse_model_args(str(self.prm).replace("|", ",")))
+            if not load.get("pretrained"):
+                raise ValueError("lrp_prm: give the process reward model as pretrained=PATH")
+            if not 0.0 < float(options.get("threshold", 0.5)) < 1.0:
+                raise ValueError(f"lrp_prm: threshold={options['threshold']} must lie between 0 and 1")
         if self.cases:
             from .locate.cases import load_cases
 

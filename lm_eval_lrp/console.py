@@ -72,8 +72,21 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         if t["top_wrong_tokens"]:
             details.append(f"[bold]{escape(name)}[/] tokens pushing towards the wrong answer: "
                            + ", ".join(escape(f"{tok!r}×{n}") for tok, n in t["top_wrong_tokens"][:8]))
+    located = {n: t["locate"]["confidence"] for n, t in summary.get("tasks", {}).items()
+               if isinstance((t.get("locate") or {}).get("confidence"), dict)}
+    columns = RUN_COLUMNS
+    if located:  # generate_until tasks: how the explained tokens were found
+        columns = RUN_COLUMNS + [("confirmed / single / fallback / none", "c/s/f/n")]
+        for row, name in zip(rows, summary.get("tasks", {})):
+            c = located.get(name)
+            row.append("–" if c is None else "/".join(str(c[k]) for k in ("confirmed", "single", "fallback", "none")))
+        for name, c in located.items():
+            share = c["share"]
+            details.append(f"[bold]{escape(name)}[/] locations: " + ", ".join(
+                f"{c[k]} {k} ({share[k]:.0%})" for k in ("confirmed", "single", "fallback", "none") if c[k])
+                + ("" if c["confirmed"] else " — none confirmed: the explained tokens are candidates, check them"))
     title = f"lm-eval-lrp: failures explained ({summary.get('rule')}; clean cases: Δℓ > {summary.get('min_delta')})"
-    table, legend = fitting_table(title, RUN_COLUMNS, rows, console.width)
+    table, legend = fitting_table(title, columns, rows, console.width)
     console.print(table)
     if legend:
         console.print(escape(legend), highlight=False, soft_wrap=True)

@@ -16,6 +16,18 @@ def _top_wrong_tokens(records: list[dict], k: int = 3, n: int = 10) -> list[tupl
     return counts.most_common(n)
 
 
+def confidence_counts(blocks: list[dict]) -> dict:
+    """How the locations of a task were established: counts and shares of confirmed / single / fallback, and
+    ``none`` (nothing located)."""
+    from .locate.confidence import LEVELS
+
+    counts = Counter(b.get("confidence") or "none" for b in blocks)
+    n = len(blocks)
+    out = {level: counts.get(level, 0) for level in (*LEVELS, "none")}
+    out["share"] = {level: round(out[level] / n, 4) if n else None for level in (*LEVELS, "none")}
+    return out
+
+
 def _accuracy(results: dict | None, task: str, metric: str | None, filt: str | None):
     if results is None or not metric:
         return None
@@ -71,6 +83,7 @@ def summarize(per_task: dict[str, list[dict]], work, results: dict | None, confi
                 "rollouts_per_failure": round(sum(rollouts) / len(located), 2),
                 "budget_exhausted": sum(1 for b in located if b.get("budget_exhausted")),
                 "seconds": round(sum(b.get("seconds_total") or 0.0 for b in located), 3),
+                "confidence": confidence_counts(located),
             }
         if faithful:
             tasks[name]["faithfulness"] = {

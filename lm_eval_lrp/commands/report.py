@@ -55,8 +55,18 @@ def print_summary(summaries, out_path, builder, console=None) -> None:
             console.print(f"  [bold]{escape(s.name)}[/] tokens pushing towards the wrong answer (in top 3 / records "
                           "containing them): " + escape(", ".join(f"{t!r} {c}/{n}" for t, c, n in s.top_tokens[:6])),
                           highlight=False, soft_wrap=True)
+        if s.confidence:
+            n = sum(s.confidence.values())
+            console.print(f"  [bold]{escape(s.name)}[/] locations: " + ", ".join(
+                f"{k} {c} ({c / n:.0%})" for k, c in s.confidence.items() if c)
+                + ("" if s.confidence.get("confirmed") else " — none confirmed: the explained tokens are candidates"),
+                highlight=False, soft_wrap=True)
         for reason, n in {**s.skipped, **{f"error: {k}": v for k, v in s.errors.items()}}.items():
             console.print(f"  [bold]{escape(s.name)}[/] {n}× {escape(str(reason))}", highlight=False, soft_wrap=True)
+    if builder.cases_written:
+        console.print(f"[bold]cases file:[/] {escape(str(builder.cases_path))} ({builder.cases_written} generate_until "
+                      "failures: current location and candidates; edit, then lm-eval-lrp explain RUN_DIR --cases FILE)",
+                      highlight=False, soft_wrap=True)
     size = out_path.stat().st_size
     console.print(f"[bold]report:[/] {escape(str(out_path))} ({size / 1024:.0f} KiB index; {builder.rendered} record views "
                   f"in {len(builder.parts)} pages, {builder.graphs_found} attribution graphs)", highlight=False, soft_wrap=True)

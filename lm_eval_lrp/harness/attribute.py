@@ -51,6 +51,8 @@ class TaskAttribution:
     def explain_all(self, failures: list[Failure], done=lambda: None) -> None:
         """Every failure of the task; multiple-choice ones in batches when ``--lrp_batch_size`` is not 1."""
         if self.cfg.batch_size == 1 or self.task.output_type != "multiple_choice" or self.task.multiple_input:
+            if self.locating is not None:
+                self.locating.prefetch(failures)
             for failure in failures:
                 self.explain_one(failure)
                 done()
@@ -93,7 +95,8 @@ class TaskAttribution:
         case, located = self.case(failure)
         base = base_record(failure, case)
         if located is not None:
-            base.update(locate=located, locator=located.get("locator"), output_offset=located.get("output_offset"))
+            base.update(locate=located, locator=located.get("locator"), output_offset=located.get("output_offset"),
+                        confidence=located.get("confidence"))
             base["locate"]["seconds_total"] = round(time.perf_counter() - self._start, 4)
         if case.skip:
             return self._emit(skipped_record(base, case.skip, case, self.subject.tokenizer))

@@ -12,6 +12,7 @@ from dataclasses import asdict
 
 from ..failures import Case, Failure
 from ..locate import Budget, Chain, ChainResult, Context, Generation, kind_of_task
+from ..locate.confidence import confidence
 from ..lmeval.tasks import sample_context, sample_output
 from .subject import Subject
 
@@ -31,8 +32,26 @@ class Locating:
             options["cases"] = {"path": cfg.cases}
         if subject.judge is not None:
             options["judge"] = {"ask": subject.judge}
+        if subject.prm is not None:
+            options["prm"] = {"prm": subject.prm[0], "threshold": subject.prm[1]}
         self.chain = Chain.from_names(cfg.locate, options) if cfg.locate else Chain.default(self.kind, options)
         self.ctx = Context.from_tokenizer(subject.tokenizer, subject.model, budget=budget, kind=self.kind)
+
+    def prefetch(self, failures: list[Failure]) -> None:
+        """Locators that work in batches (``prm``) see the task's failures first. A failure whose generation cannot
+        be built is left out here; its own attempt, later, records the error."""
+        links = [loc for link in self.chain.locators for loc in getattr(link, "locators", [link])]
+        batched = [loc for loc in links if hasattr(loc, "prefetch")]
+        if not batched:
+            return
+        gens = []
+        for failure in failures:
+            try:
+                gens.append(self.generation(failure))
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+        for loc in batched:
+            loc.prefetch(gens)
 
     def generation(self, failure: Failure) -> Generation:
         s, sample = self.subject, failure.sample
@@ -59,7 +78,10 @@ class Locating:
             self.ctx.release()
         block = _block(result, self.chain)
         block["output_tokens"] = self.ids_source  # "generated" (recorded during the evaluation) or "re-encoded"
+        block["output_ids"] = list(gen.output_ids)  # what ``lm-eval-lrp explain --cases`` re-explains, without re-evaluating
         loc = result.location
+        if result.error or loc is None or loc.contrast is None:  # the record keeps no token ids: the prompt's are here
+            block["prompt_ids"] = list(gen.prompt_ids)
         if result.error:
             raise LocateFailed(result.error, block)
         if loc is None:
@@ -74,6 +96,7 @@ class Locating:
         if limit and len(ids) > limit:
             cut = len(ids) - limit
             ids = ids[cut:]
+            block["prompt_ids"] = list(gen.prompt_ids)  # the record's token ids are cut from the left
         return Case(ids=ids, position=len(ids) - 1, target=loc.target, contrast=loc.contrast,
                     n_prompt=max(0, len(gen.prompt_ids) - cut), prompt=gen.prompt, model_output=gen.output,
                     gold=gen.gold or "", truncated=cut, note=loc.reason), block
@@ -129,4 +152,7 @@ def _block(result: ChainResult, chain: Chain) -> dict:
         out.update(locator=loc.locator, reason=loc.reason, output_offset=loc.output_offset, explains=d["explains"],
                    index=loc.index, candidates=d["candidates"], rollouts=tried + d["rollouts"],
                    budget_exhausted=loc.budget_exhausted, seconds=round(loc.seconds, 4))
+        out["confidence"], out["confidence_why"] = confidence(loc)
+        if loc.agreeing:
+            out["agreeing"] = list(loc.agreeing)
     return out

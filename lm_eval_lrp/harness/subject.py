@@ -46,5 +46,7 @@ class Subject:
     reference_options: dict = field(default_factory=dict)
     #: the judge locator's judges: messages -> one answer per judge, or None
     judge: Callable[[list[dict]], list[str]] | None = None
+    #: the prm locator's process reward model and threshold (``(ProcessRewardModel, float)``), or None
+    prm: Any = None
     #: the architecture self-check's figures (coverage, CP conservation, forward equality), or None
     self_check: dict | None = None

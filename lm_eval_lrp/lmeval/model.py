@@ -38,7 +38,15 @@ class HFLRP(HFLM):
         if self.lrp.judge:
             from .judge import make_judges
 
-            self.lrp_judge = make_judges(self.lrp.judge)
+            self.lrp_judge = make_judges(self.lrp.judge, device=str(self.model.device),
+                                         dtype=str(self.model.dtype).replace("torch.", ""))
+        self.lrp_prm = None
+        if self.lrp.prm:
+            from ..loading import parse_model_args
+            from ..locate.prm import load_prm
+
+            self.lrp_prm = load_prm(parse_model_args(str(self.lrp.prm).replace("|", ",")), device=str(self.model.device),
+                                    dtype=str(self.model.dtype).replace("torch.", ""))
         self.lrp_unsupported: str | None = None
         self.lrp_self_check: dict | None = None
         self.lrp_generated: dict[bytes, array] = {}  # digest of the unpadded prompt ids -> the ids generated after them
@@ -119,6 +127,7 @@ class HFLRP(HFLM):
             reference=self.lrp_reference,
             reference_options=self.lrp_reference_options,
             judge=self.lrp_judge,
+            prm=self.lrp_prm,
             self_check=self.lrp_self_check,
         )
 

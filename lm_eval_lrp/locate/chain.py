@@ -42,11 +42,12 @@ def _builtins() -> None:
     from .reference import HindsightLocator, ReferenceLocator
     from .rollout import RolloutLocator
     from .judge import JudgeLocator
+    from .prm import PRMLocator
     from .trajectory import TrajectoryLocator
     from .verifier import ArithmeticVerifier, CodeVerifier, InstructionVerifier, Verifier
 
     for cls in (GoldLocator, Verifier, ArithmeticVerifier, InstructionVerifier, CodeVerifier, RolloutLocator,
-                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator, HindsightLocator):
+                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator, HindsightLocator, PRMLocator):
         _REGISTRY.setdefault(cls.name, cls)
 
 
@@ -101,6 +102,7 @@ class Earliest:
         pool = [f for f in found if f.contrast is not None] or found
         best = min(pool, key=lambda f: (f.continuation is not None, f.index))  # output tokens before gold ones
         others = [f for f in found if f is not best]
+        best.agreeing = [f.locator for f in others if same_step(gen, best, f)]
         if others:
             best.reason += " (earliest of: " + ", ".join(
                 f"{f.locator} at output token {f.index}" + ("" if f.contrast is not None else " without contrast")
@@ -108,6 +110,21 @@ class Earliest:
         best.seconds = sum(f.seconds for f in found)
         best.rollouts = list(best.rollouts) + [r for f in others for r in f.rollouts] + rolled  # each says its position
         return best
+
+
+def same_step(gen: Generation, a: Location, b: Location) -> bool:
+    """Whether two locations name the same step: of the output (a line, or a sentence within one), or the same
+    token of the gold continuation."""
+    from .confidence import step_of
+
+    if (a.continuation is None) != (b.continuation is None):
+        return False
+    if a.continuation is not None:
+        return a.index == b.index
+    if a.index == b.index:
+        return True
+    sa, sb = step_of(gen.output, a.output_offset), step_of(gen.output, b.output_offset)
+    return sa is not None and sa == sb
 
 
 #: the chain per kind of task when the user names none. Chosen on the hand-annotated dev set
@@ -184,9 +201,13 @@ class Chain:
 
     @classmethod
     def default(cls, kind: str | None, options: dict[str, dict] | None = None) -> "Chain":
-        """The kind's default chain; with a reference model among ``options``, the chain that uses it."""
+        """The kind's default chain; with a reference model among ``options``, the chain that uses it; with a process
+        reward model (math), ``prm`` first."""
         chains = WITH_REFERENCE if "reference" in (options or {}) else DEFAULT_CHAINS
-        return cls.from_names(list(chains.get(kind, chains[None])), options)
+        links = list(chains.get(kind, chains[None]))
+        if kind == "math" and "prm" in (options or {}):  # a process reward model the user gave goes first
+            links = ["prm", *links]
+        return cls.from_names(links, options)
 
     @property
     def names(self) -> list[str]:

@@ -7,7 +7,8 @@ decision point — the token whose best alternative the evaluated model found mo
 the contrast (as in ``trajectory``).
 
 The judges are a plain callable ``ask(messages) -> [answer, ...]`` (one answer per judge); the seam builds it from
-lm-eval's own API model classes (``--lrp_judge``), so this module never talks to a server itself.
+lm-eval's own API model classes (``--lrp_judge model=...,base_url=...``) or runs a local transformers chat model
+(``--lrp_judge pretrained=...``, :mod:`.local_judge`), so this module never talks to a server itself.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ INSTRUCTION = ("You check a solution step by step. Reply with the number of the 
 
 
 def parse_judges(spec: str) -> list[dict]:
-    """``"model=a,base_url=u;model=b,base_url=v"`` (commas may travel as ``|``) → one kwargs dict per judge."""
+    """``"model=a,base_url=u;pretrained=p"`` (commas may travel as ``|``) → one kwargs dict per judge: a server
+    (``model=``, ``base_url=``) or a local transformers chat model (``pretrained=``)."""
     judges = []
     for part in str(spec).replace("|", ",").split(";"):
         if not part.strip():
@@ -38,8 +40,12 @@ def parse_judges(spec: str) -> list[dict]:
             if not sep or not key.strip():
                 raise ValueError(f"lrp_judge: {item!r} is not key=value (a judge is 'model=NAME,base_url=URL')")
             kwargs[key.strip()] = value.strip()
-        if "base_url" not in kwargs or "model" not in kwargs:
-            raise ValueError(f"lrp_judge: {part!r} needs model= and base_url= (an OpenAI-compatible chat endpoint)")
+        if "pretrained" in kwargs:
+            if "base_url" in kwargs:
+                raise ValueError(f"lrp_judge: {part!r} names both a local model (pretrained=) and a server (base_url=)")
+        elif "base_url" not in kwargs or "model" not in kwargs:
+            raise ValueError(f"lrp_judge: {part!r} needs model= and base_url= (an OpenAI-compatible chat endpoint), "
+                             "or pretrained=PATH (a local transformers chat model)")
         judges.append(kwargs)
     if not judges:
         raise ValueError("lrp_judge is empty: give model=NAME,base_url=URL (several separated by ';')")

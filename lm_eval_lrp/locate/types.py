@@ -83,6 +83,7 @@ class Location:
     rollouts: list[Rollout] = field(default_factory=list)
     budget_exhausted: bool = False
     seconds: float = 0.0
+    agreeing: list[str] = field(default_factory=list)  # other locators that found the same step (earliest-of links)
 
     def explained_ids(self, gen: Generation) -> tuple[int, ...]:
         cont = gen.output_ids if self.continuation is None else self.continuation

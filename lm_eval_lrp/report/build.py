@@ -16,7 +16,8 @@ from ..patterns import Thresholds, describe_thresholds
 from . import heatmap
 from .graph import graph_path, load_graph, render_section
 from .render import render, script_json
-from .summary import SEGMENT_ORDER, TaskSummary, locator_of, model_args, open_run, record_facts, summarise
+from .summary import (SEGMENT_ORDER, TaskSummary, confidence_of, locator_of, model_args, open_run, record_facts,
+                      summarise)
 from .svg import PATTERN_COLOURS, diverging_bars, esc, fmt, histogram, pattern_chart
 
 CHUNK = 100
@@ -55,6 +56,8 @@ class ReportBuilder:
         self.graphs_found = 0
         self.rendered = 0
         self.parts: list[Path] = []
+        self.cases_path: Path | None = None
+        self.cases_written = 0
         self.facts: dict = {}
         self.summaries: list[TaskSummary] = summarise(run, self.th, self.facts)
 
@@ -98,7 +101,7 @@ class ReportBuilder:
             "attributed": s.attributed, "skipped": s.skipped, "errors": s.errors, "skipped_n": sum(s.skipped.values()),
             "error_count": s.error_count, "clean_case_rate": s.clean_case_rate, "median_delta": s.median_delta,
             "median_ratio": s.median_ratio, "patterns": s.patterns, "locators": s.locators, "top_tokens": s.top_tokens,
-            "flips": s.flips,
+            "flips": s.flips, "confidence": s.confidence, "confidence_n": sum(s.confidence.values()),
             "delta_chart": Markup(histogram(s.deltas, "Δℓ of attributed failures", "Δℓ = ℓ(wrong) − ℓ(correct)")),
             "ratio_chart": Markup(histogram(s.ratios, "Conservation ΣR/Δℓ", "ΣR(input)/Δℓ", marker=1.0,
                                             marker_label="1: conservative")),
@@ -119,7 +122,8 @@ class ReportBuilder:
                 ix["pattern"](f.pattern.label if f and f.pattern else ""), ix["locator"](locator_of(r)),
                 ix["segment"](f.top_segment if f else ""), None if target is None else ix["tok"](target),
                 None if contrast is None else ix["tok"](contrast), [ix["tok"](t) for t in (f.top_tokens if f else [])], view,
-                round(ratio, 3) if isinstance(ratio, (int, float)) else None, ix["note"](note)]
+                round(ratio, 3) if isinstance(ratio, (int, float)) else None, ix["note"](note),
+                ix["confidence"](confidence_of(r)), case_line(r, max_candidates=6)]  # the index stays small
 
     # --- one record -------------------------------------------------------------------------------------------
 
@@ -128,6 +132,7 @@ class ReportBuilder:
         status = r.get("status", "?")
         f = self.facts.get(id(r)) or record_facts(self.run, r, self.th, task_key)
         view = {"r": r, "rid": rid, "status": status, "attributed": status == "attributed", "locator": locator_of(r),
+                "confidence": confidence_of(r), "candidates": candidates_of(r),
                 "target": r.get("target") or {}, "contrast": r.get("contrast") or {}, "topk": r.get("topk") or [],
                 "n_tokens": len(r.get("tokens") or []), "pattern": f.pattern, "prev": None, "next": None,
                 "metrics": ", ".join(f"{k}={v:g}" for k, v in (r.get("metrics") or {}).items() if isinstance(v, (int, float)))}
@@ -203,7 +208,7 @@ class ReportBuilder:
             stale.unlink()
         views: list[tuple[str, dict]] = []
         rows = []
-        ix = {k: _Index() for k in ("task", "status", "pattern", "locator", "segment", "note", "tok")}
+        ix = {k: _Index() for k in ("task", "status", "pattern", "locator", "segment", "note", "tok", "confidence")}
         for s in self.summaries:
             if s.name not in self.run.tasks:
                 continue
@@ -215,6 +220,11 @@ class ReportBuilder:
                     view = len(views)
                     views.append((s.name, r))
                 rows.append(self._row(r, s.name, view, ix))
+        cases = [r for s in self.summaries if s.name in self.run.tasks for r in _order(self.run.tasks[s.name].records)]
+        self.cases_path = out.parent / f"{out.stem}_cases.jsonl"
+        self.cases_written = write_cases(self.cases_path, cases)
+        if not self.cases_written:
+            self.cases_path.unlink()
         title, subtitle = self.header()
         n_parts = (len(views) + self.chunk - 1) // self.chunk
         index_href = f"../{out.name}#records"
@@ -241,9 +251,51 @@ class ReportBuilder:
                                                          "Failure patterns per task (attributed failures)")),
                       pattern_help=describe_thresholds(self.th), n_rows=len(rows),
                       rows_json=script_json({"dicts": dicts, "rows": rows}), n_parts=n_parts, records_dir=rec_dir.name,
+                      cases_file=self.cases_path.name if self.cases_written else None,
                       has_lrp=bool((self.run.results or {}).get("lrp")) or bool(self.run.tasks))
         out.write_text(text, encoding="utf-8")
         return out
+
+
+def candidates_of(record: dict) -> list[dict]:
+    """The positions the locators considered (token index, character offset, text, why), the explained one first."""
+    block = record.get("locate") if isinstance(record.get("locate"), dict) else {}
+    out, seen = [], set()
+    for c in block.get("candidates") or []:
+        key = (c.get("index"), c.get("offset"))
+        if key not in seen:
+            seen.add(key)
+            out.append({k: c.get(k) for k in ("index", "offset", "token", "why")})
+    return out
+
+
+def case_line(record: dict, max_candidates: int | None = None) -> dict | None:
+    """A line of a cases file (``lm-eval-lrp explain --cases``) for a generate_until record, for a person to edit:
+    the current location (``offset`` null where none is known) with its target and contrast, and the candidates
+    the locators considered. None for records without a locator (multiple choice)."""
+    block = record.get("locate")
+    if not isinstance(block, dict):
+        return None
+    offset = record.get("output_offset")
+    line = {"task": record.get("task"), "doc_id": record.get("doc_id"), "offset": offset}
+    if offset is not None:
+        for key in ("target", "contrast"):
+            token = (record.get(key) or {}).get("token")
+            if token is not None:
+                line[key] = token
+    line.update(locator=locator_of(record) or None, confidence=confidence_of(record) or None,
+                candidates=[{k: c[k] for k in ("offset", "token", "why")} for c in candidates_of(record)
+                            if c.get("offset") is not None][:max_candidates], note="")
+    return line
+
+
+def write_cases(path: Path, records: list[dict]) -> int:
+    """The cases file of ``records`` (generate_until ones); returns how many lines were written."""
+    import json
+
+    lines = [line for line in map(case_line, records) if line is not None]
+    path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    return len(lines)
 
 
 def faithfulness_line(f: dict | None) -> str:

@@ -37,6 +37,7 @@ class TaskSummary:
     locators: dict = field(default_factory=dict)
     top_tokens: list = field(default_factory=list)  # [(token, times in a record's top 3, records containing it)]
     flips: dict = field(default_factory=dict)  # per ranking: records, mean tokens masked until the flip, flip rate
+    confidence: dict = field(default_factory=dict)  # generate_until: records per confirmed / single / fallback / none
 
 
 def flip_summary(records: list[dict]) -> dict:
@@ -99,6 +100,35 @@ def task_config(run: Run, task: str | None) -> tuple[dict | None, int | None]:
 def pattern_of(run: Run, record: dict, thresholds: Thresholds | None = None, task: str | None = None):
     cfg, n_shot = task_config(run, task or record.get("task"))
     return classify(record, thresholds, task_config=cfg, n_shot=n_shot)
+
+
+def confidence_of(record: dict) -> str:
+    """How a generate_until record's location was established (confirmed / single / fallback; ``none``: nothing
+    located); "" for records without a locator (multiple choice)."""
+    block = record.get("locate")
+    if not isinstance(block, dict):
+        return ""
+    known = record.get("confidence") or block.get("confidence")
+    if known:
+        return known
+    if not block.get("locator"):
+        return "none"
+    # a record written before locations said how they were established: the same rules, from what it kept
+    locators = set(str(block["locator"]).split("+"))
+    if locators & {"cases"}:
+        return "confirmed"
+    contrast = (record.get("contrast") or {}).get("id")
+    if any(r.get("position") == block.get("index") and r.get("forced") == contrast and r.get("verdict")
+           for r in block.get("rollouts") or [] if block.get("explains", "output") == "output"):
+        return "confirmed"
+    return "fallback" if locators <= {"gold"} else "single"
+
+
+def confidence_of_task(records: list[dict]) -> dict:
+    """Counts per confidence level of a task's generate_until records, in a fixed order ({} without any)."""
+    levels = Counter(confidence_of(r) for r in records)
+    levels.pop("", None)
+    return {k: levels.get(k, 0) for k in ("confirmed", "single", "fallback", "none")} if levels else {}
 
 
 def locator_of(record: dict) -> str:
@@ -211,5 +241,6 @@ def summarise(run: Run, thresholds: Thresholds | None = None, facts: dict | None
             locators=dict(Counter(locator_of(r) for r in recs)),
             top_tokens=_normalised_tops(afacts, attributed),
             flips=flip_summary(attributed),
+            confidence=confidence_of_task(recs),
         ))
     return out

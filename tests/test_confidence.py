@@ -1,0 +1,103 @@
+"""How each generate_until location was established (confirmed / single / fallback), in records, summary and report."""
+
+from __future__ import annotations
+
+import json
+
+from locate_helpers import CharTokenizer
+from test_report import attributed, report_text, results_for, write_run
+
+from lm_eval_lrp.locate import Chain, Context, Earliest, Generation, Location, Rollout
+from lm_eval_lrp.locate.confidence import confidence, step_of
+from lm_eval_lrp.summary import confidence_counts
+
+TOK = CharTokenizer()
+OUTPUT = "He buys 3 boxes.\nSo 3 x 5 = 16 pens.\nThe answer is 16."
+
+
+def gen() -> Generation:
+    return Generation(TOK.encode("Q:"), TOK.encode(OUTPUT), OUTPUT)
+
+
+def at(name, index, contrast=7):
+    class At:
+        def locate(self, g, ctx):
+            return Location(index, g.output_ids[index], contrast, name, "found", output_offset=index)
+    At.name = name
+    return At()
+
+
+def test_levels():
+    g = gen()
+    fixed = Location(20, g.output_ids[20], 9, "trajectory", "r", output_offset=20,
+                     rollouts=[Rollout(20, 8, "x", "...", False), Rollout(20, 9, "y", "...", True)])
+    assert confidence(fixed)[0] == "confirmed" and "scorer accept" in confidence(fixed)[1]
+    # a rollout that fixed the output elsewhere, or with another token, does not confirm this location
+    other = Location(20, g.output_ids[20], 9, "trajectory", "r", output_offset=20,
+                     rollouts=[Rollout(21, 9, "y", "...", True), Rollout(20, 8, "x", "...", True)])
+    assert confidence(other)[0] == "single"
+    assert confidence(Location(3, 1, 2, "gold", "r", continuation=(1, 2, 3)))[0] == "fallback"
+    assert confidence(Location(3, 1, 2, "cases", "r", output_offset=3))[0] == "confirmed"
+    assert confidence(Location(3, 1, None, "arithmetic", "r", output_offset=3))[0] == "single"
+
+
+def test_two_locators_on_the_same_step_confirm():
+    g, ctx = gen(), Context.from_tokenizer(TOK)
+    step2 = OUTPUT.index("So")
+    assert step_of(OUTPUT, step2) == step_of(OUTPUT, step2 + 9) == 1 and step_of(OUTPUT, 2) == 0
+    loc = Earliest([at("trajectory", step2 + 9), at("reference", step2 + 2)]).locate(g, ctx)
+    assert loc.locator == "reference" and loc.agreeing == ["trajectory"]
+    assert confidence(loc) == ("confirmed", "reference and trajectory name the same step")
+    loc = Earliest([at("trajectory", step2 + 9), at("reference", 2)]).locate(g, ctx)  # different steps
+    assert loc.agreeing == [] and confidence(loc)[0] == "single"
+    res = Chain([at("arithmetic", step2 + 9)]).locate(g, ctx)
+    assert confidence(res.location)[0] == "single"
+
+
+def test_summary_counts_and_shares():
+    blocks = [{"confidence": "confirmed"}, {"confidence": "single"}, {"confidence": "single"}, {"chain": ["gold"]}]
+    c = confidence_counts(blocks)
+    assert (c["confirmed"], c["single"], c["fallback"], c["none"]) == (1, 2, 0, 1)
+    assert c["share"]["single"] == 0.5 and c["share"]["none"] == 0.25
+
+
+def test_report_shows_shares_filters_and_candidates(tmp_path, capsys):
+    from lm_eval_lrp.commands import report as report_cmd
+
+    toks = ["<s>", "Q", ":", " 3", " x"]
+    recs = []
+    for doc, level in enumerate(["confirmed", "single", "fallback"]):
+        r = attributed("tiny_gen", doc, toks, [0.5, 0.1, -0.2, 0.3, 0.4], output="So 3 x 5 = 16")
+        r.update(locator="trajectory" if level != "fallback" else "gold", confidence=level, output_offset=5,
+                 locate={"chain": ["trajectory", "gold"], "locator": r.get("locator"), "confidence": level,
+                         "confidence_why": f"why-{level}", "output_offset": 5, "index": 5,
+                         "candidates": [{"index": 5, "offset": 5, "token": "x", "why": "setup token"},
+                                        {"index": 9, "offset": 9, "token": "=", "why": "setup token"}]})
+        recs.append(r)
+    summary = {"tiny_gen": {"accuracy": 0.2, "acc": 0.2, "failures": 3, "attributed": 3, "skipped": {}, "errors": {},
+                            "clean_case_rate": 1.0, "median_delta": 2.5, "median_conservation_ratio": 0.9}}
+    run = write_run(tmp_path / "run" / "model", {"tiny_gen": recs}, results_for(summary))
+    assert report_cmd.main([str(run), "--output", str(run / "r.html")]) == 0
+    term = capsys.readouterr().out
+    assert "locations: confirmed 1 (33%), single 1 (33%), fallback 1 (33%)" in term
+    html = report_text(run / "r.html")
+    assert "confirmed 1 (33%), single 1 (33%), fallback 1 (33%), none 0 (0%)" in html
+    assert 'id="f-confidence"' in html
+    rows = json.loads(html.split('<script type="application/json" id="rows">', 1)[1].split("</script>", 1)[0])
+    assert sorted(rows["dicts"]["confidence"]) == ["confirmed", "fallback", "single"]
+    assert "why-fallback" in html
+    # the fallback's view says nothing confident was found and lists the candidates; the confirmed one does not
+    assert html.count("No confident location for this failure") == 1
+    assert "output token 9 (character 9)" in html
+
+
+def test_records_written_before_confidence_existed_are_read_by_the_same_rules():
+    from lm_eval_lrp.report.summary import confidence_of
+
+    rolled = {"locator": "trajectory", "index": 4, "explains": "output",
+              "rollouts": [{"position": 4, "forced": 9, "verdict": True}]}
+    assert confidence_of({"locate": rolled, "contrast": {"id": 9}}) == "confirmed"
+    assert confidence_of({"locate": rolled, "contrast": {"id": 8}}) == "single"
+    assert confidence_of({"locate": {"locator": "gold", "explains": "gold", "index": 2}}) == "fallback"
+    assert confidence_of({"locate": {"chain": ["gold"], "attempts": []}}) == "none"
+    assert confidence_of({"task": "mc"}) == ""
