@@ -52,6 +52,7 @@ class LRPConfig:
     cases: str | None = None  # cases locator: JSONL of hand annotations
     judge: str | None = None  # judge locator: "model=NAME,base_url=URL[;...]" (lm-eval's local-chat-completions)
     batch_size: int | str = 1  # multiple-choice failures explained per forward/backward ("auto": from free memory)
+    allow_errors: bool = False  # exit status 0 even when the attribution failed (see lm_eval_lrp.outcome)
 
     @classmethod
     def pop_from(cls, kwargs: dict) -> "LRPConfig":
