@@ -1,0 +1,169 @@
+"""Fail loudly, lose nothing: each fault injected where it happens, and what the user sees — the exit status, the
+message, the records — asserted through the real command (``python -m lm_eval_lrp``) on tiny models and tasks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tiny_harness as th
+from lm_eval_lrp.outcome import ATTRIBUTION_FAILED, exit_code, problems
+
+CODE_YAML = """task: humaneval_tiny
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{canonical_solution}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  max_gen_toks: 6
+  do_sample: false
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+"""
+# the model's output follows ``x[10] + ``: it compiles, and check() crashes on the output's line (IndexError)
+CODE_ROWS = [{"prompt": "def f(x):\n    return x[10] + ", "test": "def check(c):\n    assert c([1]) == 1\n",
+              "entry_point": "f", "canonical_solution": "x[0]"}]
+
+BROKEN_HOOK = '''
+from task_hooks.base import TaskHook
+
+
+class Broken(TaskHook):
+    families = ("tiny_big",)
+
+    def segments(self, task, doc, prompt):
+        raise TypeError("injected: this hook cannot label any prompt")
+
+
+HOOK = Broken()
+'''
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loud")
+    tasks = th.write_extra_tasks(root, n_big=20)
+    (tasks / "gsm8k_tiny.yaml").write_text(th.GEN_YAML.format(name="gsm8k_tiny", data=root / "gen.jsonl",
+                                                              target="{{answer.split('#### ')[-1]}}"))
+    with open(root / "code.jsonl", "w") as fh:
+        for r in CODE_ROWS:
+            fh.write(json.dumps(r) + "\n")
+    (tasks / "humaneval_tiny.yaml").write_text(CODE_YAML.format(data=root / "code.jsonl"))
+    hooks = root / "hooks"
+    hooks.mkdir()
+    (hooks / "broken.py").write_text(BROKEN_HOOK)
+    return {"root": root, "model": th.build(root), "biased": th.build_biased(root), "tasks": tasks, "hooks": hooks}
+
+
+def _args(world, out, tasks, *extra, model=None):
+    return ["--model", "hf", "--model_args", f"pretrained={model or world['model']}", "--include_path",
+            str(world["tasks"]), "--tasks", tasks, "--device", "cpu", "--output_path", str(out), *extra]
+
+
+def _tail(proc, n=3):
+    return [line for line in proc.stderr.splitlines() if line.strip()][-n:]
+
+
+# --- the rules of the exit status ---------------------------------------------------------------------------
+
+
+def _task(explained, errors, **extra):
+    return {"explained": explained, "errors": errors, **extra}
+
+
+def test_exit_status_rules():
+    assert exit_code([]) == (0, [])
+    assert exit_code([({}, False)]) == (0, [])  # another rank, or nothing attributed
+    fine = {"tasks": {"a": _task(4, {"out of memory": 1})}}  # 1 of 4: below half
+    assert exit_code([(fine, False)]) == (0, [])
+    half = {"tasks": {"a": _task(4, {"out of memory": 1, "TypeError: x": 1})}}
+    code, lines = exit_code([(fine, False), (half, False)])
+    assert code == ATTRIBUTION_FAILED == 3
+    assert "a: 2 of 4 attempted failures ended as errors" in lines[0] and "rerun the same command" in lines[0]
+    assert "exit status 3" in lines[-1] and "--lrp_allow_errors" in lines[-1]
+    assert exit_code([(half, True)])[0] == 0 and "because of --lrp_allow_errors" in exit_code([(half, True)])[1][-1]
+    assert "attribution failed: boom" in problems({"error": "boom"})[0]
+    assert "cannot write" in problems({"unwritten": "cannot write", "tasks": {}})[0]
+    stopped = {"tasks": {"a": _task(5, {"TypeError: x": 5}, stopped="attribution stopped: ...")}}
+    assert problems(stopped) == ["a: attribution stopped: ..."]  # one line per cause, not two
+
+
+# --- a systematic bug: stopped within the first documents, one message, traceback saved, rerun resumes -------
+
+
+def test_a_hook_broken_on_every_document_stops_the_task_and_a_rerun_resumes(world):
+    out = world["root"] / "systematic"
+    args = _args(world, out, "tiny_big", "--lrp", "--lrp_min_delta", "0")
+    proc = th.run_cli([*args, "--lrp_hooks_path", str(world["hooks"])], world["root"])
+    assert proc.returncode == ATTRIBUTION_FAILED, proc.stderr[-3000:]
+    err = proc.stderr.replace("\n", " ")
+    assert err.count("attribution stopped: the same TypeError at broken.py") == 2  # said once, and in the last lines
+    assert "injected: this hook cannot label" in err and " doc " not in err.split("attribution stopped")[0][-200:]
+    assert "tiny_big: attribution stopped" in _tail(proc, 2)[0] and "exit status 3" in _tail(proc, 1)[0]
+    trace = th.model_dir(out) / "lrp_traceback_tiny_big.txt"
+    assert "TypeError: injected" in trace.read_text() and "Traceback" in trace.read_text()
+    res = th.results_json(out)  # lm-eval's results are complete
+    assert res["results"]["tiny_big"]["acc,none"] is not None and res["n-samples"]["tiny_big"]["effective"] == 20
+    summary = res["lrp"]["tasks"]["tiny_big"]
+    assert summary["stopped"].startswith("attribution stopped") and res["lrp"]["problems"]
+    written = th.records(out, "tiny_big")
+    assert len(written) == 5 and all(r["status"] == "error" and "TypeError: injected" in r["reason"] for r in written)
+    assert summary["failures"] > 5  # stopped early: the rest were never attempted
+
+    fixed = th.run_cli(args, world["root"])  # the hook fixed (here: left out); the same folder
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    after = th.records(out, "tiny_big")
+    assert len(after) == summary["failures"] and all(r["status"] != "error" for r in after)
+    assert len({r["doc_id"] for r in after}) == len(after)
+    assert len(list(th.model_dir(out).glob("attributions_tiny_big_*.jsonl"))) == 1  # resumed, not a new file
+
+
+def test_allow_errors_keeps_exit_status_zero_and_says_why(world):
+    out = world["root"] / "allowed"
+    proc = th.run_cli(_args(world, out, "tiny_big", "--lrp", "--lrp_hooks_path", str(world["hooks"]),
+                            "--lrp_allow_errors"), world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "attribution stopped" in proc.stderr and "because of --lrp_allow_errors" in _tail(proc, 1)[0]
+
+
+# --- the default chains end to end: which locator, why, where -----------------------------------------------
+
+
+def test_default_math_chain_end_to_end(world):
+    out = world["root"] / "math"
+    proc = th.run_cli(_args(world, out, "gsm8k_tiny", "--lrp", "--lrp_min_delta", "0", "--lrp_rollouts", "2",
+                            "--lrp_rollout_tokens", "6", model=world["biased"]), world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = th.records(out, "gsm8k_tiny")
+    assert len(recs) == len(th.GEN_ROWS)  # the biased model answers 777777 to every question: all wrong
+    for r in recs:
+        assert r["model_output"] == "777777"
+        loc = r["locate"]
+        assert loc["chain"] == ["trajectory+hindsight", "arithmetic", "rollout", "gold"]
+        assert r["locator"] == loc["locator"] == "trajectory"
+        assert "777777" in loc["reason"]
+        assert r["output_offset"] == 0 and loc["output_tokens"] == "generated"
+        assert r["status"] == "attributed" and r["target"]["text"] == "7"
+
+
+def test_default_code_chain_end_to_end(world):
+    out = world["root"] / "code"
+    proc = th.run_cli(_args(world, out, "humaneval_tiny", "--lrp", "--lrp_min_delta", "0", "--lrp_rollouts", "2",
+                            "--lrp_rollout_tokens", "6", model=world["biased"]), world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (r,) = th.records(out, "humaneval_tiny")
+    assert r["model_output"] == "777777"
+    loc = r["locate"]
+    assert loc["chain"] == ["code", "crash", "rollout", "gold"]
+    assert [a["status"] for a in loc["attempts"]] == ["not_found", "located"]  # it compiles; the tests crash
+    assert r["locator"] == "crash"
+    assert loc["reason"].startswith("the task's tests raise IndexError: list index out of range at line 1 of the output")
+    assert 0 <= r["output_offset"] < len("777777") and r["target"]["text"] == "7"
