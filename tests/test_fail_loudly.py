@@ -99,6 +99,7 @@ def test_exit_status_rules():
 # --- a systematic bug: stopped within the first documents, one message, traceback saved, rerun resumes -------
 
 
+@pytest.mark.slow
 def test_a_hook_broken_on_every_document_stops_the_task_and_a_rerun_resumes(world):
     out = world["root"] / "systematic"
     args = _args(world, out, "tiny_big", "--lrp", "--lrp_min_delta", "0")
@@ -126,6 +127,7 @@ def test_a_hook_broken_on_every_document_stops_the_task_and_a_rerun_resumes(worl
     assert len(list(th.model_dir(out).glob("attributions_tiny_big_*.jsonl"))) == 1  # resumed, not a new file
 
 
+@pytest.mark.slow
 def test_allow_errors_keeps_exit_status_zero_and_says_why(world):
     out = world["root"] / "allowed"
     proc = th.run_cli(_args(world, out, "tiny_big", "--lrp", "--lrp_hooks_path", str(world["hooks"]),
@@ -137,6 +139,7 @@ def test_allow_errors_keeps_exit_status_zero_and_says_why(world):
 # --- the default chains end to end: which locator, why, where -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_default_math_chain_end_to_end(world):
     out = world["root"] / "math"
     proc = th.run_cli(_args(world, out, "gsm8k_tiny", "--lrp", "--lrp_min_delta", "0", "--lrp_rollouts", "2",
@@ -151,9 +154,10 @@ def test_default_math_chain_end_to_end(world):
         assert r["locator"] == loc["locator"] == "trajectory"
         assert "777777" in loc["reason"]
         assert r["output_offset"] == 0 and loc["output_tokens"] == "generated"
-        assert r["status"] == "attributed" and r["target"]["text"] == "7"
+        assert r["status"] == "attributed" and r["target"]["token"] == "7"
 
 
+@pytest.mark.slow
 def test_default_code_chain_end_to_end(world):
     out = world["root"] / "code"
     proc = th.run_cli(_args(world, out, "humaneval_tiny", "--lrp", "--lrp_min_delta", "0", "--lrp_rollouts", "2",
@@ -166,4 +170,153 @@ def test_default_code_chain_end_to_end(world):
     assert [a["status"] for a in loc["attempts"]] == ["not_found", "located"]  # it compiles; the tests crash
     assert r["locator"] == "crash"
     assert loc["reason"].startswith("the task's tests raise IndexError: list index out of range at line 1 of the output")
-    assert 0 <= r["output_offset"] < len("777777") and r["target"]["text"] == "7"
+    assert 0 <= r["output_offset"] < len("777777") and r["target"]["token"] == "7"
+
+
+# --- faults injected in this process (the command's own main), one per path -----------------------------------
+
+
+def _main(argv) -> int:
+    from lm_eval_lrp.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+        raise SystemExit(0)
+    return stop.value.code or 0
+
+
+@pytest.mark.slow
+def test_attribution_failing_as_a_whole_exits_3_after_the_results_are_saved(world, monkeypatch, capfd):
+    import lm_eval_lrp.harness as harness
+
+    def broken(*args, **kwargs):
+        raise KeyError("injected: the attribution step itself")
+
+    monkeypatch.setattr(harness, "attribute_run", broken)
+    out = world["root"] / "whole"
+    assert _main(_args(world, out, "tiny_mc", "--lrp")) == ATTRIBUTION_FAILED
+    err = capfd.readouterr().err
+    assert "attribution failed: KeyError: 'injected: the attribution step itself'" in err
+    assert "exit status 3" in err.strip().splitlines()[-1]
+    res = th.results_json(out)
+    assert res["results"]["tiny_mc"]["acc,none"] is not None and "KeyError" in res["lrp"]["error"]
+    out2 = world["root"] / "whole_allowed"
+    assert _main(_args(world, out2, "tiny_mc", "--lrp", "--lrp_allow_errors")) == 0
+    assert "because of --lrp_allow_errors" in capfd.readouterr().err
+
+
+@pytest.mark.slow
+def test_half_the_failures_ending_as_errors_exits_3(world, monkeypatch, capfd):
+    import torch
+
+    import lm_eval_lrp.harness.attribute as attribute
+
+    real, calls = attribute.explain, {"n": 0}
+
+    def every_other(model, ids, *a, **k):  # out of memory is not a bug: no systematic stop, but half are errors
+        calls["n"] += 1
+        if calls["n"] % 2:
+            raise torch.OutOfMemoryError("injected: out of memory")
+        return real(model, ids, *a, **k)
+
+    monkeypatch.setattr(attribute, "explain", every_other)
+    out = world["root"] / "half"
+    assert _main(_args(world, out, "tiny_big", "--lrp", "--lrp_min_delta", "0", "--limit", "8")) == ATTRIBUTION_FAILED
+    err = capfd.readouterr().err
+    recs = th.records(out, "tiny_big")
+    n_err = sum(r["status"] == "error" for r in recs)
+    assert n_err == (len(recs) + 1) // 2 and n_err * 2 >= len(recs)
+    assert f"tiny_big: {n_err} of {len(recs)} attempted failures ended as errors (most often, {n_err}×: out of memory)" in err
+    assert all(r["advice"].startswith("out of memory during attribution") for r in recs if r["status"] == "error")
+
+
+@pytest.mark.slow
+def test_a_write_failing_mid_run_keeps_what_was_written_and_exits_3(world, monkeypatch, capfd):
+    import errno
+
+    from lm_eval_lrp.artifacts import AttributionWriter
+
+    real = AttributionWriter.write
+
+    def full_disk(self, record, *a, **k):
+        if self.count >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+        return real(self, record, *a, **k)
+
+    monkeypatch.setattr(AttributionWriter, "write", full_disk)
+    out = world["root"] / "diskfull"
+    assert _main(_args(world, out, "tiny_big", "--lrp", "--lrp_min_delta", "0", "--limit", "8")) == ATTRIBUTION_FAILED
+    err = capfd.readouterr().err
+    assert "attribution failed: OSError: [Errno 28] No space left on device (injected)" in err
+    assert len(th.records(out, "tiny_big")) == 2  # both records written before the disk filled are intact
+    assert th.results_json(out)["results"]["tiny_big"]["acc,none"] is not None
+
+
+@pytest.mark.slow
+def test_unwritable_output_folder_exits_3_and_says_so(world, capfd):
+    blocker = world["root"] / "a_file"
+    blocker.write_text("")
+    assert _main(_args(world, blocker / "out", "tiny_mc", "--lrp")) == ATTRIBUTION_FAILED
+    err = capfd.readouterr().err.replace("\n", " ")
+    assert "no attribution record could be written: cannot write attributions to" in err
+
+
+@pytest.mark.slow
+def test_a_bug_of_the_batched_path_is_logged_and_counted(world, monkeypatch, caplog):
+    import lm_eval
+    import lm_eval_lrp
+    import lm_eval_lrp.lrp.batched as batched
+
+    real = batched.explain_batch
+
+    def batched_only_bug(model, contrasts, **kw):
+        if len(contrasts) > 1:
+            raise TypeError("injected: a bug of batches only")
+        return real(model, contrasts, **kw)
+
+    monkeypatch.setattr(batched, "explain_batch", batched_only_bug)
+    lm_eval_lrp.install()
+    res = lm_eval.simple_evaluate(model="hf-lrp", model_args={"pretrained": str(world["model"]), "lrp_min_delta": 0.0,
+                                                              "lrp_batch_size": 4},
+                                  tasks=["tiny_mc"], device="cpu", log_samples=False,
+                                  task_manager=lm_eval.tasks.TaskManager(include_path=str(world["tasks"])))
+    s = res["lrp"]["tasks"]["tiny_mc"]
+    assert s["attributed"] == s["failures"] and not s["errors"]  # each redone alone: nothing lost
+    (cause, n), = s["fallbacks"].items()
+    assert cause == "batch retried one by one after TypeError: injected: a bug of batches only" and n >= 1
+    said = [r for r in caplog.records if "injected: a bug of batches only" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "WARNING"  # once per cause, not per batch
+
+
+def test_a_hook_that_cannot_build_the_gold_raises_naming_it():
+    from lm_eval_lrp.lmeval.tasks import TaskView
+    from task_hooks.base import HookError, TaskHook
+
+    view = TaskView(name="t", output_type="generate_until", target_delimiter=" ", _doc_to_choice=lambda d: d["choices"])
+    with pytest.raises(HookError, match=r"hook TaskHook could not build the gold \(doc_to_choice\) for document 7: "
+                                        r"KeyError: 'choices'"):
+        TaskHook().gold_continuation(view, {}, {"target": 1, "doc_id": 7})
+    assert TaskHook().gold_continuation(view, {"choices": ["a", "b"]}, {"target": 1}) == " b"
+    no_choices = TaskView(name="t", output_type="generate_until", has_choices=False)
+    assert TaskHook().gold_continuation(no_choices, {}, {"target": 12}) == " 12"  # the int is the answer
+
+
+@pytest.mark.slow
+def test_a_run_whose_hook_cannot_build_the_gold_names_it_in_every_record(world, monkeypatch):
+    """Through a run: every document's record names the hook and the document, and no gold is made up."""
+    from lm_eval_lrp.lmeval.tasks import TaskView
+
+    def broken(self, doc):
+        raise KeyError("choices")
+
+    monkeypatch.setattr(TaskView, "doc_to_choice", broken)
+    out = world["root"] / "goldless"
+    (world["tasks"] / "tiny_intgen.yaml").write_text(
+        th.GEN_YAML.format(name="tiny_intgen", data=world["root"] / "mc.jsonl", target="{{label}}")
+        .replace('doc_to_target: "{{label}}"', 'doc_to_target: label\ndoc_to_choice: "{{choices}}"'))
+    code = _main(_args(world, out, "tiny_intgen", "--lrp", "--lrp_locate", "gold", "--limit", "3"))
+    recs = th.records(out, "tiny_intgen")
+    assert recs and code == ATTRIBUTION_FAILED
+    for r in recs:
+        assert r["status"] == "error" and not r.get("gold")
+        assert f"hook GenerateUntilHook could not build the gold (doc_to_choice) for document {r['doc_id']}" in r["reason"]
