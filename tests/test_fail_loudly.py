@@ -320,3 +320,107 @@ def test_a_run_whose_hook_cannot_build_the_gold_names_it_in_every_record(world, 
     for r in recs:
         assert r["status"] == "error" and not r.get("gold")
         assert f"hook GenerateUntilHook could not build the gold (doc_to_choice) for document {r['doc_id']}" in r["reason"]
+
+
+# --- fallbacks of the engine: written once per cause, never hiding a bug -------------------------------------
+
+
+def _explained(model, ids):
+    import torch
+
+    with torch.no_grad():
+        top = model(ids[None]).logits[0, -1].topk(2).indices.tolist()
+    return top[0], top[1]
+
+
+def test_graph_fallback_is_written_into_the_graph_once_per_cause(monkeypatch, tmp_path):
+    from conftest import tiny_ids, tiny_model
+
+    import lm_eval_lrp.graph.attention as attention
+    import lm_eval_lrp.graph.edges as edges
+    from lm_eval_lrp.graph import build_graph, load_graph
+
+    model, ids = tiny_model("llama"), tiny_ids(10)
+    target, contrast = _explained(model, ids)
+    packed = build_graph(model, ids.tolist(), -1, target, contrast, method="packed", batch_size=4)
+    assert "fallbacks" not in packed.meta
+
+    monkeypatch.setattr(attention, "closed_form_attention_rows", lambda *a, **k: None)  # no closed form here
+
+    def no_vmap(*a, **k):
+        raise RuntimeError("Batching rule not implemented for aten::injected")
+
+    monkeypatch.setattr(edges, "batched_rows", no_vmap)
+    g = build_graph(model, ids.tolist(), -1, target, contrast, method="auto", batch_size=4)
+    cause = "packed graph rows because the batched backward failed: RuntimeError: Batching rule not implemented for aten::injected"
+    assert g.meta["fallbacks"] == {cause: 2}  # one cause, counted over the two blocks
+    assert g.edge_weight.tolist() == pytest.approx(packed.edge_weight.tolist(), abs=1e-5)  # the same graph
+    g.write(tmp_path / "g.json")
+    assert load_graph(tmp_path / "g.json").meta["fallbacks"] == {cause: 2}  # and it travels with the file
+
+    def bug(*a, **k):
+        raise TypeError("injected: a bug, not a missing vmap rule")
+
+    monkeypatch.setattr(edges, "batched_rows", bug)
+    with pytest.raises(TypeError, match="injected: a bug"):  # not hidden behind the packed path
+        build_graph(model, ids.tolist(), -1, target, contrast, method="auto", batch_size=4)
+
+
+def test_refine_fallback_is_reported_and_gives_the_same_numbers(monkeypatch):
+    import torch
+    from conftest import tiny_ids, tiny_model
+
+    from lm_eval_lrp.graph import build_graph
+    from lm_eval_lrp.graph.refine import refine
+
+    model, ids = tiny_model("llama"), tiny_ids(10)
+    target, contrast = _explained(model, ids)
+    graph = build_graph(model, ids.tolist(), -1, target, contrast)
+    usual = refine(model, graph, max_nodes=3)
+    assert "fallbacks" not in usual
+    real = torch.autograd.grad
+
+    def no_vmap(*args, is_grads_batched=False, **kw):
+        if is_grads_batched:
+            raise RuntimeError("vmap: injected: no batching rule")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(torch.autograd, "grad", no_vmap)
+    again = refine(model, graph, max_nodes=3)
+    (cause, n), = again["fallbacks"].items()
+    assert cause == "one seed at a time because the vmapped backward failed: RuntimeError: vmap: injected: no batching rule"
+    assert n >= 1
+    for node, entry in usual["nodes"].items():
+        for d, e in zip(entry["dims"], again["nodes"][node]["dims"]):
+            assert e["dim"] == d["dim"]
+            for src, share in d.get("sources", {}).items():
+                assert e["sources"][src] == pytest.approx(share, rel=1e-4, abs=1e-6)
+
+
+def test_a_crash_locator_timeout_is_recorded_as_a_timeout():
+    from lm_eval_lrp.locate import Chain, Context, Generation
+    from lm_eval_lrp.locate.crash import CrashLocator
+    from locate_helpers import CharTokenizer
+
+    tok = CharTokenizer()
+    output = "while True: pass"
+    doc = {"prompt": "def f(x):\n    ", "test": "def check(c):\n    assert c(1) == 1\n", "entry_point": "f"}
+    gen = Generation(tok.encode(doc["prompt"]), tok.encode(output), output, doc=doc)
+    ctx = Context.from_tokenizer(tok, None).for_doc(lambda text: False)
+    result = Chain([CrashLocator(timeout=0.5)]).locate(gen, ctx)
+    (attempt,) = result.attempts
+    assert attempt.status == "timeout" and "did not finish within 0.5 s" in attempt.reason
+    assert result.location is None and "timeout" not in (result.error or "")
+
+
+def test_a_hook_whose_doc_to_text_raises_is_named_not_unlabelled():
+    from lm_eval_lrp.lmeval.tasks import TaskView
+    from task_hooks.base import HookError, TaskHook
+
+    def bad(doc):
+        raise ValueError("needs more than the doc")
+
+    view = TaskView(name="t", output_type="multiple_choice", _doc_to_text=bad)
+    with pytest.raises(HookError, match=r"hook TaskHook could not label the prompt's segments \(doc_to_text\).*"
+                                        r"ValueError: needs more than the doc"):
+        TaskHook().segments(view, {"q": 1}, "Question: 1")
