@@ -4,6 +4,9 @@ Every ``lm_eval`` argument is accepted unchanged. ``--lrp`` turns ``--model hf``
 ``--lrp_*`` options to it as ``lrp_*`` model arguments (lm-eval's own parser would reject unknown flags, so they
 are taken out first). Without ``--lrp`` the command is exactly ``lm_eval``. Sub-commands of our own:
 ``lm-eval-lrp report RUN_DIR`` and ``lm-eval-lrp graph RECORD`` where installed.
+
+Exit status (docs/exit-codes.md): 1 when lm-eval stopped before it produced results; 3 when lm-eval's results are
+saved but the attribution failed (:mod:`lm_eval_lrp.outcome`; ``--lrp_allow_errors`` keeps 0).
 """
 
 from __future__ import annotations

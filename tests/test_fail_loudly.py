@@ -206,6 +206,29 @@ def test_attribution_failing_as_a_whole_exits_3_after_the_results_are_saved(worl
 
 
 @pytest.mark.slow
+def test_a_locator_broken_on_every_document_stops_within_the_first_documents(world, monkeypatch, capfd):
+    from lm_eval_lrp.locate.gold import GoldLocator
+
+    calls = {"n": 0}
+
+    def broken(self, gen, ctx):
+        calls["n"] += 1
+        raise TypeError("injected: a locator bug")
+
+    monkeypatch.setattr(GoldLocator, "locate", broken)
+    out = world["root"] / "broken_locator"
+    assert _main(_args(world, out, "tiny_gen", "--lrp", "--lrp_locate", "gold")) == ATTRIBUTION_FAILED
+    err = capfd.readouterr().err
+    assert calls["n"] == 5  # stopped after the first five documents
+    assert err.count("tiny_gen: attribution stopped: the same TypeError at test_fail_loudly.py") == 2  # message + last lines
+    assert "tiny_gen doc" not in err  # no per-document warnings besides the one message
+    assert "TypeError: injected: a locator bug" in (th.model_dir(out) / "lrp_traceback_tiny_gen.txt").read_text()
+    res = th.results_json(out)
+    assert res["results"]["tiny_gen"]["exact_match,none"] is not None and res["lrp"]["tasks"]["tiny_gen"]["stopped"]
+    assert [r["status"] for r in th.records(out, "tiny_gen")] == ["error"] * 5
+
+
+@pytest.mark.slow
 def test_half_the_failures_ending_as_errors_exits_3(world, monkeypatch, capfd):
     import torch
 

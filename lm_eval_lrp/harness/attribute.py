@@ -85,7 +85,7 @@ class TaskAttribution:
             return
         ready = []
         for failure in failures:
-            prepared = self._guarded(failure, self._prepare)
+            prepared = self._guarded(failure, self._prepare, last=False)
             if isinstance(prepared, Record):
                 done()
             else:
@@ -141,9 +141,10 @@ class TaskAttribution:
         record["seconds"] = round(time.perf_counter() - self._start, 4)
         return self._emit(record, expl)
 
-    def _guarded(self, failure: Failure, step, base: Record | None = None, case: Case | None = None):
+    def _guarded(self, failure: Failure, step, base: Record | None = None, case: Case | None = None, last: bool = True):
         """``step(failure)``; a failure of it becomes this document's error record (the others go on), unless the
-        task's first :data:`SYSTEMATIC_K` documents all fail the same way: then :class:`SystematicBug` stops it."""
+        task's first :data:`SYSTEMATIC_K` documents all fail the same way: then :class:`SystematicBug` stops it.
+        ``last=False``: a step after which the document is not done yet (its success settles nothing)."""
         tok = self.subject.tokenizer
         base = base if base is not None else base_record(failure)
         try:
@@ -163,7 +164,8 @@ class TaskAttribution:
             self._held.append(f"lm-eval-lrp: {failure.task} doc {failure.doc_id}: {type(err).__name__} at {_place(err)}: {err}")
             self._seen((type(err).__name__, _place(err)), err)
             return record
-        self._seen(None)
+        if last:
+            self._seen(None)
         return done
 
     def _seen(self, fault: tuple[str, str] | None, err: BaseException | None = None) -> None:
