@@ -515,7 +515,10 @@ def test_crash_is_the_output_line_where_the_tests_raise():
     assert crash_in_output(ROLLING, wrong) is None  # the tests' assertion fails: a wrong result, not a crash
     raising_test = {**ROLLING, "test": "def check(f):\n    raise ValueError('in the test')\n"}
     assert crash_in_output(raising_test, wrong) is None  # raised outside the output's lines
-    assert crash_in_output(ROLLING, "    while True:\n        pass", timeout=1.0) is None  # a timeout
+    from lm_eval_lrp.locate.types import TimedOut
+
+    with pytest.raises(TimedOut, match="did not finish within 1 s"):  # a timeout is a timeout, not "no crash"
+        crash_in_output(ROLLING, "    while True:\n        pass", timeout=1.0)
     assert crash_in_output({"question": "2+2?"}, CRASHES) is None  # not HumanEval-shaped
     mbpp = {"test_list": ["assert first([3, 1]) == 3", "assert first([]) is None"]}
     code = "def first(xs):\n    return xs[0]\n"
