@@ -4,6 +4,9 @@ Every ``lm_eval`` argument is accepted unchanged. ``--lrp`` turns ``--model hf``
 ``--lrp_*`` options to it as ``lrp_*`` model arguments (lm-eval's own parser would reject unknown flags, so they
 are taken out first). Without ``--lrp`` the command is exactly ``lm_eval``. Sub-commands of our own:
 ``lm-eval-lrp report RUN_DIR`` and ``lm-eval-lrp graph RECORD`` where installed.
+
+Exit status (docs/exit-codes.md): 1 when lm-eval stopped before it produced results; 3 when lm-eval's results are
+saved but the attribution failed (:mod:`lm_eval_lrp.outcome`; ``--lrp_allow_errors`` keeps 0).
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ def lrp_parser() -> argparse.ArgumentParser:
                    "trust_remote_code=true, threshold=0.5, step_token=<extra_0>, batch_size=8); joins the math chain")
     g.add_argument("--lrp_cases", metavar="FILE", help="cases locator: JSONL of hand annotations (task, doc_id, offset...)")
     g.add_argument("--lrp_batch_size", metavar="N|auto", help="multiple-choice failures per forward/backward (default 1)")
+    g.add_argument("--lrp_allow_errors", action="store_true",
+                   help="exit status 0 even when the attribution failed (default: exit status 3 after lm-eval's "
+                   "results are saved; see docs/exit-codes.md)")
     return p
 
 
@@ -136,9 +142,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from .lmeval import run_cli  # registers hf-lrp and routes evaluations through the attribution loop
     from .lmeval.route import LRPOptionError
+    from .outcome import exit_code
 
     try:
-        run_cli(argv)
+        outcomes = run_cli(argv)
     except LRPOptionError as err:
         raise SystemExit(f"lm-eval-lrp: {err}") from None
     except Exception as err:  # noqa: BLE001 - say clearly that lm-eval stopped, then fail as lm_eval would
@@ -148,6 +155,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nlm-eval-lrp: the evaluation stopped before it produced results: {type(err).__name__}: {err}"
               f"{_hint(err)}", file=sys.stderr)
         raise SystemExit(1) from None
+    code, lines = exit_code(outcomes)
+    for line in lines:
+        print(line, file=sys.stderr)
+    if code:
+        raise SystemExit(code)
 
 
 def _hint(err: Exception) -> str:

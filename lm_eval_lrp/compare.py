@@ -328,11 +328,11 @@ def compare(run_a_path, run_b_path, model_args_b: str | dict | None = None, *, d
     if not args_b:
         raise CompareError(f"{run_b.path}: no results JSON with config.model_args; pass --model_args_b pretrained=...")
     spec_b = load_spec(args_b)
-    tok_a = None
+    tok_a, tok_a_error = None, None
     try:
         tok_a = load_tokenizer(load_spec(args_a))
-    except Exception:  # noqa: BLE001 - A's files may be gone: the per-record check still runs
-        tok_a = None
+    except Exception as err:  # noqa: BLE001 - A's files may be gone: the per-record check still runs; the cause is named
+        tok_a_error = f"{type(err).__name__}: {str(err)[:200]}"
     model_b, tok_b = load_model(spec_b, device=device, dtype=dtype_b), load_tokenizer(spec_b)
     try:
         total = sum(min(len(t.attributed), limit or 10**9) for n, t in run_a.tasks.items() if not tasks or n in tasks)
@@ -343,6 +343,7 @@ def compare(run_a_path, run_b_path, model_args_b: str | dict | None = None, *, d
         del model_b
         gc.collect()
     if tok_a is None:
-        summary["notes"].append("A's tokenizer could not be loaded: the check compared token strings of A's records only")
+        summary["notes"].append(f"A's tokenizer could not be loaded ({tok_a_error}): the check compared token strings "
+                                "of A's records only")
     summary["b"]["model_args"] = spec_b
     return summary

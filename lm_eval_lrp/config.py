@@ -54,6 +54,7 @@ class LRPConfig:
     #                           or "pretrained=PATH" (a local transformers chat model)
     prm: str | None = None  # prm locator: "pretrained=PATH[,threshold=0.5,step_token=<extra_0>,trust_remote_code=true]"
     batch_size: int | str = 1  # multiple-choice failures explained per forward/backward ("auto": from free memory)
+    allow_errors: bool = False  # exit status 0 even when the attribution failed (see lm_eval_lrp.outcome)
 
     @classmethod
     def pop_from(cls, kwargs: dict) -> "LRPConfig":

@@ -69,6 +69,8 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         reasons = {**t["skipped"], **{f"error: {k}": v for k, v in t["errors"].items()}}
         if reasons:
             details.append(f"[bold]{escape(name)}[/] skipped: " + "; ".join(escape(f"{v}× {k}") for k, v in reasons.items()))
+        for cause, n in (t.get("fallbacks") or {}).items():
+            details.append(f"[bold]{escape(name)}[/] fallback ({n}×): " + escape(cause))
         if t["top_wrong_tokens"]:
             details.append(f"[bold]{escape(name)}[/] tokens pushing towards the wrong answer: "
                            + ", ".join(escape(f"{tok!r}×{n}") for tok, n in t["top_wrong_tokens"][:8]))

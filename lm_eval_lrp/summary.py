@@ -65,6 +65,10 @@ def summarize(per_task: dict[str, list[dict]], work, results: dict | None, confi
             "file": tp.file.name if tp.file is not None and tp.file.exists() else None,
             "graphs": len(graphs),
         }
+        if work.stopped.get(name):
+            tasks[name]["stopped"] = work.stopped[name]
+        if work.fallbacks.get(name):
+            tasks[name]["fallbacks"] = dict(work.fallbacks[name])  # cause -> count: the usual path was not taken
         timings = Counter()
         for r in records:
             timings.update(r.get("timings") or {})
@@ -92,7 +96,9 @@ def summarize(per_task: dict[str, list[dict]], work, results: dict | None, confi
                 "beats_random": sum(bool(f.get("random")) for f in faithful) / len(faithful),
             }
     files = [str(tp.file) for tp in work.tasks.values() if tp.file is not None and tp.file.exists()]
+    extra = {"unwritten": work.unwritten} if work.unwritten else {}
     return {
+        **extra,
         "rule": config.rule,
         "min_delta": config.min_delta,
         "output_dir": str(Path(files[0]).parent) if files else None,

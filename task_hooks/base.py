@@ -9,6 +9,16 @@ from __future__ import annotations
 from lm_eval_lrp.segments import Segment, label_prompt
 
 
+class HookError(Exception):
+    """A hook could not do its part for one document (the gold, the prompt's segments): that document's error
+    record names the hook and the document, rather than a wrong gold or unlabelled segments."""
+
+    def __init__(self, hook: "TaskHook", what: str, sample_or_doc, err: BaseException):
+        doc_id = sample_or_doc.get("doc_id") if isinstance(sample_or_doc, dict) else None
+        where = f"document {doc_id}" if doc_id is not None else "this document"
+        super().__init__(f"hook {type(hook).__name__} could not {what} for {where}: {type(err).__name__}: {err}")
+
+
 class TaskHook:
     """Defaults that suit most tasks; subclasses override what their family needs."""
 
@@ -32,12 +42,11 @@ class TaskHook:
             target = target[0] if target else None
         if target is None or (isinstance(target, str) and not target.strip()):
             return None
-        if isinstance(target, int) and not isinstance(target, bool):
-            try:
-                choices = task.doc_to_choice(doc)
-                target = choices[target]
-            except Exception:  # noqa: BLE001 - a task without choices: the int is the answer itself
-                pass
+        if isinstance(target, int) and not isinstance(target, bool) and getattr(task, "has_choices", True):
+            try:  # the index of a choice: its text is the gold (a task without choices: the int is the answer)
+                target = task.doc_to_choice(doc)[target]
+            except Exception as err:  # noqa: BLE001 - any failure here is named, never a wrong gold
+                raise HookError(self, "build the gold (doc_to_choice)", sample, err) from err
         delimiter = task.target_delimiter or ""
         return f"{delimiter}{target}"
 
@@ -60,7 +69,7 @@ class TaskHook:
         """Label the prompt (see :func:`lm_eval_lrp.segments.label_prompt`)."""
         try:
             query = task.doc_to_text(doc)
-        except Exception:  # noqa: BLE001 - a task whose doc_to_text needs more than the doc
-            query = None
+        except Exception as err:  # noqa: BLE001 - named in the document's error record, never silently unlabelled
+            raise HookError(self, "label the prompt's segments (doc_to_text)", doc, err) from err
         return label_prompt(prompt, query=query if isinstance(query, str) else None,
                             description=task.description, code=self.code)

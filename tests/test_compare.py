@@ -248,3 +248,23 @@ def test_a_run_is_compared_in_its_own_dtype_and_rule(world, tmp_path, capsys):
     assert (s["b"]["dtype"], s["rule"]) == ("float16", "attnlrp")
     with pytest.raises(ValueError, match="not a torch dtype"):
         compare(world["run_a"], run_cp, dtype="float33")
+
+
+def test_a_tokenizer_that_fails_to_load_is_named(world, monkeypatch):
+    """A's tokenizer failing to load is not a silent None: the summary's note says why, and every case is still
+    compared (the per-record token check runs on A's recorded strings)."""
+    import lm_eval_lrp.compare as cmp
+
+    real, calls = cmp.load_tokenizer, {"n": 0}
+
+    def first_fails(spec):
+        calls["n"] += 1
+        if calls["n"] == 1:  # A's, loaded first
+            raise OSError("injected: tokenizer.json is gone")
+        return real(spec)
+
+    monkeypatch.setattr(cmp, "load_tokenizer", first_fails)
+    s = compare(world["run_a"], world["run_b"])
+    assert ("A's tokenizer could not be loaded (OSError: injected: tokenizer.json is gone): the check compared token "
+            "strings of A's records only") in s["notes"]
+    assert s["overall"]["cases"] == len(PROMPTS) and not s["errors"]

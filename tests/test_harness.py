@@ -204,8 +204,9 @@ def test_unsupported_architecture_still_evaluates(world):
     args = _args(world, out, tasks="tiny_mc", extra=["--lrp"])
     args[3] = f"pretrained={model}"
     proc = th.run_cli(args, world["root"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 3, proc.stderr[-3000:]  # evaluated, but nothing could be attributed: said in the exit status
     assert "not defined for model_type='falcon'" in proc.stderr
+    assert "attribution failed" in proc.stderr and "exit status 3" in proc.stderr.strip().splitlines()[-1]
     res = th.results_json(out)
     assert res["results"]["tiny_mc"]["acc,none"] is not None
     assert "falcon" in res["lrp"]["error"] and "lrp/arch" in res["lrp"]["error"]
@@ -218,7 +219,7 @@ def test_nan_logits_are_flagged_not_written_as_numbers(world):
     args = _args(world, out, tasks="tiny_mc", extra=["--lrp", "--lrp_min_delta", "0"])
     args[3] = f"pretrained={model}"
     proc = th.run_cli(args, world["root"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 3, proc.stderr[-3000:]
     assert not list(th.model_dir(out).glob("attributions_*.jsonl"))
     res = th.results_json(out)
     assert "acc,none" in res["results"]["tiny_mc"]  # the evaluation's results are kept
@@ -264,8 +265,15 @@ def test_graph_and_faithfulness_in_a_run(world):
     recs = [r for r in th.records(out, "tiny_mc") if r["status"] == "attributed"]
     top2 = sorted(recs, key=lambda r: -r["delta"])[:2]
     assert {p.name for p in graphs} == {f"graph_tiny_mc_{r['doc_id']}.json" for r in top2}
-    g = load_graph(graphs[0])
-    assert g is not None
+    for path in graphs:  # each file is the graph of its record: the same tokens, target and Δℓ
+        g = load_graph(path)
+        (rec,) = [r for r in top2 if path.name == f"graph_tiny_mc_{r['doc_id']}.json"]
+        assert g.meta["record"] == {"task": "tiny_mc", "doc_id": rec["doc_id"]} and g.tokens == rec["tokens"]
+        assert g.meta["delta"] == pytest.approx(rec["delta"], abs=1e-4)
+        assert g.final_node == f"{g.layers[-1]}@{rec['position']}"
+        assert g.relevance_of(g.final_node) == pytest.approx(rec["delta"], rel=1e-3)  # all of Δℓ at the last node
+        assert g.n_edges > 0 and bool((g.edge_target == g.final_key).any())  # something feeds the final node
+        assert "fallbacks" not in g.meta  # the usual path, nothing replaced
     for r in recs:
         f = r["faithfulness"]
         assert f["curves"]["attnlrp"][0] == pytest.approx(r["delta"], abs=1e-4)

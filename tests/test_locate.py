@@ -373,18 +373,22 @@ def test_hindsight_is_the_evaluated_model_reading_the_gold_first(model):
     prompt = "Q: 7*8?\nA:"
     out = greedy_output(model, TOK.encode(prompt), 10)
     gen = Generation(TOK.encode(prompt), out, TOK.decode(out), gold="7*8=56", doc={"question": "7*8?"})
-    as_reference = make("reference", model=model, gap=0.5)
-    try:
-        expected = as_reference.locate(gen, ctx_for(model))
-    except NotFound:
-        expected = None
-    try:
-        loc = make("hindsight", gap=0.5).locate(gen, ctx_for(model))
-    except NotFound:
-        loc = None
-    assert loc is not None and (loc.index, loc.contrast) == (expected.index, expected.contrast)
-    if loc:
-        assert loc.locator == "hindsight" and loc.reason.startswith("the evaluated model (reading the gold solution")
+    # by hand, independently of the reference locator: the model reads the solution note, then the prompt (the
+    # question is on the prompt's first line), then its own output; the first output token more than 0.5 nats
+    # below its best choice there is the one; its contrast is that choice when it is among the model's own top-10
+    informed = TOK.encode("A correct solution, for reference:\n7*8=56\n\n") + TOK.encode(prompt)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([informed + out])).logits[0].float(), -1)
+        own = torch.log_softmax(model(torch.tensor([TOK.encode(prompt) + out])).logits[0].float(), -1)
+    rows = logp[len(informed) - 1 : len(informed) - 1 + len(out)]
+    gaps = [float(rows[j].max() - rows[j, t]) for j, t in enumerate(out)]
+    index = next(j for j, g in enumerate(gaps) if g > 0.5)
+    best = int(rows[index].argmax())
+    own_top = [t for t in own[len(TOK.encode(prompt)) - 1 + index].topk(10).indices.tolist() if t != out[index] and t != 2]
+    loc = make("hindsight", gap=0.5).locate(gen, ctx_for(model))
+    assert loc.index == index and loc.contrast == (best if best in own_top else own_top[0])
+    assert loc.locator == "hindsight" and loc.reason.startswith("the evaluated model (reading the gold solution")
+    assert f"{gaps[index]:.2f} nats below" in loc.reason
     # its own greedy output, without the solution: nothing is far below its choice
     with pytest.raises(NotFound, match="no gold solution"):
         make("hindsight").locate(Generation(gen.prompt_ids, out, gen.output), ctx_for(model))
@@ -511,7 +515,10 @@ def test_crash_is_the_output_line_where_the_tests_raise():
     assert crash_in_output(ROLLING, wrong) is None  # the tests' assertion fails: a wrong result, not a crash
     raising_test = {**ROLLING, "test": "def check(f):\n    raise ValueError('in the test')\n"}
     assert crash_in_output(raising_test, wrong) is None  # raised outside the output's lines
-    assert crash_in_output(ROLLING, "    while True:\n        pass", timeout=1.0) is None  # a timeout
+    from lm_eval_lrp.locate.types import TimedOut
+
+    with pytest.raises(TimedOut, match="did not finish within 1 s"):  # a timeout is a timeout, not "no crash"
+        crash_in_output(ROLLING, "    while True:\n        pass", timeout=1.0)
     assert crash_in_output({"question": "2+2?"}, CRASHES) is None  # not HumanEval-shaped
     mbpp = {"test_list": ["assert first([3, 1]) == 3", "assert first([]) is None"]}
     code = "def first(xs):\n    return xs[0]\n"

@@ -47,12 +47,23 @@ def test_devset_is_well_formed_and_verifiers_read_it():
     rows = bench.load_devset(DEVSET)
     assert rows, "the dev set is empty"
     ctx = Context(decode=lambda ids: "")  # text-only: offsets are not needed to list the verifier's hits
+    from lm_eval_lrp.locate.arithmetic import arithmetic_errors
     from lm_eval_lrp.locate.verifier import Verifier
 
+    with_errors = 0
     for r in rows:
         gen = bench.generation_of(r)
         assert gen.output == r["output"]
-        Verifier().hits(gen, ctx)  # never raises on real outputs
+        hits = Verifier().hits(gen, ctx)
+        assert all(0 <= h.offset <= len(gen.output) and h.reason and h.check for h in hits)
+        errors = arithmetic_errors(gen.output)
+        assert {e.offset for e in errors} <= {h.offset for h in hits}  # every wrong equation is a hit
+        for e in errors:  # and each is a real, readable error: written where it says, with another value
+            assert gen.output[e.offset] in e.written  # the offset points at the wrong side as written
+            assert e.correct != e.written.strip()
+            assert " ".join(e.equation.split()) in " ".join(gen.output.split())
+        with_errors += bool(errors)
+    assert with_errors > 0  # the dev set's math failures include arithmetic slips the verifier must find
 
 
 def test_share_in_span_for_a_text_locator(tmp_path):

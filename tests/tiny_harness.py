@@ -157,3 +157,28 @@ def results_json(output: Path) -> dict:
 def samples(output: Path, task: str) -> list[dict]:
     (f,) = sorted(model_dir(output).glob(f"samples_{task}_*.jsonl"))
     return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+
+
+def build_biased(root: Path, token: str = "7", scale: float = 3.0) -> Path:
+    """A tiny Llama (SmolLM2's tokenizer) whose greedy output is ``token`` repeated: the last MLP's bias points the
+    residual stream at that token's unembedding. Its outputs are known in advance (``777777`` with 6 new tokens), so
+    end-to-end tests can assert what a locator finds; the rest of the network still carries relevance."""
+    import torch
+    import transformers as T
+
+    out = root / f"model_biased_{token}"
+    if out.exists():
+        return out
+    tok = T.AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+    torch.manual_seed(0)
+    cfg = T.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                        intermediate_size=128, max_position_embeddings=512, vocab_size=len(tok), mlp_bias=True,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    model = T.AutoModelForCausalLM.from_config(cfg)
+    (tid,) = tok.encode(token, add_special_tokens=False)
+    with torch.no_grad():
+        u = model.lm_head.weight[tid]
+        model.model.layers[-1].mlp.down_proj.bias.copy_(scale * u / u.norm())
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

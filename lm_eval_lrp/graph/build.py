@@ -8,7 +8,8 @@ are stored. Memory: the stored block inputs plus one block's graph plus one tran
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -24,6 +25,8 @@ from . import attention as A
 from . import edges as E
 from .model import Graph, layer_names
 from .prune import canonical_order, parse_prune, reachable_subgraph, select_edges
+
+log = logging.getLogger("lm_eval_lrp")
 
 METHODS = ("auto", "closed", "batched", "packed", "naive")
 MLP_METHODS = ("diagonal", "batched", "packed", "naive")
@@ -96,6 +99,7 @@ class GraphRun:
     input_relevance: torch.Tensor  # [T]
     methods: dict  # transition kind -> methods used (counts)
     n_targets: dict  # source layer index -> number of target tokens computed (n')
+    fallbacks: dict = field(default_factory=dict)  # cause -> transitions computed another way because of it
 
 
 def _applied_rules(composite: Composite) -> dict[int, object]:
@@ -138,6 +142,7 @@ def compute_transitions(
     if mlp == "diagonal" and not arch.mlp_is_token_wise(model):
         mlp = "packed"  # e.g. GPT-NeoX's parallel residual: attention and MLP read the same input
     used: dict[str, dict[str, int]] = {"attn": {}, "mlp": {}}
+    fallbacks: dict[str, int] = {}
     n_targets: dict[int, int] = {}
 
     def bsize(n):
@@ -171,9 +176,13 @@ def compute_transitions(
                 try:
                     rows = E.batched_rows(step.x, step.mid, step.g_mid, tg, bsize(tg.numel()))
                     how = "batched"
-                except Exception:
+                except (RuntimeError, NotImplementedError) as err:  # e.g. an op without a vmap (batching) rule
                     if method == "batched":
                         raise
+                    cause = f"packed graph rows because the batched backward failed: {type(err).__name__}: {str(err)[:160]}"
+                    if cause not in fallbacks:
+                        log.warning("lm-eval-lrp: attribution graph: %s", cause)
+                    fallbacks[cause] = fallbacks.get(cause, 0) + 1
                     rows = None
             if rows is None and method in ("auto", "packed"):
                 rows = E.packed_rows(step.layer, mid_module, step.x, step.args, step.kwargs, "attn", step.g_mid, tg, bsize(tg.numel()))
@@ -218,6 +227,7 @@ def compute_transitions(
         input_relevance=input_rel,
         methods=used,
         n_targets=dict(sorted(n_targets.items())),
+        fallbacks=fallbacks,
     )
 
 
@@ -285,6 +295,8 @@ def build_full_graph(
         "prune": {"mode": prune[0], "value": prune[1]} if prune else None,
         "final_node": f"{layers[-1]}@{run.position}",
     }
+    if run.fallbacks:
+        meta["fallbacks"] = dict(run.fallbacks)
     graph = Graph(
         layers=layers,
         tokens=list(tokens) if tokens is not None else [str(i) for i in ids],

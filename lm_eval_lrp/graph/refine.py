@@ -10,6 +10,8 @@ Cost: one layerwise LRP backward plus one small batched backward per refined nod
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -19,16 +21,24 @@ from ..lrp.explain import _as_ids
 from ..lrp.layerwise import BlockStep, backward_blocks, objective_gradient, record_forward
 from .model import Graph
 
+log = logging.getLogger("lm_eval_lrp")
 
-def _dim_contributions(src: torch.Tensor, tgt: torch.Tensor, g_t: torch.Tensor, j: int, dims: list[int]) -> torch.Tensor:
-    """[K, T, d]: contributions of every source (token, dim) to dimension ``dims[b]`` of target row ``j``."""
+
+def _dim_contributions(src: torch.Tensor, tgt: torch.Tensor, g_t: torch.Tensor, j: int, dims: list[int],
+                       fallbacks: dict[str, int]) -> torch.Tensor:
+    """[K, T, d]: contributions of every source (token, dim) to dimension ``dims[b]`` of target row ``j``; a
+    vmapped backward that fails is redone one seed at a time, its cause counted in ``fallbacks``."""
     K = len(dims)
     seeds = torch.zeros((K,) + tuple(tgt.shape), dtype=tgt.dtype)
     for b, k in enumerate(dims):
         seeds[b, 0, j, k] = g_t[0, j, k]
     try:
         (grads,) = torch.autograd.grad(tgt, [src], grad_outputs=seeds, retain_graph=True, is_grads_batched=True)
-    except Exception:  # no vmap rule somewhere: one seed at a time
+    except (RuntimeError, NotImplementedError) as err:  # no vmap rule somewhere: one seed at a time
+        cause = f"one seed at a time because the vmapped backward failed: {type(err).__name__}: {str(err)[:160]}"
+        if cause not in fallbacks:
+            log.warning("lm-eval-lrp: refine: %s", cause)
+        fallbacks[cause] = fallbacks.get(cause, 0) + 1
         grads = torch.stack([torch.autograd.grad(tgt, [src], grad_outputs=s, retain_graph=True)[0] for s in seeds])
     return src.detach()[0].float().unsqueeze(0) * grads[:, 0].float()
 
@@ -61,7 +71,8 @@ def refine(
     """Neuron-level view of ``nodes`` (ids ``"<layer>@<token>"``; default: the graph's most relevant nodes).
 
     Returns ``{"rule", "nodes": {id: {"relevance", "dims": [{"dim", "relevance", "sources": {src id: share},
-    "upstream": [{"source", "dim", "weight"}]}]}}}``; ``sources`` are restricted to the node's in-neighbours in
+    "upstream": [{"source", "dim", "weight"}]}]}}}`` and, when a vmapped backward had to be redone one seed at a
+    time, ``"fallbacks": {cause: count}``; ``sources`` are restricted to the node's in-neighbours in
     ``graph`` (all tokens if it has none there). Inputs default to ``graph.inputs`` (set by ``build_graph``).
     """
     inputs = dict(graph.inputs or {})
@@ -89,6 +100,7 @@ def refine(
         return (graph.edge_source[sel] % T) if bool(sel.any()) else None
 
     result: dict[str, dict] = {}
+    fallbacks: dict[str, int] = {}
 
     def describe(node, h_row, g_row, src_layer, contributions, dims, allowed):
         r = h_row.float() * g_row.float()
@@ -129,11 +141,14 @@ def refine(
                     src, tgt, g_t, src_layer = step.mid, step.out, step.g_out, graph.layers[2 * step.index + 1]
                 h_row = tgt.detach()[0, j]
                 dims = top_dims_of(h_row, g_t[0, j])
-                C = _dim_contributions(src, tgt, g_t, j, dims)
+                C = _dim_contributions(src, tgt, g_t, j, dims, fallbacks)
                 describe(node, h_row, g_t[0, j], src_layer, C, dims, sources(graph.key_of(node)))
 
         g_embed, _ = backward_blocks(model, record, g_final, arch=arch, on_block=on_block if wanted else None)
     for node, j in embed_nodes:
         h_row, g_row = record.inputs[0][0, j], g_embed[0, j]
         describe(node, h_row, g_row, None, None, top_dims_of(h_row, g_row), None)
-    return {"rule": rule, "nodes": {n: result[n] for n in nodes if n in result}}
+    out = {"rule": rule, "nodes": {n: result[n] for n in nodes if n in result}}
+    if fallbacks:
+        out["fallbacks"] = fallbacks
+    return out

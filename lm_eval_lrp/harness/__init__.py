@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from ..artifacts import AttributionWriter
-from .attribute import TaskAttribution
+from .attribute import SystematicBug, TaskAttribution
 from .plan import Plan, plan
 from .shards import gather_records, merge_shards, shard_path
 from .subject import Subject
@@ -31,6 +31,20 @@ def _progress(console, total: int):
 
     columns = (TextColumn("[bold]LRP[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     return Progress(*columns, console=console, disable=total == 0)
+
+
+def stop_task(bug: SystematicBug, folder: Path | None, say) -> str:
+    """One message for a task stopped by a systematic bug; its traceback saved in the run folder (else printed)."""
+    where = None
+    if folder is not None:
+        where = folder / f"lrp_traceback_{bug.task}.txt"
+        where.write_text(bug.traceback, encoding="utf-8")
+    else:
+        say(escape(bug.traceback))
+    why = (f"{bug} — traceback in {where if where is not None else 'the output above'}; the records written so far "
+           "are kept, and rerunning the same command resumes after the fix")
+    say(f"[red]lm-eval-lrp: {escape(bug.task)}:[/] {escape(why)}")
+    return why
 
 
 def attribute_share(subject: Subject, views: dict, work: Plan, console) -> dict[str, list]:
@@ -52,10 +66,14 @@ def attribute_share(subject: Subject, views: dict, work: Plan, console) -> dict[
             try:  # phase 3
                 progress.update(bar, description=f"{name}: {len(failures)} failures")
                 job.explain_all(failures, done=lambda: progress.advance(bar))
+            except SystematicBug as bug:
+                folder = tp.file.parent if tp.file is not None else None
+                work.stopped[name] = stop_task(bug, folder, lambda m: console.print(m, soft_wrap=True))
             finally:
                 if writer is not None:
                     writer.close()
-            chosen = job.graph_candidates() if cfg.graph is not None else []
+                job.flush_warnings()
+            chosen = job.graph_candidates() if cfg.graph is not None and name not in work.stopped else []
             if chosen:  # phase 4
                 graphs = progress.add_task(f"{name}: attribution graphs", total=len(chosen))
                 for record in chosen:
@@ -63,6 +81,8 @@ def attribute_share(subject: Subject, views: dict, work: Plan, console) -> dict[
                     progress.advance(graphs)
             records[name] = (tp.kept if rank == 0 else []) + job.records
             work.write_seconds[name] = job.write_seconds
+            if job.fallbacks:
+                work.fallbacks[name] = dict(job.fallbacks)
     return records
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -15,6 +17,29 @@ from .locating import LocateFailed, Locating
 from .subject import Subject
 
 log = logging.getLogger("lm_eval_lrp")
+
+#: the first this many documents of a task failing with the same exception at the same place stop the task
+SYSTEMATIC_K = 5
+
+
+class SystematicBug(Exception):
+    """The same exception at the same place on a task's first :data:`SYSTEMATIC_K` documents: a bug, not the data."""
+
+    def __init__(self, task: str, error: BaseException, place: str, k: int):
+        self.task, self.error, self.place, self.k = task, error, place, k
+        self.traceback = "".join(traceback.format_exception(error))
+        super().__init__(f"attribution stopped: the same {type(error).__name__} at {place} on its first {k} documents "
+                         f"({error}) — a bug in the attribution or a hook, not in the data")
+
+
+def _place(err: BaseException) -> str:
+    """Where ``err`` was raised: the innermost frame of its traceback (``file:line in function``)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return "(no traceback)"
+    f = frames[-1]
+    return f"{Path(f.filename).name}:{f.lineno} in {f.name}"
+
 
 OOM_ADVICE = ("out of memory during attribution: use a shorter context (lrp_max_length) or turn node relevance off "
               "(lrp_nodes=false)")
@@ -35,6 +60,9 @@ class TaskAttribution:
         self.records: list[Record] = []
         self.locating = Locating(subject, task, hook) if task.output_type == "generate_until" else None
         self.write_seconds = 0.0  # writing records and node sidecars
+        self.fallbacks: Counter = Counter()  # cause -> how often (a batch retried one by one, a graph's other path)
+        self._first: list[tuple[str, str] | None] = []  # (exception type, place) of the first documents; None: fine
+        self._held: list[str] = []  # their warnings, held until it is clear they are not one systematic bug
         self._start = time.perf_counter()
 
     # --- which token, against which ---------------------------------------------------------------------------
@@ -59,13 +87,13 @@ class TaskAttribution:
             return
         ready = []
         for failure in failures:
-            prepared = self._guarded(failure, self._prepare)
+            prepared = self._guarded(failure, self._prepare, last=False)
             if isinstance(prepared, Record):
                 done()
             else:
                 ready.append(prepared)
         entries = explain_many(self.subject.model, [case.explained for _, case, _ in ready], batch_size=self.cfg.batch_size,
-                               rule=self.cfg.rule, topk=self.cfg.topk, nodes=self.cfg.nodes)
+                               rule=self.cfg.rule, topk=self.cfg.topk, nodes=self.cfg.nodes, on_split=self._split)
         for (failure, case, base), entry in zip(ready, entries):
             self._start = time.perf_counter()
             if isinstance(entry, ExplainError):
@@ -116,24 +144,55 @@ class TaskAttribution:
         record["seconds"] = round(time.perf_counter() - self._start, 4)
         return self._emit(record, expl)
 
-    def _guarded(self, failure: Failure, step, base: Record | None = None, case: Case | None = None):
-        """``step(failure)``; any failure of it becomes this document's error record (the others go on)."""
+    def _guarded(self, failure: Failure, step, base: Record | None = None, case: Case | None = None, last: bool = True):
+        """``step(failure)``; a failure of it becomes this document's error record (the others go on), unless the
+        task's first :data:`SYSTEMATIC_K` documents all fail the same way: then :class:`SystematicBug` stops it.
+        ``last=False``: a step after which the document is not done yet (its success settles nothing)."""
         tok = self.subject.tokenizer
         base = base if base is not None else base_record(failure)
         try:
-            return step(failure)
+            done = step(failure)
         except LocateFailed as err:
+            self._seen(None)
             return self._emit(error_record(Record(base, locate=err.block), f"locating the error failed: {err}"))
         except torch.OutOfMemoryError:
+            self._seen(None)
             return self._emit(error_record(base, "out of memory", OOM_ADVICE, case, tok))
-        except RuntimeError as err:
-            if "out of memory" in str(err).lower() or "can't allocate memory" in str(err).lower():
+        except Exception as err:  # noqa: BLE001 - one bad document never stops the others; a systematic bug does
+            text = str(err).lower()
+            if isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text):
+                self._seen(None)
                 return self._emit(error_record(base, "out of memory", OOM_ADVICE, case, tok))
-            log.warning("lm-eval-lrp: %s doc %s: %s", failure.task, failure.doc_id, err)
-            return self._emit(error_record(base, f"{type(err).__name__}: {err}", case=case, tokenizer=tok))
-        except Exception as err:  # noqa: BLE001 - one bad document never stops the others
-            log.warning("lm-eval-lrp: %s doc %s: %s", failure.task, failure.doc_id, err)
-            return self._emit(error_record(base, f"{type(err).__name__}: {err}", case=case, tokenizer=tok))
+            record = self._emit(error_record(base, f"{type(err).__name__}: {err}", case=case, tokenizer=tok))
+            self._held.append(f"lm-eval-lrp: {failure.task} doc {failure.doc_id}: {type(err).__name__} at {_place(err)}: {err}")
+            self._seen((type(err).__name__, _place(err)), err)
+            return record
+        if last:
+            self._seen(None)
+        return done
+
+    def _seen(self, fault: tuple[str, str] | None, err: BaseException | None = None) -> None:
+        """Note how one of the task's first documents ended; stop the task when they all failed the same way."""
+        if len(self._first) < SYSTEMATIC_K:
+            self._first.append(fault)
+            if len(self._first) == SYSTEMATIC_K and fault is not None and set(self._first) == {fault}:
+                self._held.clear()
+                raise SystematicBug(self.task.name, err, fault[1], SYSTEMATIC_K)
+            if fault is not None and set(self._first) == {fault}:
+                return  # still possibly one systematic bug: its warnings wait
+        for message in self._held:
+            log.warning("%s", message)
+        self._held.clear()
+
+    def flush_warnings(self) -> None:
+        """Say the held warnings of a task that ended before its first documents settled the question."""
+        for message in self._held:
+            log.warning("%s", message)
+        self._held.clear()
+
+    def _split(self, size: int, error: str) -> None:
+        """The batched path retried a failed batch one by one (it logs that once per cause): counted for the summary."""
+        self.fallbacks[f"batch retried one by one after {error}"] += 1
 
     def _extras(self, record: Record, case: Case, expl, failure: Failure) -> None:
         """Faithfulness and the sequence-level contrast, where asked for (or where the token level misleads)."""
@@ -196,9 +255,12 @@ class TaskAttribution:
         try:
             graph = build_graph(self.subject.model, record.explained, rule=self.cfg.rule, prune=self.cfg.graph_prune,
                                 tokens=record["tokens"], record=record)
-        except Exception as err:  # noqa: BLE001 - a graph is an extra; the records stay
+        except Exception as err:  # noqa: BLE001 - a graph is an extra; the records stay; counted in the summary
             log.warning("lm-eval-lrp: graph for %s doc %s failed: %s", record["task"], record["doc_id"], err)
+            self.fallbacks[f"no graph: {type(err).__name__} at {_place(err)}: {str(err)[:160]}"] += 1
             return False
+        for cause, n in (graph.meta.get("fallbacks") or {}).items():
+            self.fallbacks[cause] += n
         if out_dir is not None:
             graph.write(out_dir / graph_filename(record["task"], record["doc_id"]))
         return True

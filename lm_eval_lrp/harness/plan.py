@@ -35,7 +35,10 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     fingerprint: str = ""
     error: str | None = None
+    unwritten: str | None = None  # why no record can be written (the output folder is not writable)
     write_seconds: dict = field(default_factory=dict)
+    stopped: dict = field(default_factory=dict)  # task -> why its attribution stopped (a systematic bug)
+    fallbacks: dict = field(default_factory=dict)  # task -> {cause: count} of paths taken instead of the usual one
 
 
 def judge(views: dict, samples: dict, cfg) -> tuple[dict[str, TaskPlan], list[str]]:
@@ -66,7 +69,9 @@ def plan(subject, views: dict, samples: dict, out_dir: Path | None, say, notes: 
                   fingerprint=fingerprint(subject.config, subject.source))
     for note in result.notes:
         say(f"[yellow]lm-eval-lrp:[/] {escape(note)}")
-    out = writable(out_dir, say)
+    out, why = writable(out_dir, say)
+    if any(tp.failures for tp in tasks.values()):
+        result.unwritten = why
     stamp = datetime.now().isoformat().replace(":", "-")
     for name, tp in tasks.items():
         if not tp.failures:

@@ -12,7 +12,7 @@ from ..locate.chain import DEFAULT_CHAINS, WITH_REFERENCE
 from ..record import FORMAT_VERSION
 
 #: settings that do not change a record's content
-_NOT_CONTENT = ("output_path", "max_failures", "hooks_path", "graph", "graph_prune", "batch_size")
+_NOT_CONTENT = ("output_path", "max_failures", "hooks_path", "graph", "graph_prune", "batch_size", "allow_errors")
 
 
 def fingerprint(config, source: dict) -> str:
@@ -47,17 +47,18 @@ def resume_state(out_dir: Path | None, task: str, failures: list, fp: str, warn=
     return None, []
 
 
-def writable(path: Path | None, say) -> Path | None:
-    """``path`` if attribution files can be written there; otherwise say so and keep records in memory only."""
+def writable(path: Path | None, say) -> tuple[Path | None, str | None]:
+    """(``path``, None) if attribution files can be written there; otherwise (None, why) — said through ``say``:
+    failures are still attributed and summarised, and the run's exit status tells that nothing was written."""
     if path is None:
-        return None
+        return None, None
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".lm_eval_lrp_write_test"
         probe.write_text("")
         probe.unlink()
-        return path
+        return path, None
     except OSError as err:
-        say(f"[red]lm-eval-lrp:[/] cannot write attributions to {path} ({err.strerror or err}); choose a writable "
-            "--output_path. Failures are still attributed and summarised here.")
-        return None
+        why = f"cannot write attributions to {path} ({err.strerror or err}); choose a writable --output_path"
+        say(f"[red]lm-eval-lrp:[/] {why}. Failures are still attributed and summarised here.")
+        return None, why

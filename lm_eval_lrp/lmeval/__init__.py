@@ -36,15 +36,20 @@ def install() -> None:
     _INSTALLED = True
 
 
-def run_cli(argv: list[str]) -> None:
-    """lm-eval's own command line (``lm_eval ...``) with ``argv``, after :func:`install`."""
+def run_cli(argv: list[str]) -> list[tuple[dict, bool]]:
+    """lm-eval's own command line (``lm_eval ...``) with ``argv``, after :func:`install`; the ``(lrp summary,
+    allow_errors)`` of each evaluation it attributed, once lm-eval has saved its results."""
     import sys
 
     install()
     from lm_eval.__main__ import cli_evaluate
 
+    from .route import OUTCOMES
+
+    OUTCOMES.clear()
     sys.argv = ["lm-eval-lrp", *argv]
     cli_evaluate()
+    return list(OUTCOMES)
 
 
 __all__ = ["install", "run_cli"]

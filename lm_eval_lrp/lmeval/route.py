@@ -17,6 +17,10 @@ from .tasks import TaskView, task_views
 
 log = logging.getLogger("lm_eval_lrp")
 
+#: ``(lrp summary, allow_errors)`` of each evaluation routed through attribution since :func:`run_cli` cleared it;
+#: the command decides its exit status from them after lm-eval saved its results (:mod:`lm_eval_lrp.outcome`)
+OUTCOMES: list[tuple[dict, bool]] = []
+
 
 class LRPOptionError(ValueError):
     """An ``--lrp_*`` value that does not fit the tasks being evaluated (raised before the evaluation starts)."""
@@ -79,9 +83,14 @@ def wrap(original):
             summary = attribute(model, task_dict, results, notes)
         except KeyboardInterrupt:
             raise
-        except Exception as err:  # noqa: BLE001 - attribution never costs the user the evaluation
+        except Exception as err:  # noqa: BLE001 - attribution never costs the user the evaluation; exit status 3 says it failed
             log.exception("lm-eval-lrp: attribution failed; the evaluation's results are kept")
             summary = {"error": f"{type(err).__name__}: {err}"}
+        from ..outcome import problems
+
+        if summary:
+            summary["problems"] = problems(summary)
+        OUTCOMES.append((summary, bool(model.lrp.allow_errors)))
         if results is not None:
             results["lrp"] = summary
             if not wanted:

@@ -25,6 +25,7 @@ class TaskView:
     multiple_input: bool = False
     metrics: tuple[str, ...] = ()  # the task's metric names (from its config)
     filters: tuple[str, ...] = ()  # the task's filter names
+    has_choices: bool = True  # the task configures doc_to_choice (an integer target is then a choice's index)
     _doc_to_text: Callable[[Any], Any] | None = None
     _doc_to_target: Callable[[Any], Any] | None = None
     _doc_to_choice: Callable[[Any], Any] | None = None
@@ -95,6 +96,7 @@ def task_view(name: str, task) -> TaskView:
         multiple_input=bool(getattr(task, "multiple_input", False)),
         metrics=tuple(m.get("metric") for m in metric_list if isinstance(m, dict) and isinstance(m.get("metric"), str)),
         filters=tuple(f.get("name") for f in filters if isinstance(f, dict) and f.get("name")),
+        has_choices=_config(task, "doc_to_choice") is not None or getattr(task, "prompt", None) is not None,
         _doc_to_text=getattr(task, "doc_to_text", None),
         _doc_to_target=getattr(task, "doc_to_target", None),
         _doc_to_choice=getattr(task, "doc_to_choice", None),

@@ -89,7 +89,7 @@ class Earliest:
             try:
                 got = loc.locate(gen, ctx)
             except NotFound as err:
-                why.append(f"{loc.name}: {err}")
+                why.append(f"{loc.name}: {'timeout: ' if err.status == 'timeout' else ''}{err}")
                 rolled += getattr(err, "rollouts", [])
                 continue
             if got is None:
@@ -162,7 +162,7 @@ def kind_of_task(task: str) -> str | None:
 @dataclass
 class Attempt:
     locator: str
-    status: str  # "located" | "not_found" | "error"
+    status: str  # "located" | "not_found" | "timeout" | "no_contrast" | "error"
     reason: str = ""
     seconds: float = 0.0
     rollouts: list = field(default_factory=list)  # what a locator that found nothing tried (rollout)
@@ -220,7 +220,7 @@ class Chain:
             try:
                 found = loc.locate(gen, ctx)
             except NotFound as why:
-                result.attempts.append(Attempt(loc.name, "not_found", str(why), time.perf_counter() - start,
+                result.attempts.append(Attempt(loc.name, why.status, str(why), time.perf_counter() - start,
                                                getattr(why, "rollouts", [])))
                 continue
             except LocateError as err:

@@ -6,8 +6,9 @@ innermost frame of the traceback that lies in the output's lines is the line tha
 numbers[0]`` raising ``IndexError`` on the empty-list test). The explained token is that line's decision point
 (the token whose best alternative the model found most probable; contrast = that alternative), confirmed by rolling
 out its best alternatives within ``--lrp_rollouts`` (an alternative the task's scorer accepts becomes the
-contrast). A failing assertion of the tests (a wrong result, no crash), a timeout or an exception outside the
-output's lines locate nothing: the chain goes on.
+contrast). A failing assertion of the tests (a wrong result, no crash) or an exception outside the output's lines
+locate nothing; tests that time out are recorded as a timeout (status ``timeout`` in ``locate.attempts``); the
+chain goes on either way.
 
 Model code runs only where the task's own scorer runs it anyway (a context with a scorer: lm-eval scores these
 tasks only under ``--confirm_run_unsafe_code``), with the same caveat: a subprocess is not a sandbox.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 from .context import Context
 from .rollout import confirm
-from .types import Generation, Location, NotFound
+from .types import Generation, Location, NotFound, TimedOut
 
 MARK = "@@lm-eval-lrp-crash@@"
 RUNNER = f"""
@@ -75,14 +76,16 @@ def run_tests(program: str, timeout: float = 5.0) -> dict | None:
 
 
 def crash_in_output(doc: dict, output: str, timeout: float = 5.0) -> Crash | None:
-    """Where the task's tests crash inside ``output``; None when they pass, fail an assertion of the tests, time
-    out, or raise outside the output's lines."""
+    """Where the task's tests crash inside ``output``; None when they pass, fail an assertion of the tests, or
+    raise outside the output's lines. Tests that do not finish within ``timeout`` seconds raise :class:`TimedOut`."""
     shaped = program_of(doc, output)
     if shaped is None:
         return None
     prefix, program = shaped
     outcome = run_tests(program, timeout)
-    if not outcome or not outcome.get("error"):
+    if outcome is None:
+        raise TimedOut(f"the task's tests did not finish within {timeout:g} s: no crashing line to explain")
+    if not outcome.get("error"):
         return None
     first, lines = prefix.count("\n"), output.split("\n")
     inside = [n - first for n in outcome.get("lines", []) if 1 <= n - first <= len(lines)]
@@ -112,7 +115,7 @@ class CrashLocator:
             raise NotFound("empty output")
         crash = crash_in_output(gen.doc, gen.output, self.timeout)
         if crash is None:
-            raise NotFound("the task's tests do not crash inside the output (they pass, fail an assertion, or time out)")
+            raise NotFound("the task's tests do not crash inside the output (they pass, or fail an assertion)")
         positions = [i for i in ctx.tokens_in(gen, crash.offset, crash.end) if i < len(gen.output_ids)]
         if not positions:
             raise NotFound("the crashing line lies past the output's tokens")

@@ -19,9 +19,19 @@ class NotFound(Exception):
     """A locator found nothing to explain; the message says why (the chain goes on to the next locator).
     ``rollouts``: what it tried (kept in the record as evidence even though it found nothing)."""
 
+    #: the attempt's status in the record's ``locate.attempts``
+    status = "not_found"
+
     def __init__(self, message: str = "", rollouts: list | None = None):
         super().__init__(message)
         self.rollouts = list(rollouts or [])
+
+
+class TimedOut(NotFound):
+    """A locator ran out of its time for this document (e.g. the task's tests did not finish): recorded as a
+    timeout, not as "nothing found"; the chain goes on to the next locator."""
+
+    status = "timeout"
 
 
 class LocateError(Exception):

@@ -17,6 +17,7 @@ CPU once per batch, after the backward; the per-row records are assembled from t
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
@@ -28,6 +29,8 @@ from .arch import architecture_of
 from .composite import Composite
 from .explain import Explanation, _backbone, _head_logits, _NodeRecorder
 from .memory import GraphBytes, auto_batch_size, is_oom
+
+log = logging.getLogger("lm_eval_lrp")
 
 PADDING_SIDES = ("right", "left")
 OOM_ADVICE = ("lower --lrp_batch_size, set --lrp_max_length, or run attribution on a larger device; "
@@ -223,7 +226,8 @@ def _records(contrasts, batch: _Batch, input_rel, node_rel, node_names, values, 
 
 def explain_many(model: nn.Module, contrasts: Sequence, batch_size: int | str = 8, *, rule: str = "attnlrp",
                  topk: int = 5, nodes: bool = True, padding_side: str = "right", max_batch_size: int | None = None,
-                 on_result: Callable[[int, object], None] | None = None) -> list:
+                 on_result: Callable[[int, object], None] | None = None,
+                 on_split: Callable[[int, str], None] | None = None) -> list:
     """Explain every contrast, several per forward and backward; the answer is in input order, one entry each.
 
     Each entry is an :class:`Explanation` or an :class:`ExplainError` (nothing is ever dropped). Contrasts are
@@ -234,8 +238,9 @@ def explain_many(model: nn.Module, contrasts: Sequence, batch_size: int | str = 
     by default 64 on a GPU and 8 on the CPU, the largest size measured there). An out-of-memory error halves the
     batch and retries it, and later batches stay at the smaller size; a contrast that fails alone becomes an
     :class:`ExplainError` (``out_of_memory=True`` when memory was the reason). Any other error in a batch retries
-    its contrasts one by one, so that one bad contrast costs only itself. ``on_result(index, entry)`` is called as
-    each entry is settled (for progress or streaming records).
+    its contrasts one by one, so that one bad contrast costs only itself; that is logged (once per kind of error)
+    and ``on_split(batch size, "Type: message")`` is called, so that a bug of the batched path alone is counted,
+    not hidden. ``on_result(index, entry)`` is called as each entry is settled (for progress or streaming records).
     """
     from .target import Contrast
 
@@ -266,6 +271,7 @@ def explain_many(model: nn.Module, contrasts: Sequence, batch_size: int | str = 
             settle(i, entry)
         per_token = meter.per_token(len(chunk[0][1]))
     queue: list = []  # halves and singles of a failed batch, run before new batches
+    said: set[str] = set()  # errors of failed batches already logged
     while queue or pending:
         if not queue:
             size = cap if cap is not None else auto_batch_size(model, per_token, len(pending[0][1]), max_batch_size)
@@ -279,7 +285,12 @@ def explain_many(model: nn.Module, contrasts: Sequence, batch_size: int | str = 
             half = len(chunk) // 2
             cap = half if cap is None else min(cap, half)
             queue[:0] = [chunk[:half], chunk[half:]]
-        elif entries is _SPLIT_ERROR:
+        elif isinstance(entries, _SplitError):
+            if entries.message not in said:
+                said.add(entries.message)
+                log.warning("a batch of %d failed (%s); its contrasts are explained one by one", len(chunk), entries.message)
+            if on_split is not None:
+                on_split(len(chunk), entries.message)
             queue[:0] = [[item] for item in chunk]
         else:
             for (i, _), entry in zip(chunk, entries):
@@ -288,7 +299,13 @@ def explain_many(model: nn.Module, contrasts: Sequence, batch_size: int | str = 
 
 
 _SPLIT_OOM = object()
-_SPLIT_ERROR = object()
+
+
+@dataclass(frozen=True)
+class _SplitError:
+    """A batch failed with another error than out of memory: its contrasts are retried one by one."""
+
+    message: str
 
 
 def _free_memory() -> None:
@@ -313,5 +330,5 @@ def _run(model, chunk, kwargs, meter: "GraphBytes | None" = None):
             return _SPLIT_OOM
         return [ExplainError(chunk[0][0], "out of memory", out_of_memory=True, advice=OOM_ADVICE)]
     if len(chunk) > 1:
-        return _SPLIT_ERROR
+        return _SplitError(message[:200])
     return [ExplainError(chunk[0][0], message)]
