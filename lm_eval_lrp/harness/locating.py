@@ -32,6 +32,8 @@ class Locating:
         if subject.judge is not None:
             options["judge"] = {"ask": subject.judge}
         self.chain = Chain.from_names(cfg.locate, options) if cfg.locate else Chain.default(self.kind, options)
+        if subject.judge is not None and not cfg.locate:  # judges the user gave are asked first, never left unused
+            self.chain = Chain(Chain.from_names("judge", options).locators + self.chain.locators)
         self.ctx = Context.from_tokenizer(subject.tokenizer, subject.model, budget=budget, kind=self.kind)
 
     def generation(self, failure: Failure) -> Generation:
