@@ -1,0 +1,64 @@
+"""Record fields a newcomer reads (issue #26): where the explained token starts, special tokens by name, and a
+record's ``seconds`` that covers its own ``timings``."""
+
+from __future__ import annotations
+
+import pytest
+
+import tiny_harness as th
+from lm_eval_lrp.locate import Context, Generation
+from lm_eval_lrp.locate.verifier import InstructionVerifier
+
+WORDS = ["the", " answer", " is", " Hello", ".", "<|im_end|>"]
+
+
+class WordTokenizer:
+    """Multi-character tokens (a leading space belongs to its word), one special token: id 5."""
+
+    eos_token_id = 5
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return "".join("" if (i == 5 and skip_special_tokens) else WORDS[i] for i in ids)
+
+    def __call__(self, text, add_special_tokens=False):
+        raise NotImplementedError
+
+
+def test_an_instruction_violation_inside_a_token_points_at_the_token_start():
+    output = "the answer is Hello."
+    gen = Generation([0], [0, 1, 2, 3, 4], output,
+                     doc={"instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}]})
+    loc = InstructionVerifier().locate(gen, Context.from_tokenizer(WordTokenizer()))
+    assert loc.index == 3 and "uppercase 'H'" in loc.reason
+    assert loc.output_offset == output.index(" Hello")  # the token's first character, not the violation's
+    assert output.startswith(WORDS[loc.index], loc.output_offset)
+
+
+def test_a_special_token_is_named_not_empty():
+    ctx = Context.from_tokenizer(WordTokenizer())
+    assert ctx.decode([1, 5]) == " answer"  # text as the task sees it
+    assert ctx.token(5) == "<|im_end|>" and ctx.token(3) == " Hello"  # a forced token as the record stores it
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fields")
+    return {"root": root, "model": th.build(root), "tasks": th.write_tasks(root)}
+
+
+@pytest.mark.slow  # one tiny lm-eval run (lm-eval's task index dominates on a loaded machine)
+def test_seconds_cover_the_timings_under_batch_auto(world):
+    import lm_eval
+
+    import lm_eval_lrp
+
+    lm_eval_lrp.install()
+    out = world["root"] / "auto"
+    lm_eval.simple_evaluate(model="hf-lrp", model_args={"pretrained": str(world["model"]), "lrp_batch_size": "auto",
+                                                        "lrp_min_delta": -100.0, "lrp_output_path": str(out)},
+                            tasks=["tiny_mc"], device="cpu", log_samples=True,
+                            task_manager=lm_eval.tasks.TaskManager(include_path=str(world["tasks"])))
+    records = [r for r in th.records(out, "tiny_mc") if r["status"] == "attributed"]
+    assert len(records) >= 2
+    for r in records:
+        assert r["seconds"] >= sum(r["timings"].values()) - 1e-3, (r["seconds"], r["timings"])
