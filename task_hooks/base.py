@@ -27,17 +27,17 @@ class TaskHook:
             if delimiter is None:
                 delimiter = task.target_delimiter or ""
             return f"{delimiter}{value}"
+        if getattr(task, "constant_target", False):
+            return None  # one literal target for every document (ifeval's 0): a placeholder, not a gold
         target = sample.get("target")
         if isinstance(target, list):
             target = target[0] if target else None
         if target is None or (isinstance(target, str) and not target.strip()):
             return None
         if isinstance(target, int) and not isinstance(target, bool):
-            try:
-                choices = task.doc_to_choice(doc)
+            choices = task.doc_to_choice(doc)  # a task without choices: the int is the answer itself
+            if isinstance(choices, (list, tuple)) and 0 <= target < len(choices):
                 target = choices[target]
-            except Exception:  # noqa: BLE001 - a task without choices: the int is the answer itself
-                pass
         delimiter = task.target_delimiter or ""
         return f"{delimiter}{target}"
 

@@ -62,3 +62,35 @@ def test_seconds_cover_the_timings_under_batch_auto(world):
     assert len(records) >= 2
     for r in records:
         assert r["seconds"] >= sum(r["timings"].values()) - 1e-3, (r["seconds"], r["timings"])
+
+
+def _task(tmp_path, **config):
+    import json
+
+    from lm_eval.api.task import ConfigurableTask
+
+    data = tmp_path / "docs.jsonl"
+    data.write_text(json.dumps({"prompt": "Write in lowercase.", "answer": 7}) + "\n")
+    base = {"task": "tiny_if", "dataset_path": "json", "dataset_kwargs": {"data_files": {"train": str(data)}},
+            "test_split": "train", "output_type": "generate_until", "doc_to_text": "prompt", "doc_to_target": 0,
+            "generation_kwargs": {"until": [], "max_gen_toks": 4}}
+    return ConfigurableTask(config={**base, **config})
+
+
+def test_a_task_without_gold_or_choices_gives_no_gold_and_logs_no_error(tmp_path, caplog):
+    """ifeval's shape: ``doc_to_target: 0`` and no choices; lm-eval logs an ERROR when asked for its choices."""
+    import logging
+
+    from lm_eval_lrp.lmeval.tasks import task_view
+    from task_hooks import HookRegistry
+
+    view = task_view("tiny_if", _task(tmp_path))
+    doc = {"prompt": "Write in lowercase.", "answer": 7}
+    hook = HookRegistry().for_task("tiny_if", "generate_until")
+    with caplog.at_level(logging.INFO):
+        assert view.doc_to_choice(doc) is None
+        assert hook.gold_continuation(view, doc, {"target": 0, "doc": doc}) is None  # not "Gold 0"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    # an integer answer read from the doc is a gold (the int is the answer itself)
+    answered = task_view("tiny_int", _task(tmp_path, task="tiny_int", doc_to_target="answer"))
+    assert hook.gold_continuation(answered, doc, {"target": 7, "doc": doc}) == " 7"
