@@ -94,3 +94,21 @@ def test_a_task_without_gold_or_choices_gives_no_gold_and_logs_no_error(tmp_path
     # an integer answer read from the doc is a gold (the int is the answer itself)
     answered = task_view("tiny_int", _task(tmp_path, task="tiny_int", doc_to_target="answer"))
     assert hook.gold_continuation(answered, doc, {"target": 7, "doc": doc}) == " 7"
+
+
+def test_the_summary_in_a_log_keeps_task_names_whole():
+    """Output to a log file (not a terminal, 80 columns by default): names are never folded mid-word."""
+    import io
+
+    from rich.console import Console
+
+    from lm_eval_lrp.console import print_summary
+
+    task = {"metric": "prompt_level_strict_acc", "accuracy": 0.25, "failures": 18, "attributed": 2,
+            "skipped": {"weak": 16}, "errors": {}, "clean_case_rate": 0.11, "median_delta": 1.5,
+            "median_conservation_ratio": 0.9, "top_wrong_tokens": []}
+    log = io.StringIO()
+    console = Console(width=60, file=log, force_terminal=False)
+    print_summary({"rule": "attnlrp", "min_delta": 1.0, "tasks": {"humaneval_instruct_long_name": task}}, console)
+    text = log.getvalue()
+    assert "humaneval_instruct_long_name" in text and "prompt_level_strict_acc" in text, text
