@@ -72,9 +72,13 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     for name, t in summary.get("tasks", {}).items():
         rows.append([name, t["metric"] or "–", _fmt(t["accuracy"], ".4f"), str(t["failures"]), str(t["attributed"]),
                      _fmt(t["clean_case_rate"], ".2f"), _fmt(t["median_delta"], ".2f"), _fmt(t["median_conservation_ratio"], ".2f")])
-        reasons = {**t["skipped"], **{f"error: {k}": v for k, v in t["errors"].items()}}
-        if reasons:
-            details.append(f"[bold]{escape(name)}[/] skipped: " + "; ".join(escape(f"{v}× {k}") for k, v in reasons.items()))
+        if t["skipped"]:
+            details.append(f"[bold]{escape(name)}[/] skipped: " + "; ".join(escape(f"{v}× {k}") for k, v in t["skipped"].items()))
+        if t["errors"]:  # never called "skipped": an error is not a judgement on the case
+            details.append(f"[bold red]{escape(name)} errors:[/] " + "; ".join(escape(f"{v}× {k}") for k, v in t["errors"].items()))
+        if t.get("truncated"):
+            details.append(f"[yellow]{escape(name)}: {t['truncated']} explained contexts were cut from the left to fit the "
+                           "length limit (the question may be missing): raise --lrp_max_length[/]")
         if t["top_wrong_tokens"]:
             details.append(f"[bold]{escape(name)}[/] tokens pushing towards the wrong answer: "
                            + ", ".join(escape(f"{tok!r}×{n}") for tok, n in t["top_wrong_tokens"][:8]))

@@ -112,3 +112,47 @@ def test_the_summary_in_a_log_keeps_task_names_whole():
     print_summary({"rule": "attnlrp", "min_delta": 1.0, "tasks": {"humaneval_instruct_long_name": task}}, console)
     text = log.getvalue()
     assert "humaneval_instruct_long_name" in text and "prompt_level_strict_acc" in text, text
+
+
+def test_a_writer_that_wrote_nothing_leaves_no_empty_file(tmp_path):
+    from lm_eval_lrp.artifacts import AttributionWriter, read_records
+
+    path = tmp_path / "attributions_t_2026-01-02T03-04-05.678901.jsonl"
+    AttributionWriter(path).close()  # interrupted before the first record
+    assert not path.exists()
+    with AttributionWriter(path) as writer:
+        writer.write({"task": "t", "doc_id": 0, "status": "skipped", "reason": "x"})
+    assert [r.doc_id for r in read_records(path)] == [0]
+
+
+@pytest.mark.slow  # one tiny lm-eval run
+def test_a_length_limit_that_cuts_the_question_is_said_loudly(world):
+    """``--lrp_max_length 5``: the summary, its notes (shown by the report) and the console say what was cut."""
+    proc = th.run_cli(["--model", "hf", "--model_args", f"pretrained={world['model']}", "--tasks", "tiny_mc",
+                       "--include_path", str(world["tasks"]), "--device", "cpu", "--limit", "3", "--lrp",
+                       "--lrp_min_delta", "-100", "--lrp_max_length", "5", "--output_path", str(world["root"] / "cut")],
+                      world["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    results = json.loads(sorted(th.model_dir(world["root"] / "cut").glob("results_*.json"))[-1].read_text())
+    t = results["lrp"]["tasks"]["tiny_mc"]
+    assert t["truncated"] == t["explained"] > 0
+    assert any("cut from the left to fit --lrp_max_length 5" in n for n in results["lrp"]["notes"])
+    assert "explained contexts were cut from the left" in proc.stderr.replace("\n", " ")
+
+
+def test_errors_are_not_called_skipped_in_the_summary():
+    import io
+
+    from rich.console import Console
+
+    from lm_eval_lrp.console import print_summary
+
+    task = {"metric": "exact_match", "accuracy": 0.0, "failures": 3, "attributed": 0, "skipped": {"weak": 1},
+            "errors": {"judge: connection refused": 2}, "clean_case_rate": 0.0, "median_delta": None,
+            "median_conservation_ratio": None, "top_wrong_tokens": []}
+    log = io.StringIO()
+    print_summary({"rule": "attnlrp", "min_delta": 1.0, "tasks": {"gsm8k": task}}, Console(width=120, file=log))
+    lines = log.getvalue().splitlines()
+    assert "gsm8k skipped: 1× weak" in lines and "gsm8k errors: 2× judge: connection refused" in lines
