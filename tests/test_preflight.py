@@ -109,21 +109,15 @@ def test_a_missing_or_broken_cases_file_is_refused(tmp_path, capsys):
     assert code == 2 and ":2: not valid JSON" in err and "Traceback" not in err
 
 
-def test_a_reference_model_that_does_not_exist_is_refused(tmp_path, capsys):
+def test_a_reference_model_that_does_not_exist_is_refused(tmp_path, capsys, monkeypatch):
     code, err = _run(capsys, "--lrp_reference_model", "pretrained=/nonexistent")
     assert code == 2 and err.count("\n") == 0 and "pretrained=/nonexistent: no such folder" in err
     (tmp_path / "ref").mkdir()
     with pytest.raises(Refusal, match="gguf does not exist; check gguf_file="):
         check_reference(f"pretrained={tmp_path / 'ref'},gguf_file=m.gguf")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(Refusal, match="not in the local cache"):
-        import os
-
-        old = os.environ.get("HF_HUB_OFFLINE")
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        try:
-            check_reference("pretrained=nobody-here/no-such-model-26")
-        finally:
-            os.environ.pop("HF_HUB_OFFLINE") if old is None else os.environ.__setitem__("HF_HUB_OFFLINE", old)
+        check_reference("pretrained=nobody-here/no-such-model-26")
     check_reference(f"pretrained={tmp_path / 'ref'}")  # an existing folder passes
 
 
