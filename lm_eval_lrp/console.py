@@ -56,10 +56,16 @@ def fitting_table(title: str, columns: list[tuple[str, str]], rows: list[list[st
     return table, legend
 
 
-def _whole_width(rows: list[list[str]]) -> int:
-    """The width of the run table with full headers and every cell on one line."""
-    cells = [max([len(r[i]) for r in rows] + [len(f)]) for i, (f, _) in enumerate(RUN_COLUMNS)]
-    return sum(cells) + 3 * len(RUN_COLUMNS) + 1
+def print_table(console: Console, title: str, columns: list[tuple[str, str]], rows: list[list[str]]) -> str:
+    """Print a :func:`fitting_table`: fitted to a terminal; in a log file (not a terminal) with full headers and every
+    name whole on one line. Returns the legend of abbreviated headers ("" when none)."""
+    width = console.width
+    if not console.is_terminal:
+        cells = [max([len(r[i]) for r in rows] + [len(f)]) for i, (f, _) in enumerate(columns)]
+        width = max(width, sum(cells) + 3 * len(columns) + 1)
+    table, legend = fitting_table(title, columns, rows, width)
+    (console if width == console.width else Console(file=console.file, width=width, color_system=None)).print(table)
+    return legend
 
 
 RUN_COLUMNS = [("task", "task"), ("metric", "metric"), ("value", "value"), ("failures", "fail"), ("attributed", "attr"),
@@ -83,10 +89,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
             details.append(f"[bold]{escape(name)}[/] tokens pushing towards the wrong answer: "
                            + ", ".join(escape(f"{tok!r}×{n}") for tok, n in t["top_wrong_tokens"][:8]))
     title = f"lm-eval-lrp: failures explained ({summary.get('rule')}; clean cases: Δℓ > {summary.get('min_delta')})"
-    # a terminal gets a table that fits it; a log file (not a terminal) keeps every name whole on one line
-    width = console.width if console.is_terminal else max(console.width, _whole_width(rows))
-    table, legend = fitting_table(title, RUN_COLUMNS, rows, width)
-    (console if width == console.width else Console(file=console.file, width=width, color_system=None)).print(table)
+    legend = print_table(console, title, RUN_COLUMNS, rows)
     if legend:
         console.print(escape(legend), highlight=False, soft_wrap=True)
     for line in details:

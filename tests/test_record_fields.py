@@ -156,3 +156,22 @@ def test_errors_are_not_called_skipped_in_the_summary():
     print_summary({"rule": "attnlrp", "min_delta": 1.0, "tasks": {"gsm8k": task}}, Console(width=120, file=log))
     lines = log.getvalue().splitlines()
     assert "gsm8k skipped: 1× weak" in lines and "gsm8k errors: 2× judge: connection refused" in lines
+
+
+def test_the_report_summary_in_a_log_keeps_names_whole(tmp_path):
+    """``lm-eval-lrp report`` with its output in a log (the main job's last step): 'arc_easy', 'exact_match' whole."""
+    import subprocess
+    import sys
+
+    from test_report import attributed, results_for, write_run
+
+    toks = ["Q", ":", " 1", "+", "2", "\n", "A", ":"]
+    rec = attributed("arc_easy", 0, toks, [0.1, -0.2, 0.5, 0.05, -0.3, 0.0, 0.2, 0.4], delta=3.1)
+    summary = {"arc_easy": {"accuracy": 0.6, "acc": 0.6, "failures": 1, "attributed": 1, "skipped": {}, "errors": {},
+                            "clean_case_rate": 1.0, "median_delta": 3.1, "median_conservation_ratio": 0.39,
+                            "top_wrong_tokens": []}}
+    run = write_run(tmp_path / "run" / "model", {"arc_easy": [rec]}, results_for(summary))
+    proc = subprocess.run([sys.executable, "-m", "lm_eval_lrp", "report", str(run)], capture_output=True, text=True,
+                          env={"COLUMNS": "80", "PATH": "", "PYTHONPATH": ":".join(sys.path)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "arc_easy" in proc.stdout and "exact_match" in proc.stdout, proc.stdout
