@@ -83,3 +83,10 @@ def test_weak_records_show_their_relevance_marked_weak_and_stay_out_of_the_stati
                       .group(1))
     status = [rows["dicts"]["status"][row[2]] for row in rows["rows"]]
     assert status == ["attributed", "weak", "weak"]  # the index's status filter can select the weak ones
+
+
+def test_a_step_starts_at_its_first_visible_character():
+    text = "Eggs: 16.\n The number is 16 x 3 = 42."
+    start = text.index("3 =")
+    a, b = step_span(text, start, start + 1)
+    assert text[a:b] == "The number is 16 x 3 = 42."

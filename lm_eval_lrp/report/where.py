@@ -33,11 +33,11 @@ def step_span(text: str, start: int, end: int) -> tuple[int, int]:
     for m in _SENTENCE_END.finditer(text, a, b):
         if m.end() <= start:
             a = m.end()
-            while a < start and text[a].isspace():
-                a += 1
         elif m.start() >= end:
             b = m.end()
             break
+    while a < start and text[a].isspace():  # a step starts at its first visible character
+        a += 1
     return a, max(b, end)
 
 
