@@ -36,14 +36,15 @@ def _clean(value):
 
 
 class AttributionWriter:
-    """Appends records to one task's JSONL file, flushing after each; node relevance goes to the sidecar."""
+    """Appends records to one task's JSONL file, flushing after each; node relevance goes to the sidecar. The file is
+    opened at the first record: a run interrupted before any leaves no empty file behind."""
 
     def __init__(self, path: Path, sidecar: Path | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sidecar = Path(sidecar) if sidecar is not None else self.path.with_suffix(".nodes")
-        self._fh = open(self.path, "a", encoding="utf-8")
-        self._writer = jsonlines.Writer(self._fh, flush=True, compact=True)
+        self._fh = None
+        self._writer = None
         self.count = 0
 
     def write(self, record: dict, node_relevance: torch.Tensor | None = None, node_names: list[str] | None = None):
@@ -56,12 +57,16 @@ class AttributionWriter:
                 metadata={"node_names": json.dumps(node_names or [])},
             )
             record = {**record, "node_relevance_file": f"{self.sidecar.name}/{file.name}"}
+        if self._writer is None:
+            self._fh = open(self.path, "a", encoding="utf-8")
+            self._writer = jsonlines.Writer(self._fh, flush=True, compact=True)
         self._writer.write(_clean(record))
         self.count += 1
 
     def close(self):
-        self._writer.close()
-        self._fh.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._fh.close()
 
     def __enter__(self):
         return self

@@ -15,6 +15,19 @@ import argparse
 import sys
 
 HF_NAMES = ("hf", "hf-auto", "huggingface", "hf-lrp")
+SUBCOMMANDS = ("report", "graph", "compare", "explain")
+
+
+class Refused(SystemExit):
+    """A run refused before anything is evaluated: exit code 2, the message (one line naming the fix) on stderr."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+        self.code = 2
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def lrp_parser() -> argparse.ArgumentParser:
@@ -59,7 +72,8 @@ def lrp_parser() -> argparse.ArgumentParser:
     g.add_argument("--lrp_judge", metavar="ARGS[;ARGS...]",
                    help="judge locator: a local transformers chat model (pretrained=PATH) or an OpenAI-compatible chat "
                    "server through lm-eval's local-chat-completions (model=NAME,base_url=http://HOST:PORT/v1/chat/"
-                   "completions); several separated by ';' vote")
+                   "completions); several separated by ';' vote; asked first in the default chains; each server is "
+                   "reached once before evaluating")
     g.add_argument("--lrp_prm", metavar="ARGS",
                    help="prm locator: a process reward model through transformers (pretrained=PATH, optionally "
                    "trust_remote_code=true, threshold=0.5, step_token=<extra_0>, batch_size=8); joins the math chain")
@@ -87,7 +101,7 @@ def translate(argv: list[str]) -> list[str]:
     unknown = [a for a in rest if a.startswith("--lrp")]
     if unknown:
         names = sorted(a.option_strings[0] for a in lrp_parser()._actions if a.option_strings)
-        raise SystemExit(f"lm-eval-lrp: unknown option {unknown[0].split('=')[0]}; the attribution options are: {', '.join(names)}")
+        raise Refused(f"lm-eval-lrp: unknown option {unknown[0].split('=')[0]}; the attribution options are: {', '.join(names)}")
     given = {k: v for k, v in vars(ns).items() if k != "lrp" and v is not None and v is not False}
     if ns.lrp:
         from .config import LRPConfig
@@ -95,7 +109,7 @@ def translate(argv: list[str]) -> list[str]:
         try:  # every value that can be checked before the evaluation starts
             LRPConfig.pop_from(dict(given))
         except (ValueError, TypeError) as err:
-            raise SystemExit(f"lm-eval-lrp: {err}") from None
+            raise Refused(f"lm-eval-lrp: {err}") from None
     if not ns.lrp:
         if given:
             print(f"lm-eval-lrp: {', '.join('--' + k for k in given)} ignored without --lrp", file=sys.stderr)
@@ -104,7 +118,7 @@ def translate(argv: list[str]) -> list[str]:
     if model is None:
         rest = rest + ["--model", "hf-lrp"]
     elif model not in HF_NAMES:
-        raise SystemExit(f"lm-eval-lrp: --lrp explains Hugging Face models: use --model hf (got --model {model})")
+        raise Refused(f"lm-eval-lrp: --lrp explains Hugging Face models: use --model hf (got --model {model})")
     else:
         rest = list(rest)
         if rest[i] == "--model":
@@ -123,9 +137,42 @@ def translate(argv: list[str]) -> list[str]:
     return rest
 
 
+def preflight(argv: list[str]) -> None:
+    """The checks before evaluating (:mod:`lm_eval_lrp.preflight`) of an ``--lrp`` command line; raises
+    :class:`Refused`."""
+    from .config import LRPConfig
+    from .loading import ModelArgsError, parse_model_args
+    from .preflight import Refusal, check_run
+
+    ns, rest = lrp_parser().parse_known_args(argv)
+    if not ns.lrp:
+        return
+    given = {k: v for k, v in vars(ns).items() if k != "lrp" and v is not None and v is not False}
+    cfg = LRPConfig.pop_from(given)
+    _, tasks = _find(rest, "--tasks", "-t")
+    _, output = _find(rest, "--output_path", "-o")
+    _, model_args = _find(rest, "--model_args", "-a")
+    try:
+        args = parse_model_args(model_args) if model_args and not model_args.lstrip().startswith("{") else {}
+    except ModelArgsError:
+        args = {}  # lm-eval reports malformed model arguments itself
+    try:
+        check_run(cfg, [t.strip() for t in (tasks or "").split(",") if t.strip()], output, args)
+    except Refusal as err:
+        raise Refused(f"lm-eval-lrp: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("report", "graph", "compare", "explain"):
+    try:
+        _main(argv)
+    except Refused as refusal:
+        print(refusal.message, file=sys.stderr)
+        raise SystemExit(refusal.code) from None
+
+
+def _main(argv: list[str]) -> None:
+    if argv and argv[0] in SUBCOMMANDS:
         from importlib import import_module
 
         try:
@@ -137,8 +184,15 @@ def main(argv: list[str] | None = None) -> None:
         lrp_parser().print_help()
         print("\n" + "=" * 30 + " lm_eval options " + "=" * 30 + "\n")
         argv = ["run", "--help"]
+    elif argv and not argv[0].startswith("-") and argv[0] not in ("run", "ls", "validate"):  # lm-eval's own
+        raise Refused(f"lm-eval-lrp: unknown sub-command {argv[0]!r}; ours are: "
+                      + ", ".join(f"lm-eval-lrp {c}" for c in SUBCOMMANDS)
+                      + " (each with --help), and lm-eval's run, ls, validate; an evaluation is "
+                      "lm-eval-lrp --model hf ... --lrp")
     else:
-        argv = translate(argv)
+        translated = translate(argv)
+        preflight(argv)
+        argv = translated
 
     from .lmeval import run_cli  # registers hf-lrp and routes evaluations through the attribution loop
     from .lmeval.route import LRPOptionError
@@ -147,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         outcomes = run_cli(argv)
     except LRPOptionError as err:
-        raise SystemExit(f"lm-eval-lrp: {err}") from None
+        raise Refused(f"lm-eval-lrp: {err}") from None
     except Exception as err:  # noqa: BLE001 - say clearly that lm-eval stopped, then fail as lm_eval would
         import traceback
 

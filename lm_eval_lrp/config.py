@@ -126,9 +126,9 @@ class LRPConfig:
             if not 0.0 < float(options.get("threshold", 0.5)) < 1.0:
                 raise ValueError(f"lrp_prm: threshold={options['threshold']} must lie between 0 and 1")
         if self.cases:
-            from .locate.cases import load_cases
+            from .preflight import check_cases
 
-            load_cases(self.cases)  # a malformed line is named now, before the evaluation
+            check_cases(self.cases)  # a missing file or a malformed line is named now, before the evaluation
         if not (self.batch_size == "auto" or (isinstance(self.batch_size, int) and self.batch_size >= 1)):
             raise ValueError(f"lrp_batch_size={self.batch_size!r}: a positive integer or 'auto'")
         for name in ("max_failures", "topk", "max_length", "rollouts", "rollout_tokens"):

@@ -56,6 +56,18 @@ def fitting_table(title: str, columns: list[tuple[str, str]], rows: list[list[st
     return table, legend
 
 
+def print_table(console: Console, title: str, columns: list[tuple[str, str]], rows: list[list[str]]) -> str:
+    """Print a :func:`fitting_table`: fitted to a terminal; in a log file (not a terminal) with full headers and every
+    name whole on one line. Returns the legend of abbreviated headers ("" when none)."""
+    width = console.width
+    if not console.is_terminal:
+        cells = [max([len(r[i]) for r in rows] + [len(f)]) for i, (f, _) in enumerate(columns)]
+        width = max(width, sum(cells) + 3 * len(columns) + 1)
+    table, legend = fitting_table(title, columns, rows, width)
+    (console if width == console.width else Console(file=console.file, width=width, color_system=None)).print(table)
+    return legend
+
+
 RUN_COLUMNS = [("task", "task"), ("metric", "metric"), ("value", "value"), ("failures", "fail"), ("attributed", "attr"),
                ("clean rate", "clean"), ("median Δℓ", "Δℓ"), ("ΣR/Δℓ", "ΣR/Δℓ")]
 
@@ -66,11 +78,15 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     for name, t in summary.get("tasks", {}).items():
         rows.append([name, t["metric"] or "–", _fmt(t["accuracy"], ".4f"), str(t["failures"]), str(t["attributed"]),
                      _fmt(t["clean_case_rate"], ".2f"), _fmt(t["median_delta"], ".2f"), _fmt(t["median_conservation_ratio"], ".2f")])
-        reasons = {**t["skipped"], **{f"error: {k}": v for k, v in t["errors"].items()}}
-        if reasons:
-            details.append(f"[bold]{escape(name)}[/] skipped: " + "; ".join(escape(f"{v}× {k}") for k, v in reasons.items()))
+        if t["skipped"]:
+            details.append(f"[bold]{escape(name)}[/] skipped: " + "; ".join(escape(f"{v}× {k}") for k, v in t["skipped"].items()))
+        if t["errors"]:  # never called "skipped": an error is not a judgement on the case
+            details.append(f"[bold red]{escape(name)} errors:[/] " + "; ".join(escape(f"{v}× {k}") for k, v in t["errors"].items()))
         for cause, n in (t.get("fallbacks") or {}).items():
             details.append(f"[bold]{escape(name)}[/] fallback ({n}×): " + escape(cause))
+        if t.get("truncated"):
+            details.append(f"[yellow]{escape(name)}: {t['truncated']} explained contexts were cut from the left to fit the "
+                           "length limit (the question may be missing): raise --lrp_max_length[/]")
         if t["top_wrong_tokens"]:
             details.append(f"[bold]{escape(name)}[/] tokens pushing towards the wrong answer: "
                            + ", ".join(escape(f"{tok!r}×{n}") for tok, n in t["top_wrong_tokens"][:8]))
@@ -88,8 +104,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
                 f"{c[k]} {k} ({share[k]:.0%})" for k in ("confirmed", "single", "fallback", "none") if c[k])
                 + ("" if c["confirmed"] else " — none confirmed: the explained tokens are candidates, check them"))
     title = f"lm-eval-lrp: failures explained ({summary.get('rule')}; clean cases: Δℓ > {summary.get('min_delta')})"
-    table, legend = fitting_table(title, columns, rows, console.width)
-    console.print(table)
+    legend = print_table(console, title, columns, rows)
     if legend:
         console.print(escape(legend), highlight=False, soft_wrap=True)
     for line in details:

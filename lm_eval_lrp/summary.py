@@ -37,7 +37,7 @@ def _accuracy(results: dict | None, task: str, metric: str | None, filt: str | N
 def summarize(per_task: dict[str, list[dict]], work, results: dict | None, config) -> dict:
     """The ``lrp`` summary: per task lm-eval's metric and accuracy, the true failure count, and what attribution
     made of them (``work`` is the run's :class:`~lm_eval_lrp.harness.plan.Plan`)."""
-    tasks = {}
+    tasks, notes = {}, list(work.notes)
     for name, tp in work.tasks.items():
         records = per_task.get(name, [])
         attributed = [r for r in records if r["status"] == "attributed"]
@@ -69,6 +69,13 @@ def summarize(per_task: dict[str, list[dict]], work, results: dict | None, confi
             tasks[name]["stopped"] = work.stopped[name]
         if work.fallbacks.get(name):
             tasks[name]["fallbacks"] = dict(work.fallbacks[name])  # cause -> count: the usual path was not taken
+        cut = [int(r.get("truncated_tokens") or 0) for r in records if r.get("truncated_tokens")]
+        if cut:
+            tasks[name]["truncated"] = len(cut)
+            limit = f"--lrp_max_length {config.max_length}" if config.max_length else "the model's max_length"
+            notes.append(f"{name}: {len(cut)} of {len(records)} explained contexts were cut from the left to fit {limit} "
+                         f"(up to {max(cut)} tokens dropped; the question may be missing); raise --lrp_max_length "
+                         "to explain whole prompts")
         timings = Counter()
         for r in records:
             timings.update(r.get("timings") or {})
@@ -103,6 +110,6 @@ def summarize(per_task: dict[str, list[dict]], work, results: dict | None, confi
         "min_delta": config.min_delta,
         "output_dir": str(Path(files[0]).parent) if files else None,
         "files": files,
-        "notes": list(work.notes),
+        "notes": notes,
         "tasks": tasks,
     }

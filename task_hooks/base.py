@@ -37,6 +37,8 @@ class TaskHook:
             if delimiter is None:
                 delimiter = task.target_delimiter or ""
             return f"{delimiter}{value}"
+        if getattr(task, "constant_target", False):
+            return None  # one literal target for every document (ifeval's 0): a placeholder, not a gold
         target = sample.get("target")
         if isinstance(target, list):
             target = target[0] if target else None

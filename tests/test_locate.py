@@ -172,8 +172,12 @@ def test_gold_locator_first_divergence(model):
     gold_ids = greedy[:3] + [wrong] + greedy[4:]
     gen = Generation(prompt, greedy, TOK.decode(greedy), gold=TOK.decode(gold_ids))
     loc = make("gold").locate(gen, ctx_for(model))
-    assert (loc.index, loc.target, loc.contrast, loc.output_offset) == (3, greedy[3], wrong, None)
+    # the gold's first 3 tokens are the output's and the greedy token is the output's own: its place is known
+    assert (loc.index, loc.target, loc.contrast, loc.output_offset) == (3, greedy[3], wrong, 3)
     assert loc.to_contrast(gen).ids == tuple(prompt + gold_ids[:3])
+    other = next(t for t in range(3, 100) if t != greedy[0])
+    elsewhere = Generation(prompt, [other] + greedy[1:], TOK.decode([other] + greedy[1:]), gold=TOK.decode(gold_ids))
+    assert make("gold").locate(elsewhere, ctx_for(model)).output_offset is None  # not the output's own token
     with pytest.raises(NotFound, match="no gold"):
         make("gold").locate(Generation(prompt, greedy, "x"), ctx_for(model))
     follows = Generation(prompt, greedy, "x", gold=TOK.decode(greedy))

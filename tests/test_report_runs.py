@@ -106,7 +106,7 @@ def test_terminal_summary_fits_and_never_cuts_numbers(width):
             "top_wrong_tokens": []}
     summary = {"rule": "attnlrp", "min_delta": 1.0,
                "tasks": {"mmlu_high_school_european_history": task, "arc_easy": {**task, "failures": 7}}}
-    console = Console(width=width, record=True, file=open("/dev/null", "w"))
+    console = Console(width=width, record=True, file=open("/dev/null", "w"), force_terminal=True)
     print_summary(summary, console)
     text = console.export_text()
     assert all(len(line) <= width for line in text.splitlines() if "│" in line or "┃" in line)

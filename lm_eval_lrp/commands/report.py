@@ -31,7 +31,7 @@ def print_summary(summaries, out_path, builder, console=None) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    from ..console import fitting_table
+    from ..console import print_table
     from ..report.svg import fmt
 
     console = console or Console()
@@ -41,8 +41,7 @@ def print_summary(summaries, out_path, builder, console=None) -> None:
     rows = [[s.name, s.metric or "–", fmt(s.accuracy, ".4f"), count(s, s.failures), count(s, s.attributed),
              count(s, sum(s.skipped.values())), count(s, s.error_count), fmt(s.clean_case_rate, ".2f"),
              fmt(s.median_delta, ".3f"), fmt(s.median_ratio, ".2f")] for s in summaries]
-    table, legend = fitting_table("lm-eval-lrp report", REPORT_COLUMNS, rows, console.width)
-    console.print(table)
+    legend = print_table(console, "lm-eval-lrp report", REPORT_COLUMNS, rows)
     if legend:
         console.print(escape(legend), highlight=False, soft_wrap=True)
     for note in builder.warnings():

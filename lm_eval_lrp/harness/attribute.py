@@ -85,17 +85,20 @@ class TaskAttribution:
                 self.explain_one(failure)
                 done()
             return
-        ready = []
+        ready, prep = [], []
         for failure in failures:
             prepared = self._guarded(failure, self._prepare, last=False)
             if isinstance(prepared, Record):
                 done()
             else:
                 ready.append(prepared)
+                prep.append(time.perf_counter() - self._start)
         entries = explain_many(self.subject.model, [case.explained for _, case, _ in ready], batch_size=self.cfg.batch_size,
                                rule=self.cfg.rule, topk=self.cfg.topk, nodes=self.cfg.nodes, on_split=self._split)
-        for (failure, case, base), entry in zip(ready, entries):
-            self._start = time.perf_counter()
+        for (failure, case, base), entry, before in zip(ready, entries, prep):
+            # a record's seconds: its own preparation, its share of the batched explanation (its timings), the rest
+            share = 0.0 if isinstance(entry, ExplainError) else sum(getattr(entry, "seconds", {}).values())
+            self._start = time.perf_counter() - before - share
             if isinstance(entry, ExplainError):
                 reason, advice = ("out of memory", entry.advice or OOM_ADVICE) if entry.out_of_memory else (entry.error, None)
                 self._emit(error_record(base, reason, advice, case, self.subject.tokenizer))

@@ -35,6 +35,8 @@ class Locating:
         if subject.prm is not None:
             options["prm"] = {"prm": subject.prm[0], "threshold": subject.prm[1]}
         self.chain = Chain.from_names(cfg.locate, options) if cfg.locate else Chain.default(self.kind, options)
+        if subject.judge is not None and not cfg.locate:  # judges the user gave are asked first, never left unused
+            self.chain = Chain(Chain.from_names("judge", options).locators + self.chain.locators)
         self.ctx = Context.from_tokenizer(subject.tokenizer, subject.model, budget=budget, kind=self.kind)
 
     def prefetch(self, failures: list[Failure]) -> None:

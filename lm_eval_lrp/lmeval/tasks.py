@@ -25,7 +25,9 @@ class TaskView:
     multiple_input: bool = False
     metrics: tuple[str, ...] = ()  # the task's metric names (from its config)
     filters: tuple[str, ...] = ()  # the task's filter names
-    has_choices: bool = True  # the task configures doc_to_choice (an integer target is then a choice's index)
+    has_choices: bool = True  # the task defines choices (multiple choice, or a doc_to_choice in its config): an
+    # integer target is then a choice's index
+    constant_target: bool = False  # generate_until with one literal target for every doc (ifeval's 0): no gold
     _doc_to_text: Callable[[Any], Any] | None = None
     _doc_to_target: Callable[[Any], Any] | None = None
     _doc_to_choice: Callable[[Any], Any] | None = None
@@ -43,7 +45,8 @@ class TaskView:
         return self._doc_to_target(doc) if self._doc_to_target else None
 
     def doc_to_choice(self, doc):
-        return self._doc_to_choice(doc) if self._doc_to_choice else None
+        """The doc's choices; None for a task without (never asks lm-eval, which logs an error for those)."""
+        return self._doc_to_choice(doc) if self._doc_to_choice and self.has_choices else None
 
     def scorer(self, doc, filter_name: str | None = None, metric: str | None = None) -> Callable[[str], bool] | None:
         """The task's own verdict on an output text for ``doc`` (its filters and ``process_results``): True = right."""
@@ -87,16 +90,20 @@ def task_view(name: str, task) -> TaskView:
     """The plain view of one lm-eval task object."""
     metric_list = _config(task, "metric_list", []) or []
     filters = _config(task, "filter_list", []) or []
+    output_type = _config(task, "output_type") or getattr(task, "OUTPUT_TYPE", None)
+    target = _config(task, "doc_to_target")
     return TaskView(
         name=name,
-        output_type=_config(task, "output_type") or getattr(task, "OUTPUT_TYPE", None),
+        output_type=output_type,
+        has_choices=(output_type == "multiple_choice" or _config(task, "doc_to_choice") is not None
+                     or getattr(task, "prompt", None) is not None),
+        constant_target=output_type == "generate_until" and isinstance(target, int) and not isinstance(target, bool),
         higher_is_better=dict(task.higher_is_better()) if hasattr(task, "higher_is_better") else {},
         target_delimiter=_config(task, "target_delimiter", " "),
         description=_config(task, "description", "") or "",
         multiple_input=bool(getattr(task, "multiple_input", False)),
         metrics=tuple(m.get("metric") for m in metric_list if isinstance(m, dict) and isinstance(m.get("metric"), str)),
         filters=tuple(f.get("name") for f in filters if isinstance(f, dict) and f.get("name")),
-        has_choices=_config(task, "doc_to_choice") is not None or getattr(task, "prompt", None) is not None,
         _doc_to_text=getattr(task, "doc_to_text", None),
         _doc_to_target=getattr(task, "doc_to_target", None),
         _doc_to_choice=getattr(task, "doc_to_choice", None),

@@ -68,6 +68,7 @@ class Context:
     budget: Budget = field(default_factory=Budget)
     eos_ids: frozenset[int] = frozenset()
     kind: str | None = None  # "math" | "code" | "instructions" | None: which verifiers apply (None: by the doc)
+    token_text: Callable[[int], str] | None = None  # one token's text, special tokens by name (<|im_end|>)
     _scans: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -77,7 +78,11 @@ class Context:
         eos |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos] if gen_eos is not None else [])
         return cls(decode=lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True),
                    encode=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
-                   model=model, eos_ids=frozenset(eos), **kwargs)
+                   model=model, eos_ids=frozenset(eos), token_text=lambda i: tokenizer.decode([int(i)]), **kwargs)
+
+    def token(self, token_id: int) -> str:
+        """One token as a reader should see it: its text, a special token by its name (never an empty string)."""
+        return self.token_text(token_id) if self.token_text is not None else self.decode([token_id])
 
     def for_doc(self, score: Callable[[str], bool] | None = None) -> "Context":
         """The same context with this document's scorer (scans are not shared across documents)."""

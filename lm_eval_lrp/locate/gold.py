@@ -1,6 +1,8 @@
 """``gold``: the first token where the model's greedy choice leaves the gold continuation, teacher-forced after the
 prompt (the explanation lm-eval-lrp gave before locators). Target = the model's greedy token, contrast = the gold
-token; the position indexes the gold continuation, so the record's ``output_offset`` is None.
+token; the position indexes the gold continuation. Where the gold's first tokens are the output's own and the greedy
+token is the output's next one, that is the model's own output token, and ``output_offset`` says where it starts;
+otherwise it is None.
 """
 
 from __future__ import annotations
@@ -37,7 +39,11 @@ class GoldLocator:
             raise NotFound("greedy decoding follows the gold continuation")
         if greedy[k] == gold_ids[k]:
             raise NotFound("no valid contrast at the located position")
-        cand = Candidate(k, None, ctx.decode([gold_ids[k]]), s.alternatives(k, ctx.decode), "first divergence from the gold")
+        # the gold's first k tokens are the output's and the greedy token is the output's own: the explained token is
+        # the model's own output token k (its place in the output is known)
+        own = k < len(gen.output_ids) and list(gen.output_ids[:k]) == gold_ids[:k] and gen.output_ids[k] == greedy[k]
+        offset = ctx.offsets(gen.output_ids)[k] if own else None
+        cand = Candidate(k, offset, ctx.decode([gold_ids[k]]), s.alternatives(k, ctx.decode), "first divergence from the gold")
         return Location(k, greedy[k], gold_ids[k], self.name,
                         f"first token where the greedy choice leaves the teacher-forced gold (gold token {k})",
-                        output_offset=None, continuation=tuple(gold_ids), candidates=[cand])
+                        output_offset=offset, continuation=tuple(gold_ids), candidates=[cand])

@@ -93,7 +93,7 @@ class RolloutLocator:
             raise NotFound(f"no alternative among the model's top-{ctx.topk} at {len(state['tried'])} positions "
                            f"turns the document correct ({n_roll} rollouts{more})", rollouts=state["rollouts"])
         i, alt = fix
-        reason = (f"forcing {ctx.decode([alt])!r} instead of {ctx.decode([gen.output_ids[i]])!r} at output token {i} "
+        reason = (f"forcing {ctx.token(alt)!r} instead of {ctx.token(gen.output_ids[i])!r} at output token {i} "
                   f"makes the task's scorer accept the output ({n_roll} rollouts)")
         return Location(i, gen.output_ids[i], alt, self.name, reason, output_offset=ctx.offsets(gen.output_ids)[i],
                         candidates=tried, rollouts=state["rollouts"], budget_exhausted=state["exhausted"])
@@ -138,7 +138,7 @@ def roll_out(gen: Generation, ctx: Context, i: int, alts: list[int], max_new_tok
         except Exception as err:  # noqa: BLE001 - the task's scorer is user code
             raise LocateError(f"the task's scorer raised on a rollout: {type(err).__name__}: {err}") from err
         tail = text[len(prefix_text):] if text.startswith(prefix_text) else text
-        out.append(Rollout(i, alt, ctx.decode([alt]), tail[:TRUNCATE], verdict, len(row)))
+        out.append(Rollout(i, alt, ctx.token(alt), tail[:TRUNCATE], verdict, len(row)))
     return out
 
 

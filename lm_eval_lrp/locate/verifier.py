@@ -68,7 +68,13 @@ class _Check:
         candidates = [ctx.candidate(gen, i, f"{h.check}: {h.reason}") for i, h in cands]
         return Location(index, target, contrast, self.name, why + ("" if contrast is not None else
                         " (no alternative among the model's top-k fixes it: no contrast)"),
-                        output_offset=min(hit.offset, len(gen.output)), candidates=candidates)
+                        output_offset=_token_start(gen, ctx, index), candidates=candidates)
+
+
+def _token_start(gen: Generation, ctx: Context, index: int) -> int:
+    """Where the explained token starts in the output (a violation's character may lie inside it); the end of the
+    output for the model's own stop choice."""
+    return ctx.offsets(gen.output_ids)[index] if index < len(gen.output_ids) else len(gen.output)
 
 
 class ArithmeticVerifier(_Check):

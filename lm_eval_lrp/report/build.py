@@ -6,6 +6,7 @@ works from ``file://``: no server, no network, no fetch.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from markupsafe import Markup
@@ -15,18 +16,42 @@ from ..loading import short_name
 from ..patterns import Thresholds, describe_thresholds
 from . import heatmap
 from .graph import graph_path, load_graph, render_section
-from .render import render, script_json
+from .render import render, script_json, tok
 from .summary import (SEGMENT_ORDER, TaskSummary, confidence_of, locator_of, model_args, open_run, record_facts,
                       summarise)
 from .svg import PATTERN_COLOURS, diverging_bars, esc, fmt, histogram, pattern_chart
+from .where import highlight
 
 CHUNK = 100
-STATUS_RANK = {"attributed": 0, "skipped": 1, "error": 2}
+STATUS_RANK = {"attributed": 0, "weak": 1, "skipped": 2, "error": 3}
+
+
+def shown_status(r: dict) -> str:
+    """The status on the page: a weak preference (skipped, relevance kept) is ``weak``."""
+    return "weak" if is_weak(r) else r.get("status", "?")
+
+
+def is_weak(r: dict) -> bool:
+    """A skipped record that kept its relevance (Δℓ at most the clean-case threshold): shown, marked weak."""
+    return r.get("status") == "skipped" and bool(r.get("weak")) and bool(r.get("input_relevance"))
 
 
 def _order(recs: list[dict]) -> list[dict]:
-    return sorted(recs, key=lambda r: (STATUS_RANK.get(r.get("status"), 3),
-                                       -(r.get("delta") or 0.0) if r.get("status") == "attributed" else 0, r.get("doc_id", 0)))
+    return sorted(recs, key=lambda r: (STATUS_RANK.get(shown_status(r), 4),
+                                       -(r.get("delta") or 0.0) if shown_status(r) in ("attributed", "weak") else 0,
+                                       r.get("doc_id", 0)))
+
+
+def where_view(r: dict) -> Markup | None:
+    """The model output with the explained token marked (None when the explained token is not in the output)."""
+    loc = r.get("locate") or {}
+    output, offset = r.get("model_output"), loc.get("output_offset")
+    if not output or not isinstance(offset, int) or isinstance(offset, bool):
+        return None
+    token = (r.get("target") or {}).get("token")
+    special = bool(token) and not output.startswith(token, offset) and (
+        offset >= len(output.rstrip()) or bool(re.fullmatch(r"<[^<>\s]+>", token)))
+    return highlight(output, offset, token, special=special)
 
 
 def model_label(results: dict | None, fallback: str) -> str:
@@ -113,7 +138,7 @@ class ReportBuilder:
         """One row of the index's record list; strings repeated across rows (tasks, tokens, reasons) are interned, and
         the record view's address is its number (the page derives ``part_NNNN.html#rN``)."""
         f = self.facts.get(id(r))
-        status = r.get("status", "?")
+        status = shown_status(r)
         note = r.get("reason") or ""
         ratio = (r.get("conservation") or {}).get("ratio") if status == "attributed" else None
         delta = r.get("delta")
@@ -129,19 +154,21 @@ class ReportBuilder:
 
     def record_view(self, r: dict, rid: str, task_key: str | None = None) -> dict:
         task_key = task_key or r.get("task")
-        status = r.get("status", "?")
+        status = shown_status(r)
         f = self.facts.get(id(r)) or record_facts(self.run, r, self.th, task_key)
-        view = {"r": r, "rid": rid, "status": status, "attributed": status == "attributed", "locator": locator_of(r),
+        view = {"r": r, "rid": rid, "status": status, "attributed": status == "attributed", "weak": status == "weak",
+                "explained": status in ("attributed", "weak"), "where": where_view(r), "locator": locator_of(r),
                 "confidence": confidence_of(r), "candidates": candidates_of(r),
+                "min_delta": ((self.run.results or {}).get("lrp") or {}).get("min_delta", 1.0),
                 "target": r.get("target") or {}, "contrast": r.get("contrast") or {}, "topk": r.get("topk") or [],
                 "n_tokens": len(r.get("tokens") or []), "pattern": f.pattern, "prev": None, "next": None,
                 "metrics": ", ".join(f"{k}={v:g}" for k, v in (r.get("metrics") or {}).items() if isinstance(v, (int, float)))}
-        if status != "attributed":
+        if not view["explained"]:
             return view
         h = heatmap.render(r, rid, collapse_min=self.collapse_min, special_tokens=self.th.special_tokens)
         tokens, rel = r.get("tokens") or [], r.get("input_relevance") or []
         scale = h.scale or 1.0
-        segs = f.segments
+        segs = f.segments or (r.get("segments") or {})
         items = [(k, segs[k]) for k in SEGMENT_ORDER if k in segs] + [(k, v) for k, v in segs.items() if k not in SEGMENT_ORDER]
         view.update({
             "heat": h, "heat_html": Markup(h.html), "legend": Markup(heatmap.legend()),
@@ -244,7 +271,7 @@ class ReportBuilder:
             self.parts.append(path)
         self.rendered = len(views)
         dicts = {k: v.values for k, v in ix.items()}
-        dicts.update(colours=PATTERN_COLOURS, rep=[repr(t) for t in dicts["tok"]], dir=rec_dir.name, chunk=self.chunk)
+        dicts.update(colours=PATTERN_COLOURS, rep=[tok(t) for t in dicts["tok"]], dir=rec_dir.name, chunk=self.chunk)
         text = render("index.html", title=title, subtitle=subtitle, warnings=self.warnings(),
                       summaries=[self._task_context(s) for s in self.summaries],
                       pattern_chart=Markup(pattern_chart({s.name: s.patterns for s in self.summaries},

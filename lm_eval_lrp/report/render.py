@@ -14,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, Undefined
 from markupsafe import Markup
 
 from .svg import PATTERN_COLOURS, esc, fmt
+from .where import visible
 
 TEMPLATES = Path(__file__).with_name("templates")
 # heatmap colour classes p1…p10 (towards the wrong token, red) and n1…n10 (towards the correct one, blue)
@@ -29,8 +30,11 @@ def _defined(value):
 
 
 def tok(value) -> str:
+    """A token on a chip: its repr; white space and empty tokens as visible symbols (``⏎``, ``␣``, ``∅``)."""
     value = _defined(value)
-    return repr(value) if value is not None else "–"
+    if value is None:
+        return "–"
+    return repr(value) if str(value).strip() else visible(str(value))
 
 
 def fmt_filter(value, spec: str = ".3g") -> str:
