@@ -179,7 +179,7 @@ def test_a_missing_extra_names_its_install_command(monkeypatch, capsys):
 
 def test_a_guessed_sub_command_lists_ours(capsys):
     with pytest.raises(SystemExit) as stop:
-        main(["explain", "runs/main"])
+        main(["show", "runs/main"])
     err = capsys.readouterr().err
-    assert stop.value.code == 2 and "unknown sub-command 'explain'" in err
-    assert all(f"lm-eval-lrp {c}" in err for c in ("report", "graph", "compare"))
+    assert stop.value.code == 2 and "unknown sub-command 'show'" in err
+    assert all(f"lm-eval-lrp {c}" in err for c in ("report", "graph", "compare", "explain"))
