@@ -224,6 +224,8 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--split", choices=("all", *SPLITS), default="all",
                    help="only the rows of one half of the dev set (split_of: the held-out half is never tuned on)")
+    p.add_argument("--rows", choices=("all", "tuned", "untuned"), default="all",
+                   help="only the rows a locator was designed on (tuned_on: true), or only the others")
     p.add_argument("--tasks", default=None, help="only the dev set rows of these tasks (comma-separated names)")
     p.add_argument("--no_chain", action="store_true", help="leave out the default chain (it repeats the rollout cost)")
     p.add_argument("--reference_args", default=None,
@@ -250,7 +252,8 @@ def main(argv=None) -> int:
     label = args.label or labels.most_common(1)[0][0]
     tasks = set(args.tasks.split(",")) if args.tasks else None
     rows = [r for r in rows if r["model"] == label and (tasks is None or r["task"] in tasks)
-            and args.split in ("all", r["split"])][: args.limit]
+            and args.split in ("all", r["split"])
+            and args.rows in ("all", "tuned" if r.get("tuned_on", True) else "untuned")][: args.limit]
     halves = Counter(r["split"] for r in rows)
     print(f"{len(rows)} failures of {label} ({dict(labels)} in {args.devset}); design {halves['design']}, "
           f"held-out {halves['held-out']}")
