@@ -117,10 +117,9 @@ def run_lm_eval(lm, task: str, chat: bool, limit: str, max_gen_toks: int, tasks_
         torch_random_seed=1234,
         fewshot_random_seed=1234,
     )
-    samples = res["samples"][task]
-    if docs is not None:  # lm-eval numbers the documents chosen by --samples 0..k-1 in order: back to their real ids
-        for s in samples:
-            s["doc_id"] = docs[s["doc_id"]]
+    samples = res["samples"][task]  # with --samples lm-eval logs each document's index in the test split as doc_id
+    if docs is not None and not {s["doc_id"] for s in samples} <= set(docs):
+        raise SystemExit(f"{task}: lm-eval logged documents {sorted({s['doc_id'] for s in samples})}, not {docs}")
     return samples, res["results"][task]
 
 
