@@ -124,10 +124,13 @@ def _trajectory_hits(rows: list[dict]) -> list[bool]:
 
 def _divergence_hits(rows: list[dict]) -> list[bool]:
     """Whether the recorded first divergence from the teacher-forced gold (what was explained before locators),
-    read in the output, lies in the hand span, per row."""
+    read in the output from its first visible character on (as benchmarks/locate.py reads a token ``' 12'`` before an
+    annotated ``12``), lies in the hand span, per row."""
     out = []
     for r in rows:
         pos = (r.get("divergence") or {}).get("output_char")
+        while pos is not None and pos < len(r["output"]) and r["output"][pos].isspace():
+            pos += 1
         out.append(pos is not None and r["span"][0] <= pos < r["span"][1])
     return out
 
