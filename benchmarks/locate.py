@@ -8,16 +8,22 @@ token's char offset falls inside the annotated span, how many it located at all,
 (seconds, rollouts). ``gold`` (the first divergence from the teacher-forced gold, what lm-eval-lrp explained
 before locators) counts as a hit when the divergence point, read in the output, lies in the span.
 
+Every figure is reported for all rows and per half of the dev set's fixed split (``split_of``: design / held-out,
+by a hash of task, model and document), and for the held-out rows that no locator was ever designed with in view
+(``tuned_on: false``). Quote the held-out figures; tune only on the design half (``--split design``).
+
 The rollout scorer is the task's own (filters + ``process_results``, ``lm_eval_lrp.lmeval.scoring``) on the
 offline task overlays (``examples/local_tasks``); stop sequences are the task's ``until``.
 
     python benchmarks/locate.py --model_args pretrained=DIR,gguf_file=F.gguf --label SmolLM2-135M-Instruct
     python benchmarks/locate.py --devset tests/data/locate_devset.jsonl --limit 10 --output runs/locate.json
+    python benchmarks/locate.py --split held-out --model_args ... --label ...    # the held-out half alone
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import statistics
@@ -36,6 +42,17 @@ from lm_eval_lrp.locate.confidence import confidence  # noqa: E402
 FIELDS = {"task": str, "doc_id": int, "model": str, "chat_template": bool, "prompt_ids": list, "output_ids": list,
           "output": str}
 LOCATORS = ("gold", "verifier", "rollout")
+SPLITS = ("design", "held-out")
+
+
+def split_of(row: dict) -> str:
+    """The dev set's fixed split, by a rule decided before any locator output on the new rows was seen:
+    ``held-out`` when sha256("TASK:MODEL:DOC_ID") read as an integer is odd, else ``design``. A row's half depends on
+    its own key only (adding rows never moves another), and the chat / plain failures of one document by one model
+    fall in the same half. Locators and their thresholds are tuned on the design half only
+    (tests/data/README_locate_devset.md)."""
+    digest = hashlib.sha256(f"{row['task']}:{row['model']}:{row['doc_id']}".encode()).hexdigest()
+    return "held-out" if int(digest, 16) % 2 == 1 else "design"
 
 
 def load_devset(path: str | Path, skipped: list | None = None) -> list[dict]:
@@ -62,6 +79,7 @@ def load_devset(path: str | Path, skipped: list | None = None) -> list[dict]:
         if not row["prompt_ids"] or not all(isinstance(i, int) for i in row["prompt_ids"] + row["output_ids"]):
             raise ValueError(f"{where}: prompt_ids/output_ids must be non-empty lists of token ids")
         row["where"] = where
+        row["split"] = split_of(row)
         rows.append(row)
     return rows
 
@@ -113,7 +131,8 @@ def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_c
             loc = result.location
             offset = explained_offset(loc, gen, ctx) if loc is not None else None
             s, e = row["span"]
-            per.append({"where": row["where"], "task": row["task"], "doc_id": row["doc_id"],
+            per.append({"where": row["where"], "task": row["task"], "doc_id": row["doc_id"], "model": row["model"],
+                        "split": row.get("split") or split_of(row), "tuned_on": bool(row.get("tuned_on", True)),
                         "locator": loc.locator if loc else None, "offset": offset, "span": [s, e],
                         "hit": offset is not None and s <= offset < e, "located": loc is not None,
                         "error": result.error, "reason": loc.reason if loc else result.reason,
@@ -124,34 +143,48 @@ def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_c
                 c = per[-1]
                 print(f"  {name}: {c['where']} offset {c['offset']} span {c['span']} {'HIT' if c['hit'] else 'miss'} "
                       f"({c['seconds']:.1f} s, {c['rollouts']} rollouts)", file=sys.stderr, flush=True)
-        n = len(per)
-        report[name] = {
-            "failures": n,
-            "hit_share": round(sum(p["hit"] for p in per) / n, 3) if n else None,
-            "located_share": round(sum(p["located"] for p in per) / n, 3) if n else None,
-            "errors": sum(p["error"] is not None for p in per),
-            "seconds_per_failure": round(statistics.mean(p["seconds"] for p in per), 3) if n else None,
-            "rollouts_per_failure": round(statistics.mean(p["rollouts"] for p in per), 2) if n else None,
-            "by_locator": dict(Counter(p["locator"] or "none" for p in per)),
-            "by_confidence": dict(Counter(p["confidence"] or "none" for p in per)),
-            "confirmed_share": round(sum(p["confidence"] == "confirmed" for p in per) / n, 3) if n else None,
-            "confirmed_in_span": (round(sum(p["hit"] for p in per if p["confidence"] == "confirmed")
-                                        / sum(p["confidence"] == "confirmed" for p in per), 3)
-                                  if any(p["confidence"] == "confirmed" for p in per) else None),
-            "cases": per,
-        }
+        report[name] = {**summarise(per), "cases": per,
+                        "splits": {half: summarise([p for p in per if p["split"] == half]) for half in SPLITS}}
+        fresh = [p for p in per if p["split"] == "held-out" and not p["tuned_on"]]
+        report[name]["splits"]["held-out, never tuned on"] = summarise(fresh)
     return report
 
 
+def summarise(per: list[dict]) -> dict:
+    """Hits, share in span, share located, errors and cost of some cases."""
+    n = len(per)
+    return {
+        "failures": n,
+        "hits": sum(p["hit"] for p in per),
+        "hit_share": round(sum(p["hit"] for p in per) / n, 3) if n else None,
+        "located_share": round(sum(p["located"] for p in per) / n, 3) if n else None,
+        "errors": sum(p["error"] is not None for p in per),
+        "seconds_per_failure": round(statistics.mean(p["seconds"] for p in per), 3) if n else None,
+        "rollouts_per_failure": round(statistics.mean(p["rollouts"] for p in per), 2) if n else None,
+        "by_locator": dict(Counter(p["locator"] or "none" for p in per)),
+        "by_confidence": dict(Counter(p.get("confidence") or "none" for p in per)),
+        "confirmed_share": round(sum(p.get("confidence") == "confirmed" for p in per) / n, 3) if n else None,
+        "confirmed_in_span": (round(sum(p["hit"] for p in per if p.get("confidence") == "confirmed")
+                                    / sum(p.get("confidence") == "confirmed" for p in per), 3)
+                              if any(p.get("confidence") == "confirmed" for p in per) else None),
+    }
+
+
 def print_report(report: dict) -> None:
+    """One line per locator and half: all rows, the design half, the held-out half (the figure to quote)."""
     width = max([22, *(len(name) + 2 for name in report)])
-    print(f"{'locator':<{width}}{'failures':>9}{'in span':>9}{'located':>9}{'errors':>8}{'s/failure':>11}{'rollouts':>10}"
-          f"{'confirmed':>10}{'conf. in span':>14}")
+    print(f"{'locator':<{width}}{'half':<26}{'failures':>9}{'in span':>9}{'located':>9}{'errors':>8}{'s/failure':>11}"
+          f"{'rollouts':>10}{'confirmed':>10}{'conf. in span':>14}")
     for name, r in report.items():
-        cis = r.get("confirmed_in_span")
-        print(f"{name:<{width}}{r['failures']:>9}{r['hit_share']:>9.2f}{r['located_share']:>9.2f}{r['errors']:>8}"
-              f"{r['seconds_per_failure']:>11.2f}{r['rollouts_per_failure']:>10.1f}{r.get('confirmed_share') or 0:>10.2f}"
-              f"{'–' if cis is None else format(cis, '.2f'):>14}")
+        for half, h in [("all", r), *r.get("splits", {}).items()]:
+            if not h["failures"]:
+                print(f"{name:<{width}}{half:<26}{0:>9}")
+                continue
+            cis = h.get("confirmed_in_span")
+            print(f"{name:<{width}}{half:<26}{h['failures']:>9}{h['hits']:>5} {h['hit_share']:>4.2f}"
+                  f"{h['located_share']:>9.2f}{h['errors']:>8}{h['seconds_per_failure']:>11.2f}"
+                  f"{h['rollouts_per_failure']:>10.1f}{h.get('confirmed_share') or 0:>10.2f}"
+                  f"{'–' if cis is None else format(cis, '.2f'):>14}")
 
 
 # --- the real run: a model, lm-eval's task scorers ------------------------------------------------------------
@@ -206,6 +239,10 @@ def main(argv=None) -> int:
     p.add_argument("--locators", default=",".join(LOCATORS),
                    help="each alone (a+b: one earliest-of link), plus the default chain of the task's kind")
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--split", choices=("all", *SPLITS), default="all",
+                   help="only the rows of one half of the dev set (split_of: the held-out half is never tuned on)")
+    p.add_argument("--rows", choices=("all", "tuned", "untuned"), default="all",
+                   help="only the rows a locator was designed on (tuned_on: true), or only the others")
     p.add_argument("--tasks", default=None, help="only the dev set rows of these tasks (comma-separated names)")
     p.add_argument("--no_chain", action="store_true", help="leave out the default chain (it repeats the rollout cost)")
     p.add_argument("--reference_args", default=None,
@@ -234,8 +271,12 @@ def main(argv=None) -> int:
         return 1
     label = args.label or labels.most_common(1)[0][0]
     tasks = set(args.tasks.split(",")) if args.tasks else None
-    rows = [r for r in rows if r["model"] == label and (tasks is None or r["task"] in tasks)][: args.limit]
-    print(f"{len(rows)} failures of {label} ({dict(labels)} in {args.devset})")
+    rows = [r for r in rows if r["model"] == label and (tasks is None or r["task"] in tasks)
+            and args.split in ("all", r["split"])
+            and args.rows in ("all", "tuned" if r.get("tuned_on", True) else "untuned")][: args.limit]
+    halves = Counter(r["split"] for r in rows)
+    print(f"{len(rows)} failures of {label} ({dict(labels)} in {args.devset}); design {halves['design']}, "
+          f"held-out {halves['held-out']}")
     model, tok = _load(args.model_args)
     tasks = _tasks({r["task"] for r in rows}, Path(args.work) / "tasks")
     from lm_eval_lrp.lmeval.scoring import stop_sequences, task_scorer

