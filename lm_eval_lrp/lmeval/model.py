@@ -16,7 +16,8 @@ from lm_eval.models.huggingface import HFLM
 
 from ..config import LRPConfig
 from ..harness.subject import Subject
-from ..lrp.arch import UnsupportedArchitecture, self_check
+from ..lrp.arch import UnsupportedArchitecture
+from ..lrp.selfcheck import self_check
 from . import parallel
 
 log = logging.getLogger("lm_eval_lrp")
