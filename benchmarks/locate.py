@@ -230,7 +230,7 @@ def main(argv=None) -> int:
         judge = make("judge", ask=make_judges(args.judge))
         specs["judge"] = lambda row: Chain([judge])
     if args.reference_args:
-        from lm_eval_lrp.loading import LOAD_KEYS
+        from lm_eval_lrp.model_args import LOAD_KEYS
         from lm_eval_lrp.locate.reference import split_reference_args
 
         load_args, ref_options = split_reference_args(dict(kv.split("=", 1) for kv in args.reference_args.split(",")),

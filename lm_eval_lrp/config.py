@@ -101,7 +101,7 @@ class LRPConfig:
             if "judge" in str(self.locate) and not self.judge:
                 raise ValueError("lrp_locate names 'judge': give the judges with --lrp_judge model=NAME,base_url=URL")
         if self.reference_model:
-            from .loading import LOAD_KEYS, load_spec, parse_model_args
+            from .model_args import LOAD_KEYS, load_spec, parse_model_args
             from .locate.reference import split_reference_args
 
             load_args, _ = split_reference_args(parse_model_args(str(self.reference_model).replace("|", ",")), LOAD_KEYS)

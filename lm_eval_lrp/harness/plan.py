@@ -9,7 +9,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from ..failures import Failure, find_failures, primary_metric, select_filter
+from ..failures import Failure
+from ..lmeval.samples import find_failures, judged_by
 from .resume import fingerprint, resume_state, writable
 
 
@@ -47,9 +48,7 @@ def judge(views: dict, samples: dict, cfg) -> tuple[dict[str, TaskPlan], list[st
             continue
         failures, task_notes = find_failures(name, view.output_type, task_samples, view.higher_is_better,
                                              cfg.metric, cfg.filter)
-        chosen = select_filter(task_samples, cfg.filter)
-        first = next((s for s in task_samples if s.get("filter") == chosen), None)
-        metric = primary_metric(first, cfg.metric) if first is not None else None
+        chosen, metric = judged_by(task_samples, cfg.metric, cfg.filter)
         failures = sorted(failures, key=lambda f: f.doc_id)
         selected = failures if cfg.max_failures is None else failures[: int(cfg.max_failures)]
         plans[name] = TaskPlan(name, metric, chosen, len(failures), selected)

@@ -69,7 +69,8 @@ class HFLRP(HFLM):
     def _load_reference(self):
         """The reference locator's model and options, loaded once before the evaluation; another tokenizer is
         refused here."""
-        from ..loading import LOAD_KEYS, load_model, load_spec, load_tokenizer, parse_model_args
+        from ..loading import load_model, load_tokenizer
+        from ..model_args import LOAD_KEYS, load_spec, parse_model_args
         from ..locate.reference import check_same_tokenizer, split_reference_args
 
         args, options = split_reference_args(parse_model_args(str(self.lrp.reference_model).replace("|", ",")), LOAD_KEYS)
