@@ -83,6 +83,7 @@ def vote(answers: list[str], n_steps: int) -> tuple[int | None, Counter]:
 
 class JudgeLocator:
     name = "judge"
+    needs = ("judge",)
 
     def __init__(self, ask: Callable[[list[dict]], list[str]] | None = None):
         if ask is None:
