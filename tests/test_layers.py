@@ -7,7 +7,6 @@ import ast
 import os
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 

@@ -29,7 +29,7 @@ from torch import nn
 from .arch import Architecture, architecture_of
 from .composite import Composite
 from .explanation import Explanation
-from .model_io import as_ids, backbone, check_tokens, head_logits
+from .model_io import as_ids, backbone, head_logits
 from .target import Contrast
 
 

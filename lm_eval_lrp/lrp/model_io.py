@@ -11,7 +11,6 @@ from torch import nn
 
 from .arch import Architecture, architecture_of
 from .rules import softcap
-from .target import Contrast
 
 
 class NodeRecorder:
@@ -83,10 +82,6 @@ def head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None 
     if cap:
         logits = softcap(logits, cap, identity=lrp)
     return logits
-
-
-def check_tokens(model: nn.Module, target, contrast) -> None:
-    Contrast((0,), 0, target, contrast).check_vocab(model.get_output_embeddings().weight.shape[0])
 
 
 def backbone(model: nn.Module) -> nn.Module:

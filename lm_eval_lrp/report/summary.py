@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..artifacts import Run
 from ..model_args import parse_model_args
 from ..patterns import LABELS, Thresholds, classify, special_positions
-from ..segments import SEGMENT_ORDER, record_segments
+from ..segments import record_segments
 
 
 
