@@ -39,7 +39,7 @@ class Plan:
     write_seconds: dict = field(default_factory=dict)
 
 
-def judge(views: dict, samples: dict, cfg) -> tuple[dict[str, TaskPlan], list[str]]:
+def find_task_failures(views: dict, samples: dict, cfg) -> tuple[dict[str, TaskPlan], list[str]]:
     """Phase 1: the failures of every task by its own metrics (lm-eval's verdicts in the logged samples)."""
     plans, notes = {}, []
     for name, task_samples in samples.items():
@@ -60,7 +60,7 @@ def plan(subject, views: dict, samples: dict, out_dir: Path | None, say, notes: 
     """Phases 1–2 on rank 0: judge, then name the files and keep what an interrupted run already wrote."""
     if subject.unsupported:
         return Plan(error=subject.unsupported)
-    tasks, found = judge(views, samples, subject.config)
+    tasks, found = find_task_failures(views, samples, subject.config)
     result = Plan(tasks=tasks, notes=list(dict.fromkeys((notes or []) + found)),
                   fingerprint=fingerprint(subject.config, subject.source))
     for note in result.notes:
