@@ -91,13 +91,13 @@ def _peak(device) -> tuple[callable, callable]:
             return torch.cuda.memory_allocated(device)
 
         return reset, lambda base: torch.cuda.max_memory_allocated(device) - base
-    from lrp_cost import _peak_kib, _reset_peak, _status_kib
+    from lrp_cost import peak_kib, reset_peak, status_kib
 
     def reset_cpu():
-        _reset_peak()
-        return (_status_kib("VmRSS") or 0) * 1024
+        reset_peak()
+        return (status_kib("VmRSS") or 0) * 1024
 
-    return reset_cpu, lambda base: _peak_kib() * 1024 - base
+    return reset_cpu, lambda base: peak_kib() * 1024 - base
 
 
 def main(argv=None) -> dict:

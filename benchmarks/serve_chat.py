@@ -50,7 +50,8 @@ class ChatHandler(BaseHTTPRequestHandler):
 def main(argv=None) -> int:
     import torch
 
-    from lm_eval_lrp.loading import load_model, load_spec, load_tokenizer, parse_model_args
+    from lm_eval_lrp.loading import load_model, load_tokenizer
+    from lm_eval_lrp.model_args import load_spec, parse_model_args
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_args", required=True, help="pretrained=DIR[,gguf_file=F.gguf]")

@@ -18,10 +18,9 @@ import jsonlines
 import torch
 from safetensors.torch import load_file, save_file
 
-from .record import Record, RecordFormatError
-
-RECORD_GLOB = "attributions_*.jsonl"
-_NAME = re.compile(r"^attributions_(?P<task>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d\-\.]+)(?:\.rank(?P<rank>\d+))?\.jsonl$")
+from .lmeval.results import locate, read_results
+from .record import RECORD_GLOB, Record, RecordFormatError
+RECORD_NAME = re.compile(r"^attributions_(?P<task>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d\-\.]+)(?:\.rank(?P<rank>\d+))?\.jsonl$")
 
 
 def _clean(value):
@@ -94,7 +93,7 @@ def read_records(path: Path, warn: Callable[[str], None] | None = None) -> list[
 
 def task_of(path: Path) -> str | None:
     """The task name of a merged attribution file (None for rank shards and other files)."""
-    m = _NAME.match(Path(path).name)
+    m = RECORD_NAME.match(Path(path).name)
     return m.group("task") if m and m.group("rank") is None else None
 
 
@@ -160,7 +159,7 @@ def _latest(files: list[Path]) -> list[Path]:
     """Per task, the newest attribution file (a re-run into the same folder adds a new timestamp)."""
     newest: dict[str, tuple[str, Path]] = {}
     for f in files:
-        m = _NAME.match(f.name)
+        m = RECORD_NAME.match(f.name)
         if not m or m.group("rank") is not None:
             continue
         task, stamp = m.group("task"), m.group("stamp")
@@ -173,12 +172,10 @@ def load_run(path: str | Path) -> Run:
     """Read a run back: ``<output_path>``, ``<output_path>/<model_name_sanitized>`` or the ``x.json`` given as
     ``--output_path``. Every lm-eval results file of the folder is read and merged (tasks evaluated in separate
     invocations); a run without ``--lrp`` has no tasks here but its results."""
-    from .lmeval.results import locate, read_results
-
     run_dir = locate(path)
     results = read_results(run_dir)
     tasks = {}
     for f in _latest(sorted(run_dir.glob(RECORD_GLOB))):
-        task = _NAME.match(f.name).group("task")
+        task = RECORD_NAME.match(f.name).group("task")
         tasks[task] = TaskAttributions(task, f, read_records(f))
     return Run(run_dir, results, tasks)

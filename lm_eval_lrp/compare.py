@@ -24,8 +24,8 @@ from collections import Counter
 
 from .artifacts import Run
 from .compare_stats import aggregate
-from .loading import (ModelArgsError, describe, load_model, load_spec, load_tokenizer, parse_model_args, recorded_dtype,
-                      short_name)
+from .loading import load_model, load_tokenizer
+from .model_args import ModelArgsError, describe, load_spec, parse_model_args, recorded_dtype, short_name
 from .patterns import Thresholds, classify, special_positions
 from .record import Record
 from .segments import record_segments

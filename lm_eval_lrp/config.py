@@ -27,6 +27,13 @@ def _coerce(name: str, value):
     return value
 
 
+#: how to give what a locator declares it needs (lm_eval_lrp.locate.chain.NEEDS; the model and budget always are)
+GIVE = {"cases": "give the annotations file with --lrp_cases FILE",
+        "reference": "give the model with --lrp_reference_model pretrained=...",
+        "judge": "give the judges with --lrp_judge pretrained=PATH or model=NAME,base_url=URL",
+        "prm": "give the process reward model with --lrp_prm pretrained=PATH"}
+
+
 @dataclass
 class LRPConfig:
     """The ``lrp_*`` model arguments (``--lrp_<name>`` on the command line)."""
@@ -91,23 +98,20 @@ class LRPConfig:
         except ValueError as err:
             raise ValueError(f"lrp_graph_prune={self.graph_prune!r}: {err}") from None
         if self.locate:
-            from .locate import names
+            from .locate import names, needs_of
             from .locate.chain import split_names
 
-            unknown = [n for link in split_names(str(self.locate)) for n in link if n not in names()]
+            named = [n for link in split_names(str(self.locate)) for n in link]
+            unknown = [n for n in named if n not in names()]
             if unknown:
                 raise ValueError(f"lrp_locate: unknown locator {unknown[0]!r}; available: {', '.join(names())}")
-            if "cases" in str(self.locate) and not self.cases:
-                raise ValueError("lrp_locate names 'cases': give the annotations file with --lrp_cases FILE")
-            if "reference" in str(self.locate) and not self.reference_model:
-                raise ValueError("lrp_locate names 'reference': give the model with --lrp_reference_model pretrained=...")
-            if "judge" in str(self.locate) and not self.judge:
-                raise ValueError("lrp_locate names 'judge': give the judges with --lrp_judge pretrained=PATH or "
-                                 "model=NAME,base_url=URL")
-            if "prm" in [n for link in split_names(str(self.locate)) for n in link] and not self.prm:
-                raise ValueError("lrp_locate names 'prm': give the process reward model with --lrp_prm pretrained=PATH")
+            given = {"cases": self.cases, "reference": self.reference_model, "judge": self.judge, "prm": self.prm}
+            for name in named:
+                missing = [need for need in needs_of(name) if need in given and not given[need]]
+                if missing:
+                    raise ValueError(f"lrp_locate names {name!r}: {GIVE[missing[0]]}")
         if self.reference_model:
-            from .loading import LOAD_KEYS, load_spec, parse_model_args
+            from .model_args import LOAD_KEYS, load_spec, parse_model_args
             from .locate.reference import split_reference_args
 
             load_args, _ = split_reference_args(parse_model_args(str(self.reference_model).replace("|", ",")), LOAD_KEYS)

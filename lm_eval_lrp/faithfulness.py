@@ -58,7 +58,8 @@ import torch
 from torch import nn
 
 from .lrp.baselines import gradient_x_input
-from .lrp.explain import _backbone, _head_logits, explain
+from .lrp.explain import explain
+from .lrp.model_io import backbone, head_logits
 
 __all__ = ["deletion_curve", "faithfulness", "flip_count", "candidate_positions", "default_steps", "curve_area"]
 
@@ -166,9 +167,9 @@ def _deltas(model: nn.Module, ids: torch.Tensor, pos: int, target: int, contrast
                         else:
                             batch_ids[b, idx] = fill
                 position_ids = torch.arange(T, device=device).unsqueeze(0).repeat(B, 1)
-                hidden = _backbone(model)(input_ids=batch_ids, attention_mask=mask, position_ids=position_ids,
+                hidden = backbone(model)(input_ids=batch_ids, attention_mask=mask, position_ids=position_ids,
                                           use_cache=False).last_hidden_state[:, pos]
-                logits = _head_logits(model, hidden, [int(target)] + ([int(contrast)] if contrast is not None else [])).float()
+                logits = head_logits(model, hidden, [int(target)] + ([int(contrast)] if contrast is not None else [])).float()
                 d = logits[:, 0] - (logits[:, 1] if contrast is not None else 0.0)
                 out.extend(float(x) for x in d.cpu())
     finally:

@@ -42,24 +42,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .segments import record_prompt_segments, record_spans
+from .segments import is_special_token, record_prompt_segments, record_spans
 
 URT, OIT, BOTH, NONE, NA = "URT", "OIT", "URT+OIT", "none", "n/a"
 LABELS = (URT, OIT, BOTH, NONE, NA)
-
-_SPECIAL = re.compile(
-    r"^(<\|[^<>|]{1,40}\|>|<｜[^<>]{1,40}｜>|</?s>|<(?:bos|eos|pad|unk|mask|cls|sep|start_of_turn|end_of_turn)>"
-    r"|\[(?:CLS|SEP|PAD|BOS|EOS|UNK|MASK)\])$",
-    re.IGNORECASE,
-)
-
-
-def is_special_token(token: str | None, extra: Iterable[str] = ()) -> bool:
-    """A special token by its string (BOS/EOS/chat markers), or one of ``extra``."""
-    if token is None:
-        return False
-    return token in set(extra) or bool(_SPECIAL.match(token.strip()))
-
 
 def special_positions(record: dict, extra: Iterable[str] = ()) -> set[int]:
     """Positions of special tokens among ``record["tokens"]``."""

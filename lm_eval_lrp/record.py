@@ -14,6 +14,8 @@ from .segments import char_spans, segment_sums
 FORMAT_VERSION = 2
 STATUSES = ("attributed", "skipped", "error")
 _REQUIRED = ("task", "doc_id", "status")
+#: the records files of a run folder: ``attributions_<task>_<time>.jsonl`` (one per task and invocation)
+RECORD_GLOB = "attributions_*.jsonl"
 
 
 class RecordFormatError(ValueError):
@@ -79,14 +81,13 @@ def token_strings(tokenizer, ids) -> list[str]:
 
 
 def base_record(failure, case=None) -> Record:
-    sample = failure.sample
     record = Record(
         format_version=FORMAT_VERSION,
         task=failure.task,
         doc_id=failure.doc_id,
-        doc_hash=sample.get("doc_hash"),
-        prompt_hash=sample.get("prompt_hash"),
-        filter=sample.get("filter"),
+        doc_hash=failure.doc_hash,
+        prompt_hash=failure.prompt_hash,
+        filter=failure.filter,
         kind=failure.kind,
         metric=failure.metric,
         metrics=failure.metrics,

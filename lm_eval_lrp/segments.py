@@ -8,12 +8,27 @@ prompts: ``signature`` and ``docstring``. The harness (through the task hooks), 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
-SPECIAL_PREFIXES = ("<|", "<s>", "</s>", "<pad>", "<unk>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>")
+#: the order segments are listed in (reports, compare)
+SEGMENT_ORDER = ("instruction", "fewshot", "signature", "docstring", "query", "answer_so_far")
+
+SPECIAL_TOKEN = re.compile(
+    r"^(<\|[^<>|]{1,40}\|>|<｜[^<>]{1,40}｜>|</?s>|<(?:bos|eos|pad|unk|mask|cls|sep|start_of_turn|end_of_turn)>"
+    r"|\[(?:CLS|SEP|PAD|BOS|EOS|UNK|MASK)\])$",
+    re.IGNORECASE,
+)
+
+
+def is_special_token(token: str | None, extra: Iterable[str] = ()) -> bool:
+    """A special token by its string (BOS/EOS/chat markers), or one of ``extra``."""
+    if token is None:
+        return False
+    return token in set(extra) or bool(SPECIAL_TOKEN.match(token.strip()))
 
 
 @dataclass(frozen=True)
@@ -80,10 +95,6 @@ def label_prompt(
     if q_start < len(prompt):
         out.append(Segment("query", q_start, len(prompt)))
     return out
-
-
-def is_special_token(token: str | None) -> bool:
-    return bool(token) and token.strip().startswith(SPECIAL_PREFIXES)
 
 
 def char_spans(tokenizer, text: str, ids: Sequence[int]) -> list[tuple[int, int]] | None:

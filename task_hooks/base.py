@@ -6,6 +6,7 @@ Hooks receive the task as a plain view (:class:`lm_eval_lrp.lmeval.tasks.TaskVie
 
 from __future__ import annotations
 
+from lm_eval_lrp.lmeval.samples import sample_target
 from lm_eval_lrp.segments import Segment, label_prompt
 
 
@@ -39,7 +40,7 @@ class TaskHook:
             return f"{delimiter}{value}"
         if getattr(task, "constant_target", False):
             return None  # one literal target for every document (ifeval's 0): a placeholder, not a gold
-        target = sample.get("target")
+        target = sample_target(sample)
         if isinstance(target, list):
             target = target[0] if target else None
         if target is None or (isinstance(target, str) and not target.strip()):

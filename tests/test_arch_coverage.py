@@ -12,8 +12,8 @@ from conftest import tiny_ids
 from torch import nn
 
 from lm_eval_lrp.lrp import UnsupportedArchitecture, architecture_of, explain
-from lm_eval_lrp.lrp.arch import check_coverage, self_check
-from lm_eval_lrp.lrp.arch.check import SelfCheckFailed
+from lm_eval_lrp.lrp.arch import check_coverage
+from lm_eval_lrp.lrp.selfcheck import SelfCheckFailed, self_check
 
 
 def hooks(model) -> int:

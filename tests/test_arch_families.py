@@ -11,7 +11,7 @@ from arch_zoo import ZOO, model_type_of, single_thread, tiny  # noqa: F401 (sing
 from conftest import tiny_ids
 
 from lm_eval_lrp.lrp import Composite, explain, supported_model_types
-from lm_eval_lrp.lrp.arch import self_check
+from lm_eval_lrp.lrp.selfcheck import self_check
 
 FAMILIES = sorted(ZOO)
 #: families the reference implementation (Llama-shaped decoders, MLA) covers; GPT-2 has its own in test_engine.py;

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from lm_eval_lrp.lrp.arch import self_check
+from lm_eval_lrp.lrp.selfcheck import self_check
 
 
 def test_self_check_smollm2(smollm2):

@@ -13,7 +13,7 @@ from lm_eval_lrp.commands import compare as compare_cmd
 from lm_eval_lrp.compare import TokenizerMismatch, check_tokenizers, compare
 from lm_eval_lrp.segments import record_prompt_segments as prompt_segments
 from lm_eval_lrp.failures import Case
-from lm_eval_lrp.loading import load_spec, parse_model_args
+from lm_eval_lrp.model_args import load_spec, parse_model_args
 from lm_eval_lrp.lrp import explain
 from lm_eval_lrp.record import explained_record
 from task_hooks.base import Segment

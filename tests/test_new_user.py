@@ -89,7 +89,7 @@ def test_the_explained_text_is_what_the_model_generated_from():
     from transformers import AutoTokenizer
 
     from lm_eval_lrp.harness.locating import Locating, gold_as_prompted
-    from lm_eval_lrp.failures import Failure
+    from lm_eval_lrp.lmeval.samples import failure_of
     from lm_eval_lrp.lmeval.tasks import TaskView
     from task_hooks import HookRegistry
 
@@ -101,7 +101,7 @@ def test_the_explained_text_is_what_the_model_generated_from():
     sample = {"doc": {"answer": "Janet sells 16 eggs."}, "arguments": [[chat, {"until": ["Q:"], "max_gen_toks": 32}]],
               "resps": [["Janet sells 13 eggs."]], "filter": "none"}
     gen = Locating(subject, task, HookRegistry().for_task("gsm8k", "generate_until")).generation(
-        Failure("gsm8k", 0, "generate_until", sample, "exact_match"))
+        failure_of("gsm8k", 0, "generate_until", sample, "exact_match"))
     assert list(gen.prompt_ids) == [tok.bos_token_id or 0] + tok.encode(chat, add_special_tokens=False)
     assert list(gen.output_ids) == tok.encode("Janet sells 13 eggs.", add_special_tokens=False)
     assert gen.gold == "Janet sells 16 eggs." and gen.until == ("Q:",)
@@ -112,7 +112,7 @@ def test_the_explained_text_is_what_the_model_generated_from():
     assert own != tok.encode("Janet sells 13 eggs.", add_special_tokens=False)
     subject.generated = lambda ids: own + tok.encode("Q: next", add_special_tokens=False) + [tok.eos_token_id]
     locating = Locating(subject, task, HookRegistry().for_task("gsm8k", "generate_until"))
-    gen = locating.generation(Failure("gsm8k", 0, "generate_until", sample, "exact_match"))
+    gen = locating.generation(failure_of("gsm8k", 0, "generate_until", sample, "exact_match"))
     assert list(gen.output_ids) == own and locating.ids_source == "generated"
 
 

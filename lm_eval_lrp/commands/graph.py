@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..loading import load_model, load_spec, parse_model_args
+from ..loading import load_model
+from ..model_args import load_spec, parse_model_args
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,11 +40,11 @@ def parser() -> argparse.ArgumentParser:
 
 def find_record(source: str | Path, doc_id: str, task: str | None) -> tuple[dict, Path, str]:
     """(record, its JSONL file, task name used in file names)."""
-    from ..artifacts import _NAME, load_run, read_records
+    from ..artifacts import RECORD_NAME, load_run, read_records
 
     source = Path(source)
     if source.is_file():
-        files = [(source, (_NAME.match(source.name).group("task") if _NAME.match(source.name) else None))]
+        files = [(source, (RECORD_NAME.match(source.name).group("task") if RECORD_NAME.match(source.name) else None))]
     else:
         run = load_run(source)
         tasks = run.tasks

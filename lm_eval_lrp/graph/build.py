@@ -18,7 +18,7 @@ from torch import nn
 from ..lrp.arch import architecture_of
 from ..lrp.composite import Composite
 from ..lrp.memory import free_bytes
-from ..lrp.explain import _as_ids
+from ..lrp.model_io import as_ids
 from ..lrp.target import Contrast
 from ..lrp.layerwise import BlockStep, backward_blocks, decoder_layers, objective_gradient, record_forward
 from . import attention as A
@@ -133,7 +133,7 @@ def compute_transitions(
     if mlp not in MLP_METHODS:
         raise ValueError(f"mlp must be one of {MLP_METHODS}")
     device = model.get_input_embeddings().weight.device
-    ids = _as_ids(token_ids, device)
+    ids = as_ids(token_ids, device)
     T = ids.numel()
     if not -T <= position < T:
         raise IndexError(f"position {position} outside a sequence of {T} tokens")

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..lrp.arch import architecture_of
 from ..lrp.composite import Composite
-from ..lrp.explain import _as_ids
+from ..lrp.model_io import as_ids
 from ..lrp.layerwise import BlockStep, backward_blocks, objective_gradient, record_forward
 from .model import Graph
 
@@ -126,7 +126,7 @@ def refine(
         return torch.topk(r, min(top_dims, r.numel())).indices.tolist()
 
     device = model.get_input_embeddings().weight.device
-    ids = _as_ids(token_ids, device)
+    ids = as_ids(token_ids, device)
     pos = position % ids.numel()
     arch = architecture_of(model)
     with Composite(model, rule, arch):

@@ -8,7 +8,7 @@
 3. attribute — this rank's share of the failures, each record written as soon as it exists (:mod:`.attribute`);
 4. graphs — attribution graphs of the strongest attributed failures, when asked for;
 5. gather / merge — under data parallelism, records to rank 0 and the ranks' shards into one file (:mod:`.shards`);
-6. summary — the ``lrp`` block of the results JSON and the terminal table (:mod:`lm_eval_lrp.summary`).
+6. summary — the ``lrp`` block of the results JSON and the terminal table (:mod:`lm_eval_lrp.harness.results_block`).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def attribute_run(subject: Subject, views: dict, samples: dict, results: dict | 
     from rich.console import Console
 
     from ..console import print_summary
-    from ..summary import summarize
+    from .results_block import results_block
 
     console = Console(stderr=True)
 
@@ -116,7 +116,7 @@ def attribute_run(subject: Subject, views: dict, samples: dict, results: dict | 
         if subject.rank != 0:
             return {}
         merge_shards({n: tp.file for n, tp in work.tasks.items() if tp.file is not None}, subject.world)
-    summary = summarize(records, work, results, subject.config)  # phase 6
+    summary = results_block(records, work, results, subject.config)  # phase 6
     summary["self_check"] = subject.self_check
     print_summary(summary, console)
     return summary

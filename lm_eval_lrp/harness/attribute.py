@@ -215,10 +215,9 @@ class TaskAttribution:
     def _context_pair(self, failure: Failure, base: Record) -> Record:
         """Multiple-input tasks (winogrande): the choices are contexts and one continuation is scored after each;
         explained is what lm-eval compared, log p(cont | predicted context) − log p(cont | gold context)."""
-        s, sample = self.subject, failure.sample
-        args = sample["arguments"]
-        pred = self.task.predicted_index(sample, failure.metric)
-        golds = self.task.gold_indices(sample["doc"], len(args))
+        s, args = self.subject, failure.requests
+        pred = self.task.predicted_index(failure.sample, failure.metric)
+        golds = self.task.gold_indices(failure.doc, len(args))
         if not golds or golds[0] == pred:
             return skipped_record(base, "no valid gold context for this document")
         (ctx_p, cont), (ctx_g, cont_g) = args[pred][:2], args[golds[0]][:2]

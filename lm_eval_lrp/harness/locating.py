@@ -13,7 +13,6 @@ from dataclasses import asdict
 from ..failures import Case, Failure
 from ..locate import Budget, Chain, ChainResult, Context, Generation, kind_of_task
 from ..locate.confidence import confidence
-from ..lmeval.tasks import sample_context, sample_output
 from .subject import Subject
 
 
@@ -56,24 +55,22 @@ class Locating:
             loc.prefetch(gens)
 
     def generation(self, failure: Failure) -> Generation:
-        s, sample = self.subject, failure.sample
-        context = sample_context(sample)
-        gen_kwargs = sample["arguments"][0][1] if len(sample["arguments"][0]) > 1 else {}
-        gen_kwargs = gen_kwargs if isinstance(gen_kwargs, dict) else {}
+        s = self.subject
+        context, gen_kwargs = failure.requests[0][0], failure.gen_kwargs
         prompt_ids = s.generation_context(context, gen_kwargs.get("max_gen_toks"))
-        output = sample_output(sample)
-        gold = gold_as_prompted(context, self.hook.gold_continuation(self.task, sample["doc"], sample))
+        output = failure.output
+        gold = gold_as_prompted(context, self.hook.gold_continuation(self.task, failure.doc, failure.sample))
         until = gen_kwargs.get("until") or ()
         output_ids, self.ids_source = own_tokens(s, prompt_ids, output)
         return Generation(prompt_ids, output_ids, output, gold,
-                          sample["doc"], task=self.task.name, doc_id=failure.doc_id, prompt=context,
+                          failure.doc, task=self.task.name, doc_id=failure.doc_id, prompt=context,
                           until=(until,) if isinstance(until, str) else tuple(until))
 
     def case(self, failure: Failure) -> tuple[Case, dict]:
         """The case to explain and the record's ``locate`` block (who chose the token, why, the evidence)."""
         gen = self.generation(failure)
         base = Case(prompt=gen.prompt, model_output=gen.output, gold=gen.gold or "")
-        score = self.task.scorer(failure.doc, failure.sample.get("filter"), failure.metric)
+        score = self.task.scorer(failure.doc, failure.filter, failure.metric)
         try:
             result = self.chain.locate(gen, self.ctx.for_doc(score))
         finally:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from ..failures import Failure, find_failures, primary_metric, select_filter
+from ..failures import Failure
+from ..lmeval.samples import find_failures, judged_by
 from .resume import fingerprint, resume_state, writable
 
 
@@ -41,7 +42,7 @@ class Plan:
     fallbacks: dict = field(default_factory=dict)  # task -> {cause: count} of paths taken instead of the usual one
 
 
-def judge(views: dict, samples: dict, cfg) -> tuple[dict[str, TaskPlan], list[str]]:
+def find_task_failures(views: dict, samples: dict, cfg) -> tuple[dict[str, TaskPlan], list[str]]:
     """Phase 1: the failures of every task by its own metrics (lm-eval's verdicts in the logged samples)."""
     plans, notes = {}, []
     for name, task_samples in samples.items():
@@ -50,9 +51,7 @@ def judge(views: dict, samples: dict, cfg) -> tuple[dict[str, TaskPlan], list[st
             continue
         failures, task_notes = find_failures(name, view.output_type, task_samples, view.higher_is_better,
                                              cfg.metric, cfg.filter)
-        chosen = select_filter(task_samples, cfg.filter)
-        first = next((s for s in task_samples if s.get("filter") == chosen), None)
-        metric = primary_metric(first, cfg.metric) if first is not None else None
+        chosen, metric = judged_by(task_samples, cfg.metric, cfg.filter)
         failures = sorted(failures, key=lambda f: f.doc_id)
         selected = failures if cfg.max_failures is None else failures[: int(cfg.max_failures)]
         plans[name] = TaskPlan(name, metric, chosen, len(failures), selected)
@@ -64,7 +63,7 @@ def plan(subject, views: dict, samples: dict, out_dir: Path | None, say, notes: 
     """Phases 1–2 on rank 0: judge, then name the files and keep what an interrupted run already wrote."""
     if subject.unsupported:
         return Plan(error=subject.unsupported)
-    tasks, found = judge(views, samples, subject.config)
+    tasks, found = find_task_failures(views, samples, subject.config)
     result = Plan(tasks=tasks, notes=list(dict.fromkeys((notes or []) + found)),
                   fingerprint=fingerprint(subject.config, subject.source))
     for note in result.notes:

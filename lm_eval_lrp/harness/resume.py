@@ -34,7 +34,7 @@ def resume_state(out_dir: Path | None, task: str, failures: list, fp: str, warn=
     """
     if out_dir is None or not out_dir.is_dir():
         return None, []
-    wanted = {f.doc_id: f.sample.get("doc_hash") for f in failures}
+    wanted = {f.doc_id: f.doc_hash for f in failures}
     for path in sorted(out_dir.glob("attributions_*.jsonl"), reverse=True):
         if task_of(path) != task:
             continue

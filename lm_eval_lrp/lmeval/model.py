@@ -16,7 +16,8 @@ from lm_eval.models.huggingface import HFLM
 
 from ..config import LRPConfig
 from ..harness.subject import Subject
-from ..lrp.arch import UnsupportedArchitecture, self_check
+from ..lrp.arch import UnsupportedArchitecture
+from ..lrp.selfcheck import self_check
 from . import parallel
 
 log = logging.getLogger("lm_eval_lrp")
@@ -76,7 +77,8 @@ class HFLRP(HFLM):
     def _load_reference(self):
         """The reference locator's model and options, loaded once before the evaluation; another tokenizer is
         refused here."""
-        from ..loading import LOAD_KEYS, load_model, load_spec, load_tokenizer, parse_model_args
+        from ..loading import load_model, load_tokenizer
+        from ..model_args import LOAD_KEYS, load_spec, parse_model_args
         from ..locate.reference import check_same_tokenizer, split_reference_args
 
         args, options = split_reference_args(parse_model_args(str(self.lrp.reference_model).replace("|", ",")), LOAD_KEYS)

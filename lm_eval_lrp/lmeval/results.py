@@ -18,10 +18,11 @@ import json
 import re
 from pathlib import Path
 
+from ..record import RECORD_GLOB
+
 DATE_ID = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?"
 RESULTS_NAME = re.compile(rf"^(?P<stem>.+)_(?P<date>{DATE_ID})\.json$")
 PER_TASK_KEYS = ("results", "configs", "n-shot", "versions", "n-samples", "higher_is_better", "task_hashes")
-RECORD_GLOB = "attributions_*.jsonl"
 
 
 def date_of(path: Path) -> str | None:

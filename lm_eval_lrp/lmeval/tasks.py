@@ -128,14 +128,3 @@ def task_views(task_dict) -> dict[str, TaskView]:
 
         walk(task_dict)
     return {name: task_view(name, task) for name, task in flat.items()}
-
-
-def sample_output(sample: dict) -> str:
-    """The model's generated text of a generate_until sample (lm-eval's ``resps``: one list per request)."""
-    resp = sample.get("resps", [[""]])[0]
-    return resp[0] if isinstance(resp, list) and resp else str(resp)
-
-
-def sample_context(sample: dict, index: int = 0) -> str:
-    """The context string of request ``index`` (``arguments``: one (context, continuation|gen_kwargs) per request)."""
-    return sample["arguments"][index][0]

@@ -7,12 +7,12 @@
 """
 
 from .chain import (DEFAULT_CHAINS, WITH_REFERENCE, Attempt, Chain, ChainResult, Earliest, Locator, kind_of_task, make,
-                    names, register)
+                    names, needs_of, register)
 from .context import Budget, Context, Scan, scan
 from .types import Candidate, Generation, LocateError, Location, NotFound, Rollout
 
 __all__ = [
     "Attempt", "Budget", "Candidate", "Chain", "ChainResult", "Context", "DEFAULT_CHAINS", "Earliest", "Generation",
-    "LocateError", "Location", "Locator", "NotFound", "Rollout", "Scan", "WITH_REFERENCE", "kind_of_task", "make", "names",
+    "LocateError", "Location", "Locator", "NotFound", "Rollout", "Scan", "WITH_REFERENCE", "kind_of_task", "make", "names", "needs_of",
     "register", "scan",
 ]

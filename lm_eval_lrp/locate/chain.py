@@ -20,22 +20,56 @@ from .types import Generation, LocateError, Location, NotFound
 
 @runtime_checkable
 class Locator(Protocol):
+    """A locator: a ``name``, what it ``needs`` from the run (a subset of :data:`NEEDS`; the config checks them before
+    the evaluation), and ``locate``, which returns a :class:`Location` or raises :class:`NotFound` with the reason."""
+
     name: str
 
     def locate(self, gen: Generation, ctx: Context) -> Location | None: ...
+
+
+#: what a locator may declare in ``needs`` (a class attribute; none: it reads the generation and the context only):
+#: ``reference`` a second model (--lrp_reference_model), ``judge`` LLM judges (--lrp_judge), ``prm`` a process reward
+#: model (--lrp_prm), ``cases`` a file of hand
+#: annotations (--lrp_cases), ``budget`` the rollout budget (--lrp_rollouts / --lrp_rollout_tokens), ``model`` the
+#: evaluated model itself (through the context)
+NEEDS = ("model", "reference", "judge", "prm", "cases", "budget")
+
+#: an attempt's status in the record's ``locate.attempts``: ``located`` (a token and a contrast), ``no_contrast`` (a
+#: token but no contrast among the model's top-k: the next locator may find both; the first such token is kept when
+#: nothing better is found), ``not_found`` (the locator raised NotFound, with its reason), ``timeout`` (it raised
+#: TimedOut, a NotFound: e.g. the task's tests did not finish; the chain goes on) and ``error`` (LocateError: the
+#: document cannot be judged, the chain stops)
+STATUSES = ("located", "no_contrast", "not_found", "timeout", "error")
 
 
 _REGISTRY: dict[str, Callable[..., Locator]] = {}
 
 
 def register(name: str, factory: Callable[..., Locator]) -> None:
-    """Make ``factory`` (a class or a function returning a locator) available as ``name``."""
+    """Make ``factory`` (a class or a function returning a locator) available as ``name``; its ``needs`` attribute
+    (a tuple of :data:`NEEDS`) says what the run must give it."""
+    unknown = [n for n in getattr(factory, "needs", ()) if n not in NEEDS]
+    if unknown:
+        raise ValueError(f"locator {name!r} needs {unknown[0]!r}, which is none of {', '.join(NEEDS)}")
     _REGISTRY[name] = factory
 
 
+def needs_of(name: str) -> tuple[str, ...]:
+    """What the locator ``name`` declares it needs (see :data:`NEEDS`)."""
+    _builtins()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown locator {name!r}; available: {', '.join(names())}")
+    return tuple(getattr(_REGISTRY[name], "needs", ()))
+
+
+_BUILTINS_LOADED: list[bool] = []  # the built-in locators are registered once, on first use (a plugin may come first)
+
+
 def _builtins() -> None:
-    if _REGISTRY:
+    if _BUILTINS_LOADED:
         return
+    _BUILTINS_LOADED.append(True)
     from .cases import CasesLocator
     from .crash import CrashLocator
     from .gold import GoldLocator
@@ -162,7 +196,7 @@ def kind_of_task(task: str) -> str | None:
 @dataclass
 class Attempt:
     locator: str
-    status: str  # "located" | "not_found" | "timeout" | "no_contrast" | "error"
+    status: str  # one of STATUSES
     reason: str = ""
     seconds: float = 0.0
     rollouts: list = field(default_factory=list)  # what a locator that found nothing tried (rollout)

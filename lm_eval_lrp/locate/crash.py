@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from .context import Context
 from .rollout import confirm
+from .span import span_location
 from .types import Generation, Location, NotFound, TimedOut
 
 MARK = "@@lm-eval-lrp-crash@@"
@@ -126,6 +127,4 @@ class CrashLocator:
             contrast, how = fix, "the highest-ranked alternative whose rollout the task's scorer accepts"
         reason = (f"the task's tests raise {crash.error} at line {crash.line} of the output "
                   f"({gen.output[crash.offset:crash.end][:80]!r}); explained: {how}")
-        cands = [ctx.candidate(gen, i, f"line {crash.line}") for i in positions[:12]]
-        return Location(index, gen.output_ids[index], contrast, self.name, reason,
-                        output_offset=ctx.offsets(gen.output_ids)[index], candidates=cands, rollouts=rolled)
+        return span_location(gen, ctx, self.name, positions, index, contrast, reason, f"line {crash.line}", rolled)

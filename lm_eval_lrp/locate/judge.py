@@ -18,6 +18,7 @@ from collections import Counter
 from typing import Callable
 
 from .context import Context
+from .span import span_location
 from .trajectory import question_of
 from .types import Generation, LocateError, Location, NotFound
 
@@ -89,6 +90,7 @@ def vote(answers: list[str], n_steps: int) -> tuple[int | None, Counter]:
 
 class JudgeLocator:
     name = "judge"
+    needs = ("judge",)
 
     def __init__(self, ask: Callable[[list[dict]], list[str]] | None = None):
         if ask is None:
@@ -107,7 +109,7 @@ class JudgeLocator:
         if step is None:
             raise NotFound(f"no judge named a step (answers: {answers!r})")
         a, b = spans[step - 1]
-        starts, n = ctx.offsets(gen.output_ids), len(gen.output_ids)
+        n = len(gen.output_ids)
         positions = ctx.tokens_in(gen, a, b) or [i for i in [ctx.index_at(gen, a)] if i < n]
         if not positions:
             raise NotFound("the judged step lies past the output's tokens")
@@ -115,6 +117,4 @@ class JudgeLocator:
         votes = ", ".join(f"step {k}: {v}" for k, v in sorted(counts.items()))
         reason = (f"{counts[step]} of {len(answers)} judges name step {step} ({gen.output[a:b][:80]!r}) as the first "
                   f"with an error ({votes}); explained: its decision point, contrast = the model's best alternative")
-        cands = [ctx.candidate(gen, i, f"step {step}") for i in positions[:12]]
-        return Location(index, gen.output_ids[index], contrast, self.name, reason, output_offset=starts[index],
-                        candidates=cands)
+        return span_location(gen, ctx, self.name, positions, index, contrast, reason, f"step {step}")

@@ -101,6 +101,7 @@ def with_gold(gen: Generation, ctx: Context) -> tuple[int, ...]:
 
 class ReferenceLocator:
     name = "reference"
+    needs = ("reference",)
     who = "the reference model"
     whose = "the reference model's choice"
 
@@ -150,6 +151,7 @@ class HindsightLocator(ReferenceLocator):
     model."""
 
     name = "hindsight"
+    needs = ("model",)
     who = "the evaluated model"
     whose = "its choice after reading the solution"
 

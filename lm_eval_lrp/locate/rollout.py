@@ -34,6 +34,7 @@ def cut_at(text: str, until) -> str:
 
 class RolloutLocator:
     name = "rollout"
+    needs = ("model", "budget")
 
     def __init__(self, budget: Budget | None = None, min_alternative: float = 0.05, use_verifier: bool = True):
         self.budget, self.min_alternative, self.use_verifier = budget, min_alternative, use_verifier

@@ -35,6 +35,7 @@ from fractions import Fraction
 
 from .context import Context
 from .rollout import confirm
+from .span import span_location
 from .types import Generation, Location, NotFound
 
 _NUMBER = re.compile(r"(?<![\w.\\^])-?\d+(?:(?:,|\{,\})\d{3})*(?:\.\d+)?(?![\w])")
@@ -206,7 +207,6 @@ class TrajectoryLocator:
         if step is None:
             raise NotFound("every value of the output is on a correct trajectory, and no wrong final answer found")
         n = len(gen.output_ids)
-        starts = ctx.offsets(gen.output_ids)
         if step.setup is not None:
             positions = ctx.tokens_in(gen, *step.setup)
         else:
@@ -233,9 +233,8 @@ class TrajectoryLocator:
         where = (f"the setup {gen.output[step.setup[0]:step.setup[1]]!r} of that value"
                  if step.setup is not None else "the value itself")
         reason = f"{step.why}; explained: {where}, contrast = {how}"
-        cands = [ctx.candidate(gen, i, "setup token" if step.setup else "value") for i in positions[:12]]
-        return Location(index, gen.output_ids[index], contrast, self.name, reason,
-                        output_offset=starts[index], candidates=cands, rollouts=rolled)
+        return span_location(gen, ctx, self.name, positions, index, contrast, reason,
+                             "setup token" if step.setup else "value", rolled)
 
 
 def _starts(answer: str):

@@ -5,6 +5,7 @@ from .batched import ExplainError, explain_batch, explain_many
 from .composite import Composite, attnlrp, cp_lrp, lrp_rules
 from .baselines import gradient_x_input
 from .explain import Explanation, LRPForward, explain
+from .selfcheck import SelfCheckFailed, self_check
 from .sequences import ContextPairExplanation, SequenceExplanation, explain_context_pair, explain_sequences
 from .target import Contrast
 
@@ -16,6 +17,7 @@ __all__ = [
     "ExplainError",
     "Explanation",
     "LRPForward",
+    "SelfCheckFailed",
     "SequenceExplanation",
     "UnsupportedArchitecture",
     "architecture_of",
@@ -28,5 +30,6 @@ __all__ = [
     "explain_sequences",
     "gradient_x_input",
     "lrp_rules",
+    "self_check",
     "supported_model_types",
 ]

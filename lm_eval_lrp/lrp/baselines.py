@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .explain import _as_ids, _backbone, _head_logits
+from .model_io import as_ids, backbone, head_logits
 from .target import Contrast
 
 
@@ -15,15 +15,15 @@ def gradient_x_input(model: nn.Module, input_ids, position: int = -1, target: in
     Returns [T] float32."""
     c = Contrast.of(input_ids, position, target, contrast)
     device = model.get_input_embeddings().weight.device
-    ids = _as_ids(list(c.ids), device)
+    ids = as_ids(list(c.ids), device)
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
         for p, _ in flags:
             p.requires_grad_(False)
         with torch.enable_grad():
             emb = model.get_input_embeddings()(ids.unsqueeze(0)).detach().requires_grad_(True)
-            out = _backbone(model)(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
-            logits = _head_logits(model, out.last_hidden_state[0, c.position : c.position + 1], lrp=False)[0]
+            out = backbone(model)(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
+            logits = head_logits(model, out.last_hidden_state[0, c.position : c.position + 1], lrp=False)[0]
             value = c.resolve(logits.detach()).delta(logits)
             (g,) = torch.autograd.grad(value, [emb])
     finally:

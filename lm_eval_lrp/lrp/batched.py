@@ -27,7 +27,8 @@ from torch import nn
 
 from .arch import architecture_of
 from .composite import Composite
-from .explain import Explanation, _backbone, _head_logits, _NodeRecorder
+from .explanation import Explanation
+from .model_io import NodeRecorder, backbone, head_logits
 from .memory import GraphBytes, auto_batch_size, is_oom
 
 log = logging.getLogger("lm_eval_lrp")
@@ -87,7 +88,7 @@ def _objective(model: nn.Module, contrasts: Sequence, hidden: torch.Tensor, rows
     B = len(contrasts)
     picked = hidden[torch.arange(B, device=hidden.device), rows.to(hidden.device)]  # [B, d]
     with torch.no_grad():
-        full = _head_logits(model, picked.detach())  # [B, V]: top-k and unresolved targets
+        full = head_logits(model, picked.detach())  # [B, V]: top-k and unresolved targets
     if any(c.target is None for c in contrasts):  # one transfer for the whole batch
         tops = full.argmax(-1).tolist()
         for b, c in enumerate(contrasts):
@@ -101,7 +102,7 @@ def _objective(model: nn.Module, contrasts: Sequence, hidden: torch.Tensor, rows
     c_col = torch.tensor([where[c.contrast] if c.contrast is not None else 0 for c in contrasts], device=device)
     has_c = torch.tensor([c.contrast is not None for c in contrasts], device=device)
     with torch.enable_grad():
-        chosen = _head_logits(model, picked, vocab)  # [B, |vocab|]: only the explained rows of the head
+        chosen = head_logits(model, picked, vocab)  # [B, |vocab|]: only the explained rows of the head
     arange = torch.arange(B, device=device)
     t_logit = chosen[arange, t_col]
     c_logit = torch.where(has_c, chosen[arange, c_col], torch.zeros_like(t_logit))
@@ -167,13 +168,13 @@ def explain_batch(model: nn.Module, contrasts: Sequence, *, rule: str = "attnlrp
     start = time.perf_counter()
     with Composite(model, rule, arch), torch.enable_grad():  # 2. forward under the rules
         emb = model.get_input_embeddings()(batch.ids).detach().requires_grad_(True)
-        recorder = _NodeRecorder(model, arch) if nodes else None
+        recorder = NodeRecorder(model, arch) if nodes else None
         kwargs = dict(inputs_embeds=emb, attention_mask=batch.mask, position_ids=batch.position_ids, use_cache=False)
         if recorder is not None:
             with recorder:
-                out = _backbone(model)(**kwargs)
+                out = backbone(model)(**kwargs)
         else:
-            out = _backbone(model)(**kwargs)
+            out = backbone(model)(**kwargs)
     tensors = [emb] + (recorder.tensors if recorder is not None else [])
     node_names = recorder.names() if recorder is not None else []
     value, contrasts, values, k = _objective(model, contrasts, out.last_hidden_state, batch.rows, topk)  # 3.

@@ -9,145 +9,17 @@ only (no parameter gradients); the LM head is applied only at the explained posi
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from .arch import Architecture, architecture_of
+from .arch import architecture_of
 from .composite import Composite
-from .rules import softcap
+from .explanation import Explanation
+from .layerwise import explain_layerwise
+from .model_io import NodeRecorder, as_ids, head_logits
 from .target import Contrast
-
-
-@dataclass
-class Explanation:
-    """Result of one (contrastive) LRP backward. Relevance tensors are float32 on the CPU."""
-
-    input_ids: list[int]
-    position: int
-    target_id: int
-    contrast_id: int | None
-    target_logit: float
-    contrast_logit: float | None
-    delta: float
-    input_relevance: torch.Tensor  # [T]: summed over hidden dims
-    node_names: list[str]  # "embed", "<l>.mid", "<l>.out"
-    node_relevance: torch.Tensor  # [len(node_names), T]
-    rule: str
-    topk: list[tuple[int, float]] = field(default_factory=list)
-    seconds: dict = field(default_factory=dict)  # wall time: "forward" (under the rules), "backward"
-
-    @property
-    def finite(self) -> bool:
-        return bool(torch.isfinite(self.input_relevance).all() and torch.isfinite(self.node_relevance).all())
-
-    def prefix(self, n: int) -> "Explanation":
-        """The same explanation restricted to the first ``n`` tokens (``n > position``: nothing after it is relevant)."""
-        if not self.position < n <= len(self.input_ids):
-            raise ValueError(f"prefix of {n} tokens must keep the explained position {self.position}")
-        return replace(self, input_ids=self.input_ids[:n], input_relevance=self.input_relevance[:n],
-                       node_relevance=self.node_relevance[:, :n])
-
-    def node(self, name: str) -> torch.Tensor:
-        return self.node_relevance[self.node_names.index(name)]
-
-    @property
-    def conservation(self) -> dict:
-        """ΣR_input/Δℓ and, per block, relevance lost going back through attention and MLP (out − in)."""
-        sums = self.node_relevance.double().sum(-1)
-        total_in = float(self.input_relevance.double().sum())
-        blocks = []
-        n_layers = (len(self.node_names) - 1) // 2
-        for layer in range(n_layers):
-            s_in = float(sums[2 * layer])
-            s_mid = float(sums[2 * layer + 1])
-            s_out = float(sums[2 * layer + 2])
-            blocks.append({"layer": layer, "attn_lost": s_mid - s_in, "mlp_lost": s_out - s_mid, "lost": s_out - s_in})
-        head_in = float(sums[-1]) if len(sums) else float("nan")
-        return {
-            "sum_input": total_in,
-            "delta": self.delta,
-            "ratio": total_in / self.delta if self.delta else float("nan"),
-            "head_lost": self.delta - head_in,
-            "blocks": blocks,
-        }
-
-
-class _NodeRecorder:
-    """Forward hooks that keep the residual-stream tensors: block inputs, mid-block, and the last block's output."""
-
-    def __init__(self, model: nn.Module, arch: Architecture):
-        self.layers = list(model.get_submodule(arch.layers))
-        self.arch = arch
-        self.tensors: list[torch.Tensor] = []
-        self.handles: list = []
-
-    def __enter__(self):
-        def keep(args, kwargs):
-            t = args[0] if args else kwargs.get("hidden_states")
-            self.tensors.append(t)
-
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            self.handles.append(layer.register_forward_pre_hook(lambda m, a, k: keep(a, k), with_kwargs=True))
-            self.handles.append(
-                layer.get_submodule(self.arch.mid).register_forward_pre_hook(lambda m, a, k: keep(a, k), with_kwargs=True)
-            )
-            if i == last:
-                self.handles.append(
-                    layer.register_forward_hook(lambda m, a, out: self.tensors.append(out[0] if isinstance(out, tuple) else out))
-                )
-        return self
-
-    def __exit__(self, *exc):
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
-
-    def names(self) -> list[str]:
-        names = ["embed"]
-        for i in range(len(self.layers)):
-            names += [f"{i}.mid", f"{i}.out"]
-        return names
-
-
-def _as_ids(input_ids, device) -> torch.Tensor:
-    ids = torch.as_tensor(input_ids, dtype=torch.long)
-    if ids.dim() == 2:
-        if ids.shape[0] != 1:
-            raise ValueError("explain() takes one sequence (batch size 1)")
-        ids = ids[0]
-    if ids.dim() != 1 or ids.numel() == 0:
-        raise ValueError("input_ids must be a non-empty 1-D sequence of token ids")
-    return ids.to(device)
-
-
-def _head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None = None, *, lrp: bool = True) -> torch.Tensor:
-    """LM head on selected rows of the final hidden state (with the model's logit scaling and soft-capping, if any).
-
-    With ``vocab``, only those output rows are computed: a contrastive backward then reads two rows of the head's
-    weight instead of all of it. Soft-capping takes the identity rule unless ``lrp=False`` (plain gradient)."""
-    head = model.get_output_embeddings()
-    hidden = hidden.to(head.weight.device)
-    if vocab is None:
-        logits = head(hidden)
-    else:
-        index = torch.tensor(vocab, device=head.weight.device)
-        bias = getattr(head, "bias", None)
-        logits = torch.nn.functional.linear(hidden, head.weight[index], None if bias is None else bias[index])
-    scaling = getattr(model.config, "logits_scaling", None)  # Granite divides its logits by a constant
-    if scaling:
-        logits = logits / scaling
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    if cap:
-        logits = softcap(logits, cap, identity=lrp)
-    return logits
-
-
-def _check_tokens(model: nn.Module, target, contrast) -> None:
-    Contrast((0,), 0, target, contrast).check_vocab(model.get_output_embeddings().weight.shape[0])
 
 
 class LRPForward:
@@ -168,11 +40,11 @@ class LRPForward:
         self.rule = rule
         arch = architecture_of(model)
         device = model.get_input_embeddings().weight.device
-        self.ids = _as_ids(input_ids, device)
+        self.ids = as_ids(input_ids, device)
         start = time.perf_counter()
         with Composite(model, rule, arch), torch.enable_grad():
             emb = model.get_input_embeddings()(self.ids.unsqueeze(0)).detach().requires_grad_(True)
-            recorder = _NodeRecorder(model, arch) if nodes else None
+            recorder = NodeRecorder(model, arch) if nodes else None
             mask = torch.ones_like(self.ids).unsqueeze(0)
             if recorder is not None:
                 with recorder:
@@ -208,7 +80,7 @@ class LRPForward:
         self._alive()
         hidden = self.hidden[rows]
         with torch.enable_grad():
-            return _head_logits(self.model, hidden.reshape(-1, hidden.shape[-1]))
+            return head_logits(self.model, hidden.reshape(-1, hidden.shape[-1]))
 
     def greedy(self, start: int = 0, chunk: int = 256) -> list[int]:
         """Argmax next token after each position ``start..T-1`` (the LM head only on those rows)."""
@@ -217,7 +89,7 @@ class LRPForward:
         with torch.no_grad():
             for lo in range(start % len(self) if start < 0 else start, len(self), chunk):
                 rows = self.hidden[lo : min(lo + chunk, len(self))].detach()
-                out += _head_logits(self.model, rows).argmax(-1).tolist()
+                out += head_logits(self.model, rows).argmax(-1).tolist()
         return out
 
     def backward(self, value: torch.Tensor, *, retain_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -276,11 +148,11 @@ class LRPForward:
         start = time.perf_counter()
         row = self.hidden[pos : pos + 1]
         with torch.no_grad():  # all logits for the top-k; the explained ones below, in the graph
-            logits = _head_logits(self.model, row.detach())[0]
+            logits = head_logits(self.model, row.detach())[0]
         c = c.resolve(logits)
         tgt = c.target
         with torch.enable_grad():
-            chosen = _head_logits(self.model, row, c.tokens)[0]
+            chosen = head_logits(self.model, row, c.tokens)[0]
         value = c.delta_of(chosen)
         top = logits.float().topk(min(topk, logits.numel()))
         input_rel, node_rel = self.backward(value, retain_graph=retain_graph)
@@ -327,17 +199,8 @@ def explain(
     c.check_vocab(model.get_output_embeddings().weight.shape[0])
     input_ids, position, target, contrast = list(c.ids), c.position, c.target, c.contrast
     if recompute:
-        from .layerwise import explain_layerwise
-
         return explain_layerwise(
             model, input_ids, position, target, contrast, rule=rule, topk=topk, nodes=nodes
         )
     with LRPForward(model, input_ids, rule=rule, nodes=nodes) as fwd:
         return fwd.explain(position, target, contrast, topk=topk)
-
-
-def _backbone(model: nn.Module) -> nn.Module:
-    try:
-        return architecture_of(model).backbone(model)
-    except ValueError:
-        return model.base_model

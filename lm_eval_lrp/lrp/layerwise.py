@@ -28,7 +28,8 @@ from torch import nn
 
 from .arch import Architecture, architecture_of
 from .composite import Composite
-from .explain import Explanation, _as_ids, _backbone, _check_tokens, _head_logits
+from .explanation import Explanation
+from .model_io import as_ids, backbone, head_logits
 from .target import Contrast
 
 
@@ -105,7 +106,7 @@ def record_forward(model: nn.Module, ids: torch.Tensor, arch: Architecture | Non
         with torch.no_grad():
             emb = model.get_input_embeddings()(ids.unsqueeze(0)).detach()
             try:
-                _backbone(model)(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
+                backbone(model)(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
             except _Stop:
                 pass
     finally:
@@ -150,7 +151,7 @@ def objective_gradient(model, arch, final: torch.Tensor, pos: int, target, contr
     norm = model.get_submodule(arch.final_norm)
     with torch.enable_grad():
         h = final[:, pos : pos + 1].detach().requires_grad_(True)
-        logits = _head_logits(model, norm(h)[0])[0]
+        logits = head_logits(model, norm(h)[0])[0]
         c = Contrast((0,), 0, target, contrast).resolve(logits.detach())
         tgt = c.target
         value = c.delta(logits)
@@ -238,7 +239,7 @@ def explain_layerwise(
     """
     c = Contrast.of(input_ids, position, target, contrast).check_vocab(model.get_output_embeddings().weight.shape[0])
     target, contrast, pos = c.target, c.contrast, c.position
-    ids = _as_ids(list(c.ids), model.get_input_embeddings().weight.device)
+    ids = as_ids(list(c.ids), model.get_input_embeddings().weight.device)
     T = ids.numel()
     arch = architecture_of(model)
     with Composite(model, rule, arch):

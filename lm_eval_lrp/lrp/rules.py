@@ -47,7 +47,7 @@ def _swap_backward(x: torch.Tensor, value: torch.Tensor, backward, *saved: torch
     return _SwapBackward.apply(x, value.detach(), backward, *saved)
 
 
-def _recording(x) -> bool:
+def is_recording(x) -> bool:
     return torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad
 
 
@@ -106,7 +106,7 @@ class NormIdentity(Rule):
 
         def hook(mod, args, output):
             x = args[0] if args else None
-            if not _recording(x):
+            if not is_recording(x):
                 return None
             dtype = x.dtype
             return _swap_backward(x, output, lambda g, scale: backward(g, scale).to(dtype), self._scale(mod, x))
@@ -183,7 +183,7 @@ class ActivationIdentity(Rule):
 
         def hook(mod, args, output):
             x = args[0] if args else None
-            if not _recording(x):
+            if not is_recording(x):
                 return None
             return _swap_backward(x, output, backward, x.detach())
 
@@ -215,13 +215,13 @@ class GradScale(Rule):
 
             def hook(mod, args, output):
                 t = output[0] if isinstance(output, tuple) else output
-                if _recording(t):
+                if is_recording(t):
                     self._scale(t)
 
             return [module.register_forward_hook(hook)]
 
         def pre_hook(mod, args):
-            if args and _recording(args[0]):
+            if args and is_recording(args[0]):
                 self._scale(args[0])
 
         return [module.register_forward_pre_hook(pre_hook)]
@@ -236,9 +236,9 @@ class StopGradient(Rule):
 
     def register(self, module):
         def hook(mod, args, output):
-            if isinstance(output, torch.Tensor) and _recording(output):
+            if isinstance(output, torch.Tensor) and is_recording(output):
                 return output.detach()
-            if isinstance(output, tuple) and any(_recording(t) for t in output):
+            if isinstance(output, tuple) and any(is_recording(t) for t in output):
                 return tuple(t.detach() if isinstance(t, torch.Tensor) else t for t in output)
             return None
 
@@ -286,6 +286,6 @@ class _Softcap(torch.autograd.Function):
 def softcap(x: torch.Tensor, cap: float, identity: bool = True) -> torch.Tensor:
     """``cap · tanh(x / cap)`` (Gemma's logit soft-capping); with ``identity`` the backward is ``g · f(x)/x``
     (identity rule: the relevance of each capped logit is its capped value), else the plain gradient."""
-    if identity and _recording(x):
+    if identity and is_recording(x):
         return _Softcap.apply(x, float(cap))
     return torch.tanh(x / cap) * cap

@@ -13,7 +13,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .explain import LRPForward, _as_ids
+from .explain import LRPForward
+from .model_io import as_ids
 
 
 @dataclass
@@ -88,8 +89,8 @@ def explain_sequences(
         raise ValueError("the two continuations are identical: nothing to contrast")
     device = model.get_input_embeddings().weight.device
     n = len(context_ids)
-    lp_w, r_w = _sequence_logprob(model, _as_ids(context_ids + wrong_ids, device), n, rule)
-    lp_g, r_g = _sequence_logprob(model, _as_ids(context_ids + gold_ids, device), n, rule)
+    lp_w, r_w = _sequence_logprob(model, as_ids(context_ids + wrong_ids, device), n, rule)
+    lp_g, r_g = _sequence_logprob(model, as_ids(context_ids + gold_ids, device), n, rule)
     return SequenceExplanation(
         context_ids=context_ids,
         wrong_ids=wrong_ids,
@@ -114,7 +115,7 @@ def explain_context_pair(model: nn.Module, wrong_context: Sequence[int], gold_co
         raise ValueError("the two contexts are identical: nothing to contrast")
     device = model.get_input_embeddings().weight.device
     w_ids, g_ids = wrong_context + continuation, gold_context + continuation
-    lp_w, r_w = _sequence_logprob(model, _as_ids(w_ids, device), len(wrong_context), rule)
-    lp_g, r_g = _sequence_logprob(model, _as_ids(g_ids, device), len(gold_context), rule)
+    lp_w, r_w = _sequence_logprob(model, as_ids(w_ids, device), len(wrong_context), rule)
+    lp_g, r_g = _sequence_logprob(model, as_ids(g_ids, device), len(gold_context), rule)
     return ContextPairExplanation(w_ids, len(wrong_context), g_ids, len(gold_context), lp_w, lp_g, lp_w - lp_g,
                                   r_w, r_g, rule)

@@ -12,13 +12,13 @@ from pathlib import Path
 from markupsafe import Markup
 
 from ..artifacts import Run
-from ..loading import short_name
+from ..model_args import short_name
 from ..patterns import Thresholds, describe_thresholds
 from . import heatmap
 from .graph import graph_path, load_graph, render_section
 from .render import render, script_json, tok
-from .summary import (SEGMENT_ORDER, TaskSummary, confidence_of, locator_of, model_args, open_run, record_facts,
-                      summarise)
+from ..segments import SEGMENT_ORDER
+from .summary import TaskSummary, confidence_of, locator_of, model_args, open_run, record_facts, summarise
 from .svg import PATTERN_COLOURS, diverging_bars, esc, fmt, histogram, pattern_chart
 from .where import highlight
 

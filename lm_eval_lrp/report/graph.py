@@ -15,7 +15,7 @@ import heapq
 import json
 from pathlib import Path
 
-from .svg import BLUE, RED, _short, esc, fmt
+from .svg import BLUE, RED, short, esc, fmt
 
 FORMAT = "lm-eval-lrp-graph/1"
 
@@ -153,7 +153,7 @@ def render_svg(graph: dict, max_edges: int = 800, highlight: list[str] | None = 
     for p in positions:
         x = left + col_w * col[p] + col_w / 2
         y = top + row_h * n_layers + 8
-        label = _short(repr(tokens[p]) if 0 <= p < len(tokens) else f"#{p}", 14)
+        label = short(repr(tokens[p]) if 0 <= p < len(tokens) else f"#{p}", 14)
         body.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="10" text-anchor="end" '
                     f'transform="rotate(-40 {x:.1f} {y:.1f})">{esc(label)}<title>#{p} {esc(label)}</title></text>')
     wmax = max((abs(w) for _, _, w in edges), default=0.0) or 1.0

@@ -10,10 +10,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..artifacts import Run
+from ..model_args import parse_model_args
 from ..patterns import LABELS, Thresholds, classify, special_positions
 from ..segments import record_segments
 
-SEGMENT_ORDER = ("instruction", "fewshot", "signature", "docstring", "query", "answer_so_far")
 
 
 @dataclass
@@ -56,15 +56,7 @@ def flip_summary(records: list[dict]) -> dict:
 
 def model_args(results: dict | None) -> dict:
     """``config.model_args`` of a results JSON as a dict (lm-eval stores a dict or a ``k=v,...`` string)."""
-    args = ((results or {}).get("config") or {}).get("model_args") or {}
-    if isinstance(args, str):
-        out = {}
-        for part in args.split(","):
-            if "=" in part:
-                k, v = part.split("=", 1)
-                out[k.strip()] = v.strip()
-        return out
-    return dict(args)
+    return parse_model_args(((results or {}).get("config") or {}).get("model_args") or {}, strict=False)
 
 
 def accuracy_of(results: dict | None, task: str, metric: str | None = None, filt: str | None = None) -> tuple[str | None, float | None]:

@@ -32,7 +32,7 @@ def _text(x, y, s, anchor="start", cls="", size=12, extra="") -> str:
     return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{c}{extra}>{esc(s)}</text>'
 
 
-def _short(s: str, n: int = 28) -> str:
+def short(s: str, n: int = 28) -> str:
     s = str(s)
     return s if len(s) <= n else s[: n - 1] + "…"
 
@@ -48,7 +48,7 @@ def pattern_chart(dist: dict[str, dict[str, int]], title: str = "Failure pattern
     for r, (task, counts) in enumerate(rows):
         y = 34 + r * row_h
         total = sum(counts.get(k, 0) for k in labels)
-        body.append(_text(left - 8, y + 15, _short(task), anchor="end"))
+        body.append(_text(left - 8, y + 15, short(task), anchor="end"))
         x = left
         if total == 0:
             body.append(f'<rect x="{left}" y="{y + 3}" width="{bar_w}" height="{row_h - 8}" fill="#f0f0f0"/>')
@@ -90,7 +90,7 @@ def diverging_bars(items: list[tuple[str, float | None]], title: str = "", width
         w = (plot_w / 2) * abs(v) / m
         x = mid if v >= 0 else mid - w
         colour = RED if v >= 0 else BLUE
-        body.append(_text(left - 8, y + row_h - 7, _short(k, 18), anchor="end", size=12 if row_h > 16 else 10))
+        body.append(_text(left - 8, y + row_h - 7, short(k, 18), anchor="end", size=12 if row_h > 16 else 10))
         body.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{max(w, 0.5):.1f}" height="{row_h - 6}" fill="{colour}">'
                     f"<title>{esc(k)}: {fmt(v, '+.4g')}</title></rect>")
         tx = mid + w + 4 if v >= 0 else mid + 4  # negative values are labelled right of the axis: never over the names
@@ -137,11 +137,11 @@ def grouped_bars(groups: list[str], series: list[tuple[str, str, list[float | No
             y0, y1 = sorted((y_of(0), y_of(v)))
             body.append(f'<rect x="{gx + s * bw:.1f}" y="{y0:.1f}" width="{bw - 2:.1f}" height="{max(y1 - y0, 0.5):.1f}" '
                         f'fill="{colour}"><title>{esc(name)} · {esc(sname)}: {fmt(v, "+.4g")}</title></rect>')
-        body.append(_text(left + g * gw + gw / 2, top + plot_h + 16, _short(name, 16), anchor="middle", size=11))
+        body.append(_text(left + g * gw + gw / 2, top + plot_h + 16, short(name, 16), anchor="middle", size=11))
     lx = left
     for sname, colour, _ in series:
         body.append(f'<rect x="{lx}" y="{height - 18}" width="12" height="12" fill="{colour}"/>')
-        body.append(_text(lx + 16, height - 8, _short(sname, 30), size=11))
+        body.append(_text(lx + 16, height - 8, short(sname, 30), size=11))
         lx += 30 + 7 * min(len(sname), 30)
     return _svg(width, height, body, title or "grouped bars")
 
@@ -270,7 +270,7 @@ def line_chart(xlabels: list[str], series: list[tuple[str, str, list[float | Non
     for i, name in enumerate(xlabels):
         anchor = "middle" if 0 < i < n - 1 or n == 1 else "start" if i == 0 else "end"
         x = x_of(i) + (-10 if anchor == "start" else 10 if anchor == "end" else 0)
-        body.append(_text(x, top + plot_h + 16, _short(name, max(6, int(plot_w / n / 6.5))), anchor=anchor, size=11))
+        body.append(_text(x, top + plot_h + 16, short(name, max(6, int(plot_w / n / 6.5))), anchor=anchor, size=11))
     for r, (sname, colour, vs) in enumerate(series):
         idx = [i for i, v in enumerate(vs) if v is not None and math.isfinite(v)]
         if len(idx) > 1:
@@ -282,5 +282,5 @@ def line_chart(xlabels: list[str], series: list[tuple[str, str, list[float | Non
         lx = left + 140 * (r % per_row)
         ly = top + plot_h + 28 + 16 * (r // per_row)
         body.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{colour}"/>')
-        body.append(_text(lx + 16, ly + 10, _short(sname, 18), size=11))
+        body.append(_text(lx + 16, ly + 10, short(sname, 18), size=11))
     return _svg(width, height, body, title or "trend")

@@ -8,25 +8,10 @@ relevance ΣR, and the mean share of Σ|R| per prompt segment. Per case: Δℓ o
 
 from __future__ import annotations
 
-import math
 import re
-import statistics
 
-from ..compare_stats import SEGMENTS
-
-
-def _ok(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def _median(xs):
-    xs = [x for x in xs if _ok(x)]
-    return statistics.median(xs) if xs else None
-
-
-def _mean(xs):
-    xs = [x for x in xs if _ok(x)]
-    return statistics.fmean(xs) if xs else None
+from ..compare_stats import is_finite, mean_of, median_of
+from ..segments import SEGMENT_ORDER
 
 
 def _run(side: dict) -> dict:
@@ -82,18 +67,18 @@ def trend(summaries: list[dict]) -> dict:
             e["delta"][i], e["sum"][i] = c["delta_b"], c.get("sum_b")
             e["segments"][i], e["pattern"][i] = c["segments_norm_b"], c["pattern_b"] or ("corrected" if c["corrected"] else None)
     rows = sorted(cases.values(), key=lambda e: (e["task"], str(e["doc_id"])))
-    seg_names = [g for g in SEGMENTS if any(g in (e["segments"][0] or {}) for e in rows)]
+    seg_names = [g for g in SEGMENT_ORDER if any(g in (e["segments"][0] or {}) for e in rows)]
     per_run = []
     for i in range(n):
         deltas = [e["delta"][i] for e in rows]
-        known = [d for d in deltas if _ok(d)]
+        known = [d for d in deltas if is_finite(d)]
         per_run.append({
-            "median_delta": _median(deltas),
+            "median_delta": median_of(deltas),
             "corrected": sum(d < 0 for d in known),
             "not_corrected": sum(d >= 0 for d in known),
             "cases": len(known),
-            "mean_sum": _mean([e["sum"][i] for e in rows]),
-            "segments": {g: _mean([(e["segments"][i] or {}).get(g) for e in rows]) for g in seg_names},
+            "mean_sum": mean_of([e["sum"][i] for e in rows]),
+            "segments": {g: mean_of([(e["segments"][i] or {}).get(g) for e in rows]) for g in seg_names},
         })
     return {"runs": runs, "accuracy": list(accuracy.values()), "per_run": per_run, "segments": seg_names, "cases": rows,
             "notes": [note for s in summaries for note in s["notes"] if note.startswith("nothing was compared")][:1]}

@@ -2,7 +2,7 @@
 
 To add an architecture: write ``lm_eval_lrp/lrp/arch/<name>.py`` defining ``ARCHITECTURE`` (an
 :class:`~.base.Architecture`, usually from :func:`._gated.decoder`) and list the file in ``_MODULES`` below. The
-coverage check (:func:`check_coverage`) and the self-check (:func:`self_check`) then tell whether it is complete.
+coverage check (:func:`check_coverage`) and the self-check (:func:`lm_eval_lrp.lrp.selfcheck.self_check`) then tell whether it is complete.
 """
 
 from __future__ import annotations
@@ -79,12 +79,6 @@ def check_coverage(model: nn.Module, arch: Architecture | None = None, variant: 
     return check(model, arch or architecture_of(model), variant)
 
 
-def self_check(model: nn.Module, **kwargs) -> dict:
-    from .check import self_check as check
-
-    return check(model, **kwargs)
-
-
 __all__ = [
     "Architecture",
     "AttentionParts",
@@ -92,6 +86,5 @@ __all__ = [
     "architecture_of",
     "check_coverage",
     "registry",
-    "self_check",
     "supported_model_types",
 ]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..rules import ACTIVATION_RATIOS, Rule, StopGradient, _recording, activation_kind
+from ..rules import ACTIVATION_RATIOS, Rule, StopGradient, is_recording, activation_kind
 from ._gated import gated_mlp_rules
 from .base import UnsupportedArchitecture
 
@@ -99,7 +99,7 @@ class GatedExperts(Rule):
             params = list(args) + [kwargs[k] for k in ("top_k_index", "top_k_weights", "router_indices", "routing_weights")
                                    if k in kwargs]
             x = params[0]
-            if not _recording(x) or not isinstance(output, torch.Tensor):
+            if not is_recording(x) or not isinstance(output, torch.Tensor):
                 return None
             return _swap_in(mod, output, self.surrogate(mod, x, params[1], params[2]))
 
@@ -122,7 +122,7 @@ class BatchedExperts(GatedExperts):
 
         def hook(mod, args, output):
             x = args[0]
-            if not _recording(x) or not isinstance(output, torch.Tensor):
+            if not is_recording(x) or not isinstance(output, torch.Tensor):
                 return None
             gate, up = torch.bmm(x.view(mod.gate_up_proj.shape[0], -1, x.shape[-1]), mod.gate_up_proj).chunk(2, dim=-1)
             value = mod.act_fn(gate.detach())

@@ -20,9 +20,11 @@ import time
 import torch
 from torch import nn
 
-from . import architecture_of
-from .base import UnsupportedArchitecture
-from .coverage import check_coverage
+from .arch import architecture_of
+from .arch.base import UnsupportedArchitecture
+from .arch.coverage import check_coverage
+from .composite import Composite
+from .model_io import head_logits
 
 TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-3}
 HALF_TOLERANCE = 5e-2
@@ -92,9 +94,6 @@ def _tolerance(dtype: torch.dtype, tolerance: float | None) -> float:
 
 def _probe(model, arch, ids: torch.Tensor, variant: str, target: int, contrast: int) -> dict:
     """One engine-style forward under ``variant``'s rules and the backward of Δℓ: sums and the last row's logits."""
-    from ..composite import Composite
-    from ..explain import _head_logits
-
     with Composite(model, variant, arch) as composite, _Absorbed(model) as absorbed, torch.enable_grad():
         collecting = {id(r): r for r in composite.applied.values() if hasattr(r, "collect")}.values()
         for rule in collecting:  # rules with additive constants of their own (expert biases) expose them as leaves
@@ -102,8 +101,8 @@ def _probe(model, arch, ids: torch.Tensor, variant: str, target: int, contrast: 
         emb = model.get_input_embeddings()(ids.unsqueeze(0)).detach().requires_grad_(True)
         out = arch.backbone(model)(inputs_embeds=emb, attention_mask=torch.ones_like(ids).unsqueeze(0), use_cache=False)
         row = out.last_hidden_state[0, -1:]
-        logits = _head_logits(model, row.detach())[0].float()
-        chosen = _head_logits(model, row, [target, contrast])[0]
+        logits = head_logits(model, row.detach())[0].float()
+        chosen = head_logits(model, row, [target, contrast])[0]
         value = chosen[0] - chosen[1]
         grads = torch.autograd.grad(value, [emb] + absorbed.leaves, allow_unused=True)
         for rule in collecting:

@@ -34,7 +34,7 @@ def _accuracy(results: dict | None, task: str, metric: str | None, filt: str | N
     return results.get("results", {}).get(task, {}).get(f"{metric},{filt or 'none'}")
 
 
-def summarize(per_task: dict[str, list[dict]], work, results: dict | None, config) -> dict:
+def results_block(per_task: dict[str, list[dict]], work, results: dict | None, config) -> dict:
     """The ``lrp`` summary: per task lm-eval's metric and accuracy, the true failure count, and what attribution
     made of them (``work`` is the run's :class:`~lm_eval_lrp.harness.plan.Plan`)."""
     tasks, notes = {}, list(work.notes)

@@ -1,0 +1,78 @@
+"""A new locator touches one file (its own) plus its test: register it, name it in --lrp_locate, and the config checks
+what it declares it needs. This file is the example of docs/locators.md ("Adding a locator")."""
+
+from __future__ import annotations
+
+import pytest
+from locate_helpers import CharTokenizer
+
+from lm_eval_lrp.config import LRPConfig
+from lm_eval_lrp.locate import Chain, Context, Generation, Location, NotFound, names, needs_of, register
+from lm_eval_lrp.locate.chain import _REGISTRY, STATUSES
+
+TOK = CharTokenizer()
+
+
+class ShoutLocator:
+    """Explains the first upper-case letter of the output (an example: an answer that was to be lower case)."""
+
+    name = "shout"
+    needs = ("judge",)  # declared for the example: the config then asks for --lrp_judge
+
+    def locate(self, gen: Generation, ctx: Context) -> Location:
+        offset = next((i for i, c in enumerate(gen.output) if c.isupper()), None)
+        if offset is None:
+            raise NotFound("no upper-case letter in the output")
+        index = ctx.index_at(gen, offset)
+        lower = TOK.encode(gen.output[offset].lower())[0]
+        return Location(index, ctx.target_at(gen, index), lower, self.name, "upper case", output_offset=offset)
+
+
+@pytest.fixture
+def shout():
+    register("shout", ShoutLocator)
+    yield
+    _REGISTRY.pop("shout")
+
+
+def located(spec: str, output: str):
+    gen = Generation(TOK.encode("say it:"), TOK.encode(output), output)
+    return Chain.from_names(spec).locate(gen, Context.from_tokenizer(TOK))
+
+
+def test_a_registered_locator_runs_in_a_chain(shout):
+    assert "shout" in names() and needs_of("shout") == ("judge",)
+    result = located("shout,gold", "yes, I do")
+    loc = result.location
+    assert (loc.locator, loc.index, loc.output_offset) == ("shout", 5, 5)
+    assert (TOK.decode([loc.target]), TOK.decode([loc.contrast])) == ("I", "i")
+    assert [a.status for a in result.attempts] == ["located"]
+
+
+def test_nothing_found_is_one_signal_with_a_reason(shout):
+    result = located("shout", "all quiet")
+    assert result.location is None
+    assert [(a.status, a.reason) for a in result.attempts] == [("not_found", "no upper-case letter in the output")]
+    assert set(a.status for a in result.attempts) <= set(STATUSES)
+
+
+def test_the_config_checks_what_a_locator_declares(shout):
+    with pytest.raises(ValueError, match=r"lrp_locate names 'shout': give the judges with --lrp_judge"):
+        LRPConfig(locate="gold,shout").check()
+    LRPConfig(locate="gold,shout", judge="model=m,base_url=http://127.0.0.1:9/v1/chat/completions").check()
+
+
+def test_the_declarations_of_the_builtin_locators():
+    assert needs_of("cases") == ("cases",) and needs_of("reference") == ("reference",)
+    assert needs_of("judge") == ("judge",) and needs_of("gold") == ()
+    with pytest.raises(ValueError, match="unknown locator 'nope'"):
+        needs_of("nope")
+
+
+def test_a_declaration_outside_the_known_needs_is_refused():
+    class Odd(ShoutLocator):
+        needs = ("gpu",)
+
+    with pytest.raises(ValueError, match="needs 'gpu', which is none of model, reference, judge, cases, budget"):
+        register("odd", Odd)
+    assert "odd" not in names()
