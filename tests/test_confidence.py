@@ -9,7 +9,7 @@ from test_report import attributed, report_text, results_for, write_run
 
 from lm_eval_lrp.locate import Chain, Context, Earliest, Generation, Location, Rollout
 from lm_eval_lrp.locate.confidence import confidence, step_of
-from lm_eval_lrp.summary import confidence_counts
+from lm_eval_lrp.harness.results_block import confidence_counts
 
 TOK = CharTokenizer()
 OUTPUT = "He buys 3 boxes.\nSo 3 x 5 = 16 pens.\nThe answer is 16."

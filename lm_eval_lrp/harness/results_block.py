@@ -19,7 +19,7 @@ def _top_wrong_tokens(records: list[dict], k: int = 3, n: int = 10) -> list[tupl
 def confidence_counts(blocks: list[dict]) -> dict:
     """How the locations of a task were established: counts and shares of confirmed / single / fallback, and
     ``none`` (nothing located)."""
-    from .locate.confidence import LEVELS
+    from ..locate.confidence import LEVELS
 
     counts = Counter(b.get("confidence") or "none" for b in blocks)
     n = len(blocks)
