@@ -103,7 +103,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: a tiny model's ops are too small to split, and on a "
                     "shared machine more threads make the timings erratic; 0 = torch's own)")
-    ap.add_argument("--profile", action="store_true", help="cProfile one more harness run")
+    ap.add_argument("--profile", nargs="?", const="", metavar="FILE",
+                    help="cProfile one more harness run (and keep the profile in FILE, if given)")
+    ap.add_argument("--records", help="copy the first timed harness run's records to this JSONL file")
     ap.add_argument("--out", default=str(common.ROOT / "runs" / "bench" / "harness_rate.json"))
     args = ap.parse_args(argv)
 
@@ -151,6 +153,8 @@ def main(argv=None) -> dict:
         for side in order:
             times[side].append(run_harness(f"h{r}") if side == "harness" else run_engine())
         check = _records(work / f"h{r}")
+        if r == 0 and args.records:
+            Path(args.records).write_text("".join(json.dumps(x) + "\n" for x in check))
         if len(check) != len(first):
             raise RuntimeError(f"round {r}: {len(check)} records, the first run wrote {len(first)}")
         print(f"round {r + 1}: harness {times['harness'][-1]:.3f} s, engine {times['engine'][-1]:.3f} s", flush=True)
@@ -166,11 +170,13 @@ def main(argv=None) -> dict:
               "ratio": harness_rate / engine_rate, "ratio_per_round": ratios, "goal": GOAL}
     print(f"\nharness {harness_rate:.1f} failures/s, engine {engine_rate:.1f} failures/s: "
           f"ratio {result['ratio']:.2f} (per round {', '.join(f'{x:.2f}' for x in ratios)}; goal ≥ {GOAL})")
-    if args.profile:
+    if args.profile is not None:
         prof = cProfile.Profile()
         prof.enable()
         run_harness("profiled")
         prof.disable()
+        if args.profile:
+            prof.dump_stats(args.profile)
         text = io.StringIO()
         pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(25)
         print(text.getvalue())

@@ -140,7 +140,8 @@ def multiple_choice_case(failure: Failure, task, encode_pair, max_length: int | 
     args = sample["arguments"]
     n_choices = len(args)
     pred = task.predicted_index(sample, failure.metric)
-    golds = task.gold_indices(sample["doc"], n_choices)
+    # lm-eval logs doc_to_target(doc) as the sample's target: not rendered again
+    golds = task.gold_indices(sample["doc"], n_choices, *((sample["target"],) if "target" in sample else ()))
     if not golds:
         return Case(skip="no valid gold choice for this document")
     gold = golds[0]
