@@ -26,6 +26,7 @@ from torch import nn
 
 from .arch import architecture_of
 from .composite import Composite
+from .dispatch import input_device
 from .explain import Explanation, _backbone, _head_logits, _NodeRecorder
 from .memory import GraphBytes, auto_batch_size, is_oom
 
@@ -60,7 +61,7 @@ class _Batch:
 def _pad(model: nn.Module, contrasts: Sequence, padding_side: str) -> _Batch:
     if padding_side not in PADDING_SIDES:
         raise ValueError(f"padding_side must be one of {PADDING_SIDES}, not {padding_side!r}")
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     lengths = [len(c) for c in contrasts]
     T = max(lengths)
     pad_id = getattr(model.config, "pad_token_id", None)

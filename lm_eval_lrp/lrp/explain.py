@@ -17,6 +17,7 @@ from torch import nn
 
 from .arch import Architecture, architecture_of
 from .composite import Composite
+from .dispatch import execution_device, input_device, parameter
 from .rules import softcap
 from .target import Contrast
 
@@ -128,13 +129,13 @@ def _head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None
     With ``vocab``, only those output rows are computed: a contrastive backward then reads two rows of the head's
     weight instead of all of it. Soft-capping takes the identity rule unless ``lrp=False`` (plain gradient)."""
     head = model.get_output_embeddings()
-    hidden = hidden.to(head.weight.device)
+    hidden = hidden.to(execution_device(head))
     if vocab is None:
         logits = head(hidden)
     else:
-        index = torch.tensor(vocab, device=head.weight.device)
-        bias = getattr(head, "bias", None)
-        logits = torch.nn.functional.linear(hidden, head.weight[index], None if bias is None else bias[index])
+        weight, bias = parameter(head, "weight"), parameter(head, "bias")  # offloaded heads: loaded
+        index = torch.tensor(vocab, device=weight.device)
+        logits = torch.nn.functional.linear(hidden.to(weight.device), weight[index], None if bias is None else bias[index])
     scaling = getattr(model.config, "logits_scaling", None)  # Granite divides its logits by a constant
     if scaling:
         logits = logits / scaling
@@ -165,7 +166,7 @@ class LRPForward:
         self.model = model
         self.rule = rule
         arch = architecture_of(model)
-        device = model.get_input_embeddings().weight.device
+        device = input_device(model)
         self.ids = _as_ids(input_ids, device)
         start = time.perf_counter()
         with Composite(model, rule, arch), torch.enable_grad():

@@ -23,6 +23,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .dispatch import parameter
+
 
 class _SwapBackward(torch.autograd.Function):
     """Forward: ``value`` (the module's own output, detached), exactly. Backward: ``backward(g, *saved)`` into ``x``.
@@ -90,16 +92,16 @@ class NormIdentity(Rule):
         if self.kind == "layer":
             xf = xf - xf.mean(-1, keepdim=True)
         scale = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-        weight = getattr(module, "weight", None)
+        weight = parameter(module, "weight")  # offloaded (accelerate): loaded, not the empty meta tensor
         if weight is not None:
-            scale = scale * (weight.detach().float() + self.weight_offset)
+            scale = scale * (weight.detach().float().to(xf.device) + self.weight_offset)
         return scale
 
     def register(self, module):
         layer = self.kind == "layer"
 
         def backward(g, scale):
-            gx = g.float() * scale
+            gx = g.float().to(scale.device) * scale  # scale lives on the input's device (device maps)
             if layer:  # the mean subtraction is linear: its own backward
                 gx = gx - gx.mean(-1, keepdim=True)
             return gx

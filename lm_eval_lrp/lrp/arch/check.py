@@ -23,6 +23,7 @@ from torch import nn
 from . import architecture_of
 from .base import UnsupportedArchitecture
 from .coverage import check_coverage
+from ..dispatch import execution_device, parameter
 
 TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-3}
 HALF_TOLERANCE = 5e-2
@@ -64,7 +65,7 @@ class _Absorbed:
     def _bias_hook(self, module, args, output):
         out = output[0] if isinstance(output, tuple) else output
         if isinstance(out, torch.Tensor) and out.requires_grad and out.shape[-1] == module.bias.shape[0]:
-            bias = module.bias.detach().double()
+            bias = parameter(module, "bias").detach().double().to(out.device)  # offloaded (accelerate): loaded
 
             def keep(g):
                 self.total += (g.detach().double() * bias).sum().cpu()
@@ -128,7 +129,7 @@ def self_check(model: nn.Module, *, n_tokens: int = 8, tolerance: float | None =
     embeddings = model.get_input_embeddings()
     dtype = embeddings.weight.dtype
     vocab = model.get_output_embeddings().weight.shape[0]
-    ids = torch.tensor(probe_ids(min(vocab, embeddings.weight.shape[0]), n_tokens), device=embeddings.weight.device)
+    ids = torch.tensor(probe_ids(min(vocab, embeddings.weight.shape[0]), n_tokens), device=execution_device(embeddings))
     with torch.no_grad():
         plain = model(ids.unsqueeze(0), use_cache=False).logits[0, -1].float().cpu()
     target, contrast = int(plain.argmax()), int(plain.argmin())
