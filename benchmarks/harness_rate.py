@@ -65,7 +65,7 @@ def _evaluate_once(args, root: Path) -> dict:
     import tiny_harness as th
 
     lm_eval_lrp.install()
-    model = th.build(root, layers=args.layers, hidden=args.hidden)
+    model = args.model or th.build(root, layers=args.layers, hidden=args.hidden)
     tasks = _task(root, args.docs)
     seen: dict = {}
     inner = harness.attribute_run
@@ -77,7 +77,7 @@ def _evaluate_once(args, root: Path) -> dict:
     harness.attribute_run = keep
     try:
         main(["--model", "hf", "--model_args", f"pretrained={model},dtype={args.dtype}", "--include_path", str(tasks),
-              "--tasks", "rate_mc", "--device", args.device, "--batch_size", "16", "--output_path",
+              "--tasks", "rate_mc", "--device", args.device, "--batch_size", str(args.eval_batch_size), "--output_path",
               str(root / "first"), "--lrp", "--lrp_batch_size", str(args.batch_size), "--lrp_min_delta", "0"])
     finally:
         harness.attribute_run = inner
@@ -96,9 +96,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--docs", type=int, default=300, help="documents of the local task (default 300)")
     ap.add_argument("--batch_size", type=int, default=8, help="--lrp_batch_size and explain_many's (default 8)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--eval_batch_size", type=int, default=16, help="lm-eval's --batch_size (default 16)")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", help="a saved model folder (with its tokenizer) instead of the tiny random model")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: a tiny model's ops are too small to split, and on a "

@@ -49,7 +49,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--tokens", type=int, default=128, help="--lrp_rollout_tokens (default 128)")
     ap.add_argument("--output_tokens", type=int, default=48, help="length of each failure's output")
     ap.add_argument("--fix_at", type=int, default=None, help="the scorer accepts a first change at this token")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's own)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", help="a saved model folder (with its tokenizer) instead of the tiny random model")
     ap.add_argument("--out", default=str(common.ROOT / "runs" / "bench" / "rollout_rate.json"))
     args = ap.parse_args(argv)
 
@@ -61,9 +63,10 @@ def main(argv=None) -> dict:
     from lm_eval_lrp.locate.decoding import greedy_fresh
     from lm_eval_lrp.locate.rollout import RolloutLocator
 
-    torch.set_num_threads(args.threads)
-    path = th.build(Path(tempfile.gettempdir()) / "lm_eval_lrp_bench_models")
-    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = args.model or th.build(Path(tempfile.gettempdir()) / "lm_eval_lrp_bench_models")
+    model = AutoModelForCausalLM.from_pretrained(path).to(args.device).eval()
     tok = AutoTokenizer.from_pretrained(path)
     budget = Budget(max_rollouts=args.rollouts, max_new_tokens=args.tokens)
     gens = []
