@@ -69,6 +69,7 @@ def _script(name: str, args: list[str], timeout: float, out_json: Path) -> dict:
         proc = subprocess.run([sys.executable, str(HERE / name), *args, "--out", str(out_json)], capture_output=True,
                               text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
+        print(f"{name}: cut at {timeout:.0f} s", flush=True)
         return {"error": f"cut at {timeout:.0f} s"}
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-6:])
     print(tail, flush=True)

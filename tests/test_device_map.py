@@ -95,3 +95,29 @@ def test_devices_and_parameters_as_the_forward_sees_them(tmp_path):
     assert head.weight.device.type == "meta"
     assert parameter(plain.model.norm, "weight") is plain.model.norm.weight  # plain models: their own tensors
     assert input_device(plain) == plain.get_input_embeddings().weight.device
+
+
+def test_locating_on_an_offloaded_model_finds_what_the_plain_model_finds(tmp_path):
+    """generate_until failures: the scan, greedy decoding and the batched rollouts place their inputs where the
+    offloaded model computes, and search exactly as on the plain model."""
+    import dataclasses
+
+    from locate_helpers import CharTokenizer
+
+    from lm_eval_lrp.locate import Budget, Context, Generation
+    from lm_eval_lrp.locate.decoding import greedy_fresh
+    from lm_eval_lrp.locate.rollout import RolloutLocator
+
+    tok = CharTokenizer()
+    plain, model = tiny_model("llama"), offloaded("llama", tmp_path, PLACEMENTS["llama"])
+    prompt = tok.encode("Question: 7*8?")
+    out = greedy_fresh(plain, prompt, 10)
+    assert greedy_fresh(model, prompt, 10) == out
+    gen = Generation(prompt, out, tok.decode(out))
+    found = []
+    for m in (plain, model):
+        ctx = Context.from_tokenizer(tok, m, budget=Budget(max_rollouts=6, max_new_tokens=5, width=2))
+        ctx = ctx.for_doc(lambda text: text[:3] != gen.output[:3])  # any change in the first 3 characters fixes it
+        loc = RolloutLocator(min_alternative=1e-9).locate(gen, ctx)
+        found.append((loc.index, loc.contrast, [dataclasses.asdict(r) for r in loc.rollouts]))
+    assert found[0] == found[1]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from .context import Budget, Context
 from .decoding import greedy_after, prefix_cache
 from .rollout_batch import can_batch, greedy_rows
@@ -124,8 +126,11 @@ class RolloutLocator:
         rows = self._plan(gen, ctx, hits, forks, budget)
         if len(rows) < 2 or not can_batch(cache):
             return {}
-        tokens = greedy_rows(ctx.model, cache, len(gen.prompt_ids), rows, budget.max_new_tokens, ctx.eos_ids,
-                             stopper(gen, ctx))
+        try:
+            tokens = greedy_rows(ctx.model, cache, len(gen.prompt_ids), rows, budget.max_new_tokens, ctx.eos_ids,
+                                 stopper(gen, ctx))
+        except torch.OutOfMemoryError:  # every row's copy of a long prefix is too much: one position at a time
+            return {}
         return dict(zip(rows, tokens))
 
     def _try(self, gen, ctx, i, budget, state, why):

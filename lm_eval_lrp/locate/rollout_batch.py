@@ -19,6 +19,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from ..lrp.dispatch import input_device
 from .decoding import cache_of
 
 
@@ -50,7 +51,7 @@ def greedy_rows(model, cache, n_prompt: int, rows: Sequence[tuple[int, int]], ma
     """For each (output position i, forced token) of ``rows``: the greedy tokens after prompt + output[:i] + forced,
     up to ``max_new_tokens``, an end-of-sequence token (kept) or ``stop(tokens)``, as
     :func:`lm_eval_lrp.locate.decoding.greedy_after` gives them one position at a time."""
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     lengths = [n_prompt + i for i, _ in rows]
     past, mask = _left_padded(cache, lengths)
     mask = mask.to(device)
