@@ -90,14 +90,14 @@ def local_tasks(out_dir: Path, tasks=("arc_easy", "gsm8k")) -> Path:
     return module.write_local_tasks(out_dir, tasks=list(tasks))
 
 
-def timed_cli(args: list[str], timings: Path, log: Path) -> dict:
+def timed_cli(args: list[str], timings: Path, log: Path, timeout: float | None = None) -> dict:
     """Run the CLI (through the timing wrapper) in a subprocess; wall time, CPU time and the inner timings."""
     env = {**os.environ, **ENV}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with open(log, "w") as fh:
         proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--timings", str(timings), "--", *args],
-                              cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+                              cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = {"returncode": proc.returncode, "wall_s": wall,

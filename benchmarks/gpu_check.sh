@@ -11,7 +11,9 @@
 # Needs python3 with torch and transformers. lm-eval and the dependencies the GPU image lacks are installed, if
 # lm-eval is not importable, from the wheels in .whl/ (made by benchmarks/gpu_wheels.sh, carried with the tree)
 # into a private folder ($LRP_SITE, default /tmp/lrp-site); without them the lm-eval part is skipped with a note.
-# Everything runs offline; the whole check is cut at $GPU_CHECK_TIMEOUT seconds (default 480).
+# Everything runs offline. Part 1 (gpu_check.py) is cut at $GPU_CHECK_TIMEOUT seconds (default 290), part 2
+# (gpu_extra.py: harness ÷ engine, batched rollouts, a model split over GPU and CPU, gsm8k with --lrp; its report
+# beside --out as *_extra.json) at $GPU_EXTRA_TIMEOUT (default 180): under 8 minutes in all.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -50,4 +52,18 @@ if [ -n "$PRM" ]; then
     || echo "gpu_check: no dev-set figure (it failed or ran past GPU_CHECK_TIMEOUT; it needs the dev set's model, default SmolLM2-135M-Instruct, and lm-eval)"
   [ "${#ARGS[@]}" -eq 0 ] && [ -n "${PRM_ONLY:-}" ] && exit 0
 fi
-timeout "${GPU_CHECK_TIMEOUT:-480}" $PY benchmarks/gpu_check.py "${ARGS[@]}"
+# part 1 (gpu_check.py): model checks and lm-eval plain vs --lrp, about 250 s on an H200
+timeout "${GPU_CHECK_TIMEOUT:-290}" $PY benchmarks/gpu_check.py "${ARGS[@]}"
+first=$?
+# part 2 (gpu_extra.py, issue 24): harness ÷ engine, batched rollouts, a model split over GPU and CPU, gsm8k with --lrp
+DEVICE=cuda; OUT=gpu_check.json; prev=""
+for a in "${ARGS[@]}"; do
+  [ "$prev" = "--device" ] && DEVICE=$a
+  [ "$prev" = "--out" ] && OUT=$a
+  prev=$a
+done
+EXTRA=${GPU_EXTRA_TIMEOUT:-180}
+timeout "$EXTRA" $PY benchmarks/gpu_extra.py --device "$DEVICE" --budget $((EXTRA - 15)) --out "${OUT%.json}_extra.json"
+second=$?
+echo "gpu_check.sh: part 1 exit $first, part 2 exit $second (124: cut at its time limit)"
+[ $first -eq 0 ] && [ $second -eq 0 ]

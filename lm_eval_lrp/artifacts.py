@@ -42,13 +42,18 @@ class AttributionWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sidecar = Path(sidecar) if sidecar is not None else self.path.with_suffix(".nodes")
-        self._fh = None
+        self._fh = None  # opened at the first record: an interrupted run that wrote none leaves no empty file
         self._writer = None
+        # the writer's own encoding, refusing NaN/inf: a finite record (nearly all) is written without a cleaning pass
+        self._strict = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
         self.count = 0
+        self._sidecar_made = False
 
     def write(self, record: dict, node_relevance: torch.Tensor | None = None, node_names: list[str] | None = None):
         if node_relevance is not None and node_relevance.numel():
-            self.sidecar.mkdir(exist_ok=True)
+            if not self._sidecar_made:
+                self.sidecar.mkdir(exist_ok=True)
+                self._sidecar_made = True
             file = self.sidecar / f"{record['doc_id']}.safetensors"
             save_file(
                 {"node_relevance": node_relevance.contiguous().float()},
@@ -59,7 +64,13 @@ class AttributionWriter:
         if self._writer is None:
             self._fh = open(self.path, "a", encoding="utf-8")
             self._writer = jsonlines.Writer(self._fh, flush=True, compact=True)
-        self._writer.write(_clean(record))
+        try:
+            line = self._strict(record)
+        except ValueError:  # NaN/inf somewhere: written as null (records with them are flagged as errors)
+            self._writer.write(_clean(record))
+        else:
+            self._fh.write(line + "\n")
+            self._fh.flush()
         self.count += 1
 
     def close(self):

@@ -82,7 +82,8 @@ def multiple_choice_case(failure: Failure, task, encode_pair, max_length: int | 
     args = failure.requests
     n_choices = len(args)
     pred = task.predicted_index(failure.sample, failure.metric)
-    golds = task.gold_indices(failure.doc, n_choices)
+    # lm-eval logs doc_to_target(doc) as the sample's target: not rendered again
+    golds = task.gold_indices(failure.doc, n_choices, *((failure.target,) if failure.target is not None else ()))
     if not golds:
         return Case(skip="no valid gold choice for this document")
     gold = golds[0]

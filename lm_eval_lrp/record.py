@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .lrp.target import Contrast
 from .segments import char_spans, segment_sums
+from .token_text import token_texts
 
 FORMAT_VERSION = 2
 STATUSES = ("attributed", "skipped", "error")
@@ -77,7 +78,7 @@ class Record(dict):
 
 
 def token_strings(tokenizer, ids) -> list[str]:
-    return [tokenizer.decode([i]) for i in ids]
+    return token_texts(tokenizer, ids)
 
 
 def base_record(failure, case=None) -> Record:
@@ -111,9 +112,9 @@ def _case_tokens(case, tokenizer) -> dict:
         "position": case.position,
     }
     if case.target is not None:
-        out["target"] = {"id": case.target, "token": tokenizer.decode([case.target])}
+        out["target"] = {"id": case.target, "token": token_texts(tokenizer, [case.target])[0]}
     if case.contrast is not None:
-        out["contrast"] = {"id": case.contrast, "token": tokenizer.decode([case.contrast])}
+        out["contrast"] = {"id": case.contrast, "token": token_texts(tokenizer, [case.contrast])[0]}
     return out
 
 
@@ -128,8 +129,9 @@ def explained_record(base: dict, case, explanation, tokenizer, segments, seconds
     record["contrast"]["logit"] = explanation.contrast_logit
     record.update(
         delta=explanation.delta,
-        topk=[{"id": i, "token": tokenizer.decode([i]), "logit": v} for i, v in explanation.topk],
-        input_relevance=[round(float(x), 7) for x in rel],
+        topk=[{"id": i, "token": t, "logit": v}
+              for (i, v), t in zip(explanation.topk, token_texts(tokenizer, [i for i, _ in explanation.topk]))],
+        input_relevance=[round(x, 7) for x in rel.tolist()],
         segments=segment_sums(segments, spans, rel, case.n_prompt),
         conservation=explanation.conservation,
         seconds=round(seconds, 4),

@@ -12,6 +12,7 @@ import torch
 
 from ..failures import Case, Failure, multiple_choice_case
 from ..lrp import ExplainError, explain, explain_context_pair, explain_sequences, explain_many
+from ..lrp.sequences_batched import explain_sequences_many
 from ..record import Record, base_record, error_record, explained_record, skipped_record, weak_record
 from .locating import LocateFailed, Locating
 from .subject import Subject
@@ -47,7 +48,7 @@ OOM_ADVICE = ("out of memory during attribution: use a shorter context (lrp_max_
 
 def _sequence_block(seq) -> dict:
     return {"delta": seq.delta, "logprob_wrong": seq.logprob_wrong, "logprob_gold": seq.logprob_gold,
-            "context_relevance": [round(float(x), 7) for x in seq.context_relevance]}
+            "context_relevance": [round(x, 7) for x in seq.context_relevance.tolist()]}
 
 
 class TaskAttribution:
@@ -95,7 +96,8 @@ class TaskAttribution:
                 prep.append(time.perf_counter() - self._start)
         entries = explain_many(self.subject.model, [case.explained for _, case, _ in ready], batch_size=self.cfg.batch_size,
                                rule=self.cfg.rule, topk=self.cfg.topk, nodes=self.cfg.nodes, on_split=self._split)
-        for (failure, case, base), entry, before in zip(ready, entries, prep):
+        sequences = self._sequences([case for _, case, _ in ready], entries)
+        for k, ((failure, case, base), entry, before) in enumerate(zip(ready, entries, prep)):
             # a record's seconds: its own preparation, its share of the batched explanation (its timings), the rest
             share = 0.0 if isinstance(entry, ExplainError) else sum(getattr(entry, "seconds", {}).values())
             self._start = time.perf_counter() - before - share
@@ -103,8 +105,23 @@ class TaskAttribution:
                 reason, advice = ("out of memory", entry.advice or OOM_ADVICE) if entry.out_of_memory else (entry.error, None)
                 self._emit(error_record(base, reason, advice, case, self.subject.tokenizer))
             else:
-                self._guarded(failure, lambda f: self._finish(f, case, base, entry), base, case)
+                self._guarded(failure, lambda f: self._finish(f, case, base, entry, sequences.get(k)), base, case)
             done()
+
+    def _sequences(self, cases: list[Case], entries: list) -> dict[int, tuple]:
+        """The sequence-level contrasts the records of a batch will carry, computed in batches as well:
+        index -> (explanation, seconds per record). One that fails in its batch is left out, to be computed (and
+        its error recorded) on its own by :meth:`_extras`, as with batch size 1."""
+        wanted = [k for k, (case, e) in enumerate(zip(cases, entries))
+                  if case.sequence is not None and not isinstance(e, ExplainError) and e.finite
+                  and (self.cfg.sequence or e.delta < 0)]
+        if not wanted:
+            return {}
+        t = time.perf_counter()
+        size = self.cfg.batch_size if isinstance(self.cfg.batch_size, int) else 8
+        found = explain_sequences_many(self.subject.model, [cases[k].sequence for k in wanted], size, rule=self.cfg.rule)
+        share = (time.perf_counter() - t) / len(wanted)
+        return {k: (seq, share) for k, seq in zip(wanted, found) if not isinstance(seq, ExplainError)}
 
     def explain_one(self, failure: Failure) -> Record:
         def one(f: Failure) -> Record:
@@ -133,7 +150,7 @@ class TaskAttribution:
             return self._emit(skipped_record(base, case.skip, case, self.subject.tokenizer))
         return failure, case, base
 
-    def _finish(self, failure: Failure, case: Case, base: Record, expl) -> Record:
+    def _finish(self, failure: Failure, case: Case, base: Record, expl, sequence: tuple | None = None) -> Record:
         """The record of an explanation: checked, weak or clean, with the extras asked for; written at once."""
         tok, cfg = self.subject.tokenizer, self.cfg
         if not (expl.finite and torch.isfinite(torch.tensor(expl.delta))):
@@ -143,7 +160,7 @@ class TaskAttribution:
         record = explained_record(base, case, expl, tok, segments, time.perf_counter() - self._start)
         if expl.delta <= cfg.min_delta:
             record = weak_record(record, cfg.min_delta)
-        self._extras(record, case, expl, failure)
+        self._extras(record, case, expl, failure, sequence)
         record["seconds"] = round(time.perf_counter() - self._start, 4)
         return self._emit(record, expl)
 
@@ -197,7 +214,7 @@ class TaskAttribution:
         """The batched path retried a failed batch one by one (it logs that once per cause): counted for the summary."""
         self.fallbacks[f"batch retried one by one after {error}"] += 1
 
-    def _extras(self, record: Record, case: Case, expl, failure: Failure) -> None:
+    def _extras(self, record: Record, case: Case, expl, failure: Failure, sequence: tuple | None = None) -> None:
         """Faithfulness and the sequence-level contrast, where asked for (or where the token level misleads)."""
         cfg, model = self.cfg, self.subject.model
         if cfg.faithfulness and record["status"] == "attributed":
@@ -208,9 +225,11 @@ class TaskAttribution:
                                                   expl.input_relevance, seed=failure.doc_id, rule=cfg.rule)
             record["timings"]["faithfulness"] = round(time.perf_counter() - t, 4)
         if case.sequence is not None and (cfg.sequence or expl.delta < 0):
-            t = time.perf_counter()
-            record["sequence"] = _sequence_block(explain_sequences(model, *case.sequence, rule=cfg.rule))
-            record["timings"]["sequence"] = round(time.perf_counter() - t, 4)
+            if sequence is None:  # batch size 1, or its batch failed: on its own
+                t = time.perf_counter()
+                sequence = explain_sequences(model, *case.sequence, rule=cfg.rule), time.perf_counter() - t
+            record["sequence"] = _sequence_block(sequence[0])
+            record["timings"]["sequence"] = round(sequence[1], 4)
 
     def _context_pair(self, failure: Failure, base: Record) -> Record:
         """Multiple-input tasks (winogrande): the choices are contexts and one continuation is scored after each;

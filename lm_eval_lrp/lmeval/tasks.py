@@ -13,6 +13,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .scoring import task_scorer
+from .templates import compiled
+
+_UNKNOWN = object()
 
 
 @dataclass
@@ -32,6 +35,8 @@ class TaskView:
     _doc_to_target: Callable[[Any], Any] | None = None
     _doc_to_choice: Callable[[Any], Any] | None = None
     _scorer: Callable[..., Callable[[str], bool]] | None = None
+    #: the last document's choices (the verdict asks for them twice; lm-eval renders a Jinja template per call)
+    _last_choices: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def config(self) -> "TaskView":
@@ -45,8 +50,15 @@ class TaskView:
         return self._doc_to_target(doc) if self._doc_to_target else None
 
     def doc_to_choice(self, doc):
-        """The doc's choices; None for a task without (never asks lm-eval, which logs an error for those)."""
-        return self._doc_to_choice(doc) if self._doc_to_choice and self.has_choices else None
+        """The doc's choices; None for a task without (never asks lm-eval, which logs an error for those). The last
+        doc's choices are kept: the harness asks for them several times per failure."""
+        if not (self._doc_to_choice and self.has_choices):
+            return None
+        if self._last_choices is not None and self._last_choices[0] is doc:
+            return self._last_choices[1]
+        choices = self._doc_to_choice(doc)
+        self._last_choices = (doc, choices)
+        return choices
 
     def scorer(self, doc, filter_name: str | None = None, metric: str | None = None) -> Callable[[str], bool] | None:
         """The task's own verdict on an output text for ``doc`` (its filters and ``process_results``): True = right."""
@@ -54,9 +66,13 @@ class TaskView:
 
     # --- the multiple-choice verdict, as lm-eval's process_results decides it ---------------------------------
 
-    def gold_indices(self, doc, n_choices: int) -> list[int]:
-        """The gold choice index(es); for multiple-input tasks (winogrande) lm-eval takes them from doc_to_text."""
-        gold = self.doc_to_text(doc) if self.multiple_input else self.doc_to_target(doc)
+    def gold_indices(self, doc, n_choices: int, target=_UNKNOWN) -> list[int]:
+        """The gold choice index(es); for multiple-input tasks (winogrande) lm-eval takes them from doc_to_text.
+        ``target``: ``doc_to_target(doc)`` where already known (a logged sample's ``target``)."""
+        if self.multiple_input:
+            gold = self.doc_to_text(doc)
+        else:
+            gold = self.doc_to_target(doc) if target is _UNKNOWN else target
         choices = self.doc_to_choice(doc)
         golds = gold if isinstance(gold, list) else [gold]
         out = []
@@ -104,9 +120,9 @@ def task_view(name: str, task) -> TaskView:
         multiple_input=bool(getattr(task, "multiple_input", False)),
         metrics=tuple(m.get("metric") for m in metric_list if isinstance(m, dict) and isinstance(m.get("metric"), str)),
         filters=tuple(f.get("name") for f in filters if isinstance(f, dict) and f.get("name")),
-        _doc_to_text=getattr(task, "doc_to_text", None),
+        _doc_to_text=compiled(task, "doc_to_text"),
         _doc_to_target=getattr(task, "doc_to_target", None),
-        _doc_to_choice=getattr(task, "doc_to_choice", None),
+        _doc_to_choice=compiled(task, "doc_to_choice"),
         _scorer=lambda doc, filter_name=None, metric=None: task_scorer(task, doc, filter_name, metric),
     )
 

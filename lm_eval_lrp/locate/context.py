@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..lrp.dispatch import input_device
 from .decoding import cache_of
 from .types import Candidate, Generation
 
@@ -44,7 +45,7 @@ class Scan:
 
 
 def scan(model, prompt_ids: Sequence[int], output_ids: Sequence[int], k: int = 10, keep_cache: bool = True) -> Scan:
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     ids = torch.tensor([list(prompt_ids) + list(output_ids)], device=device)
     n_p = len(prompt_ids)
     with torch.no_grad():

@@ -14,6 +14,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from ..lrp.dispatch import input_device
+
 
 def cache_of(out):
     """The KV cache of a forward's output (``cache`` since transformers 5.2x, ``past_key_values`` before)."""
@@ -34,7 +36,7 @@ def prefix_cache(model, full_cache, ids: Sequence[int], length: int, batch: int)
         data = [(layer.keys[:, :, :length].expand(batch, -1, -1, -1), layer.values[:, :, :length].expand(batch, -1, -1, -1))
                 for layer in layers]
         return DynamicCache(ddp_cache_data=data)
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     prefix = torch.tensor([list(ids[:length])] * batch, device=device)
     with torch.no_grad():
         return cache_of(model(input_ids=prefix, use_cache=True))
@@ -44,7 +46,7 @@ def greedy_after(model, cache, forced: Sequence[int], max_new_tokens: int, eos_i
                  stop: Callable[[list[int]], bool] | None = None) -> list[list[int]]:
     """For each forced token (one batch row each, all after the same cached prefix): the greedy tokens that follow
     it, up to ``max_new_tokens``, an end-of-sequence token (kept) or ``stop(tokens)`` (True: stop here)."""
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     rows = [[] for _ in forced]
     done = [int(t) in eos_ids for t in forced]
     tokens = torch.tensor([[int(t)] for t in forced], device=device)
@@ -67,7 +69,7 @@ def greedy_after(model, cache, forced: Sequence[int], max_new_tokens: int, eos_i
 
 def greedy_fresh(model, ids: Sequence[int], max_new_tokens: int, eos_ids=frozenset()) -> list[int]:
     """Reference decoding: one full forward per step, no cache (for checks)."""
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     seq, out = list(ids), []
     with torch.no_grad():
         for _ in range(max_new_tokens):

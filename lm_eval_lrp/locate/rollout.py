@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from .context import Budget, Context
 from .decoding import greedy_after, prefix_cache
+from .rollout_batch import can_batch, greedy_rows
 from .types import Generation, LocateError, Location, NotFound, Rollout
 from .verifier import verifier_hits
 
@@ -36,8 +39,10 @@ class RolloutLocator:
     name = "rollout"
     needs = ("model", "budget")
 
-    def __init__(self, budget: Budget | None = None, min_alternative: float = 0.05, use_verifier: bool = True):
+    def __init__(self, budget: Budget | None = None, min_alternative: float = 0.05, use_verifier: bool = True,
+                 batched: bool = True):
         self.budget, self.min_alternative, self.use_verifier = budget, min_alternative, use_verifier
+        self.batched = batched  # every rollout the budget allows generated up front as one batch
 
     def _alternatives(self, gen, ctx, i, width) -> list[int]:
         s = ctx.scan(gen)
@@ -70,7 +75,8 @@ class RolloutLocator:
             raise NotFound("empty output")
         budget = self.budget or ctx.budget
         hits, forks = self.positions(gen, ctx)
-        state = {"left": budget.max_rollouts, "exhausted": False, "rollouts": [], "tried": [], "why": {}}
+        state = {"left": budget.max_rollouts, "exhausted": False, "rollouts": [], "tried": [], "why": {},
+                 "ahead": self._ahead(gen, ctx, hits, forks, budget) if self.batched else {}}
 
         fix = None
         for i in hits:
@@ -99,6 +105,35 @@ class RolloutLocator:
         return Location(i, gen.output_ids[i], alt, self.name, reason, output_offset=ctx.offsets(gen.output_ids)[i],
                         candidates=tried, rollouts=state["rollouts"], budget_exhausted=state["exhausted"])
 
+    def _plan(self, gen, ctx, hits, forks, budget) -> list[tuple[int, int]]:
+        """The (position, forced token) rows the search rolls out when no alternative fixes the document: the
+        verifier hits, then the forks, within the budget, as :meth:`_try` spends it."""
+        rows, left = [], budget.max_rollouts
+        for i in hits + [f for f in forks if f not in hits]:
+            alts = self._alternatives(gen, ctx, i, budget.width)[:left]
+            if not alts:
+                if left <= 0:
+                    break
+                continue
+            left -= len(alts)
+            rows += [(i, a) for a in alts]
+        return rows
+
+    def _ahead(self, gen, ctx, hits, forks, budget) -> dict:
+        """(position, forced token) -> its greedy tokens, for every row of the plan, from one batched decoding
+        (empty where the cache cannot be laid out as one batch). Nothing is scored here: the search scores only the
+        rollouts it takes, as one position at a time does."""
+        cache = ctx.scan(gen).cache
+        rows = self._plan(gen, ctx, hits, forks, budget)
+        if len(rows) < 2 or not can_batch(cache):
+            return {}
+        try:
+            tokens = greedy_rows(ctx.model, cache, len(gen.prompt_ids), rows, budget.max_new_tokens, ctx.eos_ids,
+                                 stopper(gen, ctx))
+        except torch.OutOfMemoryError:  # every row's copy of a long prefix is too much: one position at a time
+            return {}
+        return dict(zip(rows, tokens))
+
     def _try(self, gen, ctx, i, budget, state, why):
         """Roll out the alternatives at position i; the first (highest-ranked) that the scorer accepts, or None."""
         alts = self._alternatives(gen, ctx, i, budget.width)
@@ -112,24 +147,35 @@ class RolloutLocator:
         state["left"] -= len(alts)
         state["tried"].append(i)
         state["why"][i] = why
-        rolled = roll_out(gen, ctx, i, alts, budget.max_new_tokens)
+        rolled = roll_out(gen, ctx, i, alts, budget.max_new_tokens, state["ahead"])
         state["rollouts"].extend(rolled)
         winner = next((r.forced for r in rolled if r.verdict), None)
         return None if winner is None else (i, winner)
 
 
-def roll_out(gen: Generation, ctx: Context, i: int, alts: list[int], max_new_tokens: int) -> list[Rollout]:
-    """Force each of ``alts`` at output position ``i``, continue greedily (one batch, from the cached prefix, to
-    the task's stop sequences) and judge each whole output with the task's scorer."""
-    s = ctx.scan(gen)
-    ids = gen.prompt_ids + gen.output_ids
-    cache = prefix_cache(ctx.model, s.cache, ids, len(gen.prompt_ids) + i, len(alts))
+def stopper(gen: Generation, ctx: Context):
+    """True once a rollout's new tokens contain one of the task's stop sequences."""
     until = gen.until
 
     def stop(tokens):
         return bool(until) and any(u and u in ctx.decode(tokens) for u in until)
 
-    rows = greedy_after(ctx.model, cache, alts, max_new_tokens, ctx.eos_ids, stop)
+    return stop
+
+
+def roll_out(gen: Generation, ctx: Context, i: int, alts: list[int], max_new_tokens: int,
+             ahead: dict | None = None) -> list[Rollout]:
+    """Force each of ``alts`` at output position ``i``, continue greedily (one batch, from the cached prefix, to
+    the task's stop sequences) and judge each whole output with the task's scorer. ``ahead``: (i, alt) -> tokens
+    already generated (:func:`lm_eval_lrp.locate.rollout_batch.greedy_rows`), used when it holds every alt."""
+    until = gen.until
+    if ahead and all((i, a) in ahead for a in alts):
+        rows = [ahead[(i, a)] for a in alts]
+    else:
+        s = ctx.scan(gen)
+        ids = gen.prompt_ids + gen.output_ids
+        cache = prefix_cache(ctx.model, s.cache, ids, len(gen.prompt_ids) + i, len(alts))
+        rows = greedy_after(ctx.model, cache, alts, max_new_tokens, ctx.eos_ids, stopper(gen, ctx))
     prefix_text = ctx.decode(gen.output_ids[:i])
     out = []
     for alt, row in zip(alts, rows):

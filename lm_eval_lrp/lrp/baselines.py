@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .dispatch import input_device
 from .model_io import as_ids, backbone, head_logits
 from .target import Contrast
 
@@ -14,7 +15,7 @@ def gradient_x_input(model: nn.Module, input_ids, position: int = -1, target: in
     """Gradient × input of Δℓ (unmodified gradient) for a :class:`Contrast` (or ids, position, target, contrast).
     Returns [T] float32."""
     c = Contrast.of(input_ids, position, target, contrast)
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     ids = as_ids(list(c.ids), device)
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:

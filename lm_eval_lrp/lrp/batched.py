@@ -27,6 +27,7 @@ from torch import nn
 
 from .arch import architecture_of
 from .composite import Composite
+from .dispatch import input_device
 from .explanation import Explanation
 from .model_io import NodeRecorder, backbone, head_logits
 from .memory import GraphBytes, auto_batch_size, is_oom
@@ -61,10 +62,10 @@ class _Batch:
     lengths: list[int]
 
 
-def _pad(model: nn.Module, contrasts: Sequence, padding_side: str) -> _Batch:
+def pad_batch(model: nn.Module, contrasts: Sequence, padding_side: str) -> _Batch:
     if padding_side not in PADDING_SIDES:
         raise ValueError(f"padding_side must be one of {PADDING_SIDES}, not {padding_side!r}")
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     lengths = [len(c) for c in contrasts]
     T = max(lengths)
     pad_id = getattr(model.config, "pad_token_id", None)
@@ -164,7 +165,7 @@ def explain_batch(model: nn.Module, contrasts: Sequence, *, rule: str = "attnlrp
     for c in contrasts:
         c.check_vocab(vocab_size)
     arch = architecture_of(model)
-    batch = _pad(model, contrasts, padding_side)  # 1. inputs
+    batch = pad_batch(model, contrasts, padding_side)  # 1. inputs
     start = time.perf_counter()
     with Composite(model, rule, arch), torch.enable_grad():  # 2. forward under the rules
         emb = model.get_input_embeddings()(batch.ids).detach().requires_grad_(True)
@@ -309,7 +310,7 @@ class _SplitError:
     message: str
 
 
-def _free_memory() -> None:
+def free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -326,7 +327,7 @@ def _run(model, chunk, kwargs, meter: "GraphBytes | None" = None):
     except Exception as err:  # noqa: BLE001 - every contrast ends as an entry
         oom, message = is_oom(err), f"{type(err).__name__}: {err}"
     if oom:  # out of the except block: the failed batch's tensors are unreachable now, and can be freed
-        _free_memory()
+        free_memory()
         if len(chunk) > 1:
             return _SPLIT_OOM
         return [ExplainError(chunk[0][0], "out of memory", out_of_memory=True, advice=OOM_ADVICE)]

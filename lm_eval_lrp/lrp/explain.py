@@ -16,6 +16,7 @@ from torch import nn
 
 from .arch import architecture_of
 from .composite import Composite
+from .dispatch import input_device
 from .explanation import Explanation
 from .layerwise import explain_layerwise
 from .model_io import NodeRecorder, as_ids, head_logits
@@ -39,7 +40,7 @@ class LRPForward:
         self.model = model
         self.rule = rule
         arch = architecture_of(model)
-        device = model.get_input_embeddings().weight.device
+        device = input_device(model)
         self.ids = as_ids(input_ids, device)
         start = time.perf_counter()
         with Composite(model, rule, arch), torch.enable_grad():

@@ -42,14 +42,12 @@ class Explanation:
     @property
     def conservation(self) -> dict:
         """ΣR_input/Δℓ and, per block, relevance lost going back through attention and MLP (out − in)."""
-        sums = self.node_relevance.double().sum(-1)
+        sums = self.node_relevance.double().sum(-1).tolist()  # one transfer, then plain floats
         total_in = float(self.input_relevance.double().sum())
         blocks = []
         n_layers = (len(self.node_names) - 1) // 2
         for layer in range(n_layers):
-            s_in = float(sums[2 * layer])
-            s_mid = float(sums[2 * layer + 1])
-            s_out = float(sums[2 * layer + 2])
+            s_in, s_mid, s_out = sums[2 * layer : 2 * layer + 3]
             blocks.append({"layer": layer, "attn_lost": s_mid - s_in, "mlp_lost": s_out - s_mid, "lost": s_out - s_in})
         head_in = float(sums[-1]) if len(sums) else float("nan")
         return {

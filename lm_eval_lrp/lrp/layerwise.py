@@ -28,6 +28,7 @@ from torch import nn
 
 from .arch import Architecture, architecture_of
 from .composite import Composite
+from .dispatch import input_device
 from .explanation import Explanation
 from .model_io import as_ids, backbone, head_logits
 from .target import Contrast
@@ -239,7 +240,7 @@ def explain_layerwise(
     """
     c = Contrast.of(input_ids, position, target, contrast).check_vocab(model.get_output_embeddings().weight.shape[0])
     target, contrast, pos = c.target, c.contrast, c.position
-    ids = as_ids(list(c.ids), model.get_input_embeddings().weight.device)
+    ids = as_ids(list(c.ids), input_device(model))
     T = ids.numel()
     arch = architecture_of(model)
     with Composite(model, rule, arch):

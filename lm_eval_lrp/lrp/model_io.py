@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .arch import Architecture, architecture_of
+from .dispatch import execution_device, parameter
 from .rules import softcap
 
 
@@ -68,13 +69,13 @@ def head_logits(model: nn.Module, hidden: torch.Tensor, vocab: list[int] | None 
     With ``vocab``, only those output rows are computed: a contrastive backward then reads two rows of the head's
     weight instead of all of it. Soft-capping takes the identity rule unless ``lrp=False`` (plain gradient)."""
     head = model.get_output_embeddings()
-    hidden = hidden.to(head.weight.device)
+    hidden = hidden.to(execution_device(head))
     if vocab is None:
         logits = head(hidden)
     else:
-        index = torch.tensor(vocab, device=head.weight.device)
-        bias = getattr(head, "bias", None)
-        logits = torch.nn.functional.linear(hidden, head.weight[index], None if bias is None else bias[index])
+        weight, bias = parameter(head, "weight"), parameter(head, "bias")  # offloaded heads: loaded
+        index = torch.tensor(vocab, device=weight.device)
+        logits = torch.nn.functional.linear(hidden.to(weight.device), weight[index], None if bias is None else bias[index])
     scaling = getattr(model.config, "logits_scaling", None)  # Granite divides its logits by a constant
     if scaling:
         logits = logits / scaling

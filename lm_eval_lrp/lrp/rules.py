@@ -23,6 +23,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .dispatch import parameter
+
 
 class _SwapBackward(torch.autograd.Function):
     """Forward: ``value`` (the module's own output, detached), exactly. Backward: ``backward(g, *saved)`` into ``x``.
@@ -42,7 +44,7 @@ class _SwapBackward(torch.autograd.Function):
         return (ctx.rule_backward(g, *ctx.saved_tensors), None, None) + (None,) * len(ctx.saved_tensors)
 
 
-def _swap_backward(x: torch.Tensor, value: torch.Tensor, backward, *saved: torch.Tensor) -> torch.Tensor:
+def swap_backward(x: torch.Tensor, value: torch.Tensor, backward, *saved: torch.Tensor) -> torch.Tensor:
     """``value`` in the forward; in the backward, the gradient ``backward(g, *saved)`` flows into ``x`` only."""
     return _SwapBackward.apply(x, value.detach(), backward, *saved)
 
@@ -90,16 +92,16 @@ class NormIdentity(Rule):
         if self.kind == "layer":
             xf = xf - xf.mean(-1, keepdim=True)
         scale = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-        weight = getattr(module, "weight", None)
+        weight = parameter(module, "weight")  # offloaded (accelerate): loaded, not the empty meta tensor
         if weight is not None:
-            scale = scale * (weight.detach().float() + self.weight_offset)
+            scale = scale * (weight.detach().float().to(xf.device) + self.weight_offset)
         return scale
 
     def register(self, module):
         layer = self.kind == "layer"
 
         def backward(g, scale):
-            gx = g.float() * scale
+            gx = g.float().to(scale.device) * scale  # scale lives on the input's device (device maps)
             if layer:  # the mean subtraction is linear: its own backward
                 gx = gx - gx.mean(-1, keepdim=True)
             return gx
@@ -109,7 +111,7 @@ class NormIdentity(Rule):
             if not is_recording(x):
                 return None
             dtype = x.dtype
-            return _swap_backward(x, output, lambda g, scale: backward(g, scale).to(dtype), self._scale(mod, x))
+            return swap_backward(x, output, lambda g, scale: backward(g, scale).to(dtype), self._scale(mod, x))
 
         return [module.register_forward_hook(hook)]
 
@@ -185,7 +187,7 @@ class ActivationIdentity(Rule):
             x = args[0] if args else None
             if not is_recording(x):
                 return None
-            return _swap_backward(x, output, backward, x.detach())
+            return swap_backward(x, output, backward, x.detach())
 
         return [module.register_forward_hook(hook)]
 

@@ -24,6 +24,7 @@ from .arch import architecture_of
 from .arch.base import UnsupportedArchitecture
 from .arch.coverage import check_coverage
 from .composite import Composite
+from .dispatch import execution_device, parameter
 from .model_io import head_logits
 
 TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-3}
@@ -66,7 +67,7 @@ class _Absorbed:
     def _bias_hook(self, module, args, output):
         out = output[0] if isinstance(output, tuple) else output
         if isinstance(out, torch.Tensor) and out.requires_grad and out.shape[-1] == module.bias.shape[0]:
-            bias = module.bias.detach().double()
+            bias = parameter(module, "bias").detach().double().to(out.device)  # offloaded (accelerate): loaded
 
             def keep(g):
                 self.total += (g.detach().double() * bias).sum().cpu()
@@ -127,7 +128,7 @@ def self_check(model: nn.Module, *, n_tokens: int = 8, tolerance: float | None =
     embeddings = model.get_input_embeddings()
     dtype = embeddings.weight.dtype
     vocab = model.get_output_embeddings().weight.shape[0]
-    ids = torch.tensor(probe_ids(min(vocab, embeddings.weight.shape[0]), n_tokens), device=embeddings.weight.device)
+    ids = torch.tensor(probe_ids(min(vocab, embeddings.weight.shape[0]), n_tokens), device=execution_device(embeddings))
     with torch.no_grad():
         plain = model(ids.unsqueeze(0), use_cache=False).logits[0, -1].float().cpu()
     target, contrast = int(plain.argmax()), int(plain.argmin())

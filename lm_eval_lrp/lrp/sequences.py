@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .dispatch import input_device
 from .explain import LRPForward
 from .model_io import as_ids
 
@@ -87,7 +88,7 @@ def explain_sequences(
         raise ValueError("both continuations must be non-empty")
     if wrong_ids == gold_ids:
         raise ValueError("the two continuations are identical: nothing to contrast")
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     n = len(context_ids)
     lp_w, r_w = _sequence_logprob(model, as_ids(context_ids + wrong_ids, device), n, rule)
     lp_g, r_g = _sequence_logprob(model, as_ids(context_ids + gold_ids, device), n, rule)
@@ -113,7 +114,7 @@ def explain_context_pair(model: nn.Module, wrong_context: Sequence[int], gold_co
         raise ValueError("both contexts and the continuation must be non-empty")
     if wrong_context == gold_context:
         raise ValueError("the two contexts are identical: nothing to contrast")
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     w_ids, g_ids = wrong_context + continuation, gold_context + continuation
     lp_w, r_w = _sequence_logprob(model, as_ids(w_ids, device), len(wrong_context), rule)
     lp_g, r_g = _sequence_logprob(model, as_ids(g_ids, device), len(gold_context), rule)

@@ -1,7 +1,7 @@
 """The operations of linear-attention and state-space mixers, written with the LRP rules in their backward.
 
 Used by the mixer rules (:mod:`.gated_deltanet`, :mod:`.ssm`) to recompute a mixer's output for the backward only;
-the forward value stays the module's own (checked against it on every call, see :func:`.moe._swap_in`). Derivations:
+the forward value stays the module's own (checked against it on every call, see :func:`.moe.swap_in`). Derivations:
 ``docs/architectures-linear.md``.
 
 * gates and decay factors (β, exp(g), exp(Δ·A), σ/SiLU output gates) are **constants** (detached), as CP-LRP does

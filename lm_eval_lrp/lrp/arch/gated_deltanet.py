@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..rules import FusedQKV, Rule, _recording
+from ..rules import FusedQKV, Rule, is_recording
 from ._recurrent import causal_depthwise_conv, gated_delta_rule, identity_act, l2_constant, rms_constant
 from .base import UnsupportedArchitecture
-from .moe import _swap_in
+from .moe import swap_in
 
 log = logging.getLogger("lm_eval_lrp")
 _SAID: set[str] = set()
@@ -120,7 +120,7 @@ def register_mixer(module: nn.Module, what: str, surrogate) -> list:
 
     def hook(mod, args, kwargs, output):
         x = args[0] if args else kwargs.get("hidden_states")
-        if not _recording(x) or not isinstance(output, torch.Tensor):
+        if not is_recording(x) or not isinstance(output, torch.Tensor):
             return None
         if continuing.pop(id(mod), False):
             raise UnsupportedArchitecture(
@@ -128,7 +128,7 @@ def register_mixer(module: nn.Module, what: str, surrogate) -> list:
                 "run the explained sequence in one forward with use_cache=False")
         say_once(what, f"LRP: {what} layers are explained with the rules written in torch (a fused kernel, if any, "
                  "computes the forward value only)")
-        return _swap_in(mod, output, surrogate(mod, x, kwargs.get("attention_mask")))
+        return swap_in(mod, output, surrogate(mod, x, kwargs.get("attention_mask")))
 
     return [module.register_forward_pre_hook(pre, with_kwargs=True), module.register_forward_hook(hook, with_kwargs=True)]
 

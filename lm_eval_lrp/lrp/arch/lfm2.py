@@ -19,8 +19,8 @@ from ._gated import attention_rules, norm_rule
 from ._recurrent import causal_depthwise_conv, scale_grad
 from .base import Architecture, AttentionParts, UnsupportedArchitecture
 from .gated_deltanet import register_mixer
-from .moe import GatedExperts, _swap_in
-from ..rules import NormIdentity, StopGradient, _recording
+from .moe import GatedExperts, swap_in
+from ..rules import NormIdentity, StopGradient, is_recording
 
 
 class ShortConv(Rule):
@@ -73,7 +73,7 @@ class SiluGatedMLP(Rule):
 
         def hook(mod, args, output):
             h = args[0]
-            if not _recording(h) or not isinstance(output, torch.Tensor):
+            if not is_recording(h) or not isinstance(output, torch.Tensor):
                 return None
             gate, up = mod.w1(h), mod.w3(h)
             value = F.silu(gate.detach())
@@ -82,7 +82,7 @@ class SiluGatedMLP(Rule):
             else:
                 act = value + (gate - gate.detach()) * ratio(gate.detach())
                 prod = 0.5 * (act * up.detach() + act.detach() * up)
-            return _swap_in(mod, output, mod.w2(prod))
+            return swap_in(mod, output, mod.w2(prod))
 
         return [module.register_forward_hook(hook)]
 

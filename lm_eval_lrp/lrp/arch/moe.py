@@ -31,7 +31,7 @@ def _default_gate(module: nn.Module) -> bool:
     return getattr(type(module), "_apply_gate", _default_apply_gate) is _default_apply_gate
 
 
-def _swap_in(module: nn.Module, output: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+def swap_in(module: nn.Module, output: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
     """The module's own ``output`` in the forward, the ``surrogate``'s backward; refused if they differ by more than
     rounding (1e-3 of the output's scale in fp32, 5e-2 in half precision: a changed layout is off by O(1))."""
     value = output.detach()
@@ -101,7 +101,7 @@ class GatedExperts(Rule):
             x = params[0]
             if not is_recording(x) or not isinstance(output, torch.Tensor):
                 return None
-            return _swap_in(mod, output, self.surrogate(mod, x, params[1], params[2]))
+            return swap_in(mod, output, self.surrogate(mod, x, params[1], params[2]))
 
         return [module.register_forward_hook(hook, with_kwargs=True)]
 
@@ -131,7 +131,7 @@ class BatchedExperts(GatedExperts):
             else:
                 act = value + (gate - gate.detach()) * ratio(gate.detach())
                 prod = 0.5 * (up * act.detach() + up.detach() * act)
-            return _swap_in(mod, output, torch.bmm(prod, mod.down_proj).view(-1, x.shape[-1]))
+            return swap_in(mod, output, torch.bmm(prod, mod.down_proj).view(-1, x.shape[-1]))
 
         return [module.register_forward_hook(hook)]
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..rules import GradScale, NormIdentity, Rule, StopGradient, _recording, _swap_backward
+from ..rules import GradScale, NormIdentity, Rule, StopGradient, is_recording, swap_backward
 from ._gated import norm_rule
 from .base import Architecture, AttentionParts, UnsupportedArchitecture
 from .moe import GatedExperts
@@ -35,9 +35,9 @@ class ReluSquaredIdentity(Rule):
     def register(self, module):
         def hook(mod, args, output):
             x = args[0] if args else None
-            if not _recording(x):
+            if not is_recording(x):
                 return None
-            return _swap_backward(x, output, lambda g, r: (g.float() * r).to(g.dtype), F.relu(x.detach().float()))
+            return swap_backward(x, output, lambda g, r: (g.float() * r).to(g.dtype), F.relu(x.detach().float()))
 
         return [module.register_forward_hook(hook)]
 

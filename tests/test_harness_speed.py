@@ -1,0 +1,127 @@
+"""The harness's faster host paths give what the slow ones gave: batched sequence contrasts, compiled task templates,
+token texts, the strict JSON writer."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_ids, tiny_model
+
+from arch_zoo import single_thread  # noqa: F401 - the autouse fixture: one intra-op thread for tiny models
+from lm_eval_lrp.artifacts import AttributionWriter, read_records
+from lm_eval_lrp.lrp import ExplainError, explain_sequences
+from lm_eval_lrp.lrp.sequences_batched import explain_sequences_batch, explain_sequences_many
+
+TRIPLES = [((10, 3, 2), 1), ((4, 1, 5), 2), ((17, 2, 2), 3), ((6, 4, 1), 4), ((3, 3, 3), 5)]
+
+
+def _triples():
+    return [(tiny_ids(n, seed=s).tolist(), tiny_ids(k, seed=s + 50).tolist(), tiny_ids(j, seed=s + 90).tolist())
+            for (n, k, j), s in TRIPLES]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3"])
+@pytest.mark.parametrize("rule", ["attnlrp", "cp"])
+def test_batched_sequences_equal_one_at_a_time(arch, rule):
+    model = tiny_model(arch)
+    triples = _triples()
+    out = explain_sequences_many(model, triples, batch_size=3, rule=rule)
+    for t, got in zip(triples, out):
+        ref = explain_sequences(model, *t, rule=rule)
+        assert (got.context_ids, got.wrong_ids, got.gold_ids) == (ref.context_ids, ref.wrong_ids, ref.gold_ids)
+        assert got.logprob_wrong == pytest.approx(ref.logprob_wrong, abs=1e-5)
+        assert got.logprob_gold == pytest.approx(ref.logprob_gold, abs=1e-5)
+        assert got.delta == pytest.approx(ref.delta, abs=1e-5)
+        scale = float(ref.context_relevance.abs().max())
+        assert float((got.context_relevance - ref.context_relevance).abs().max()) <= 1e-4 * scale
+        assert got.context_relevance.shape == (len(t[0]),) and got.rule == rule
+
+
+def test_a_bad_triple_costs_only_itself():
+    model = tiny_model("llama")
+    triples = _triples()
+    triples[2] = (triples[2][0], [5, 6], [5, 6])  # identical continuations
+    with pytest.raises(ValueError, match="identical"):
+        explain_sequences_batch(model, triples)
+    out = explain_sequences_many(model, triples, batch_size=4)
+    assert isinstance(out[2], ExplainError) and "identical" in out[2].error and out[2].index == 2
+    assert all(not isinstance(o, ExplainError) for i, o in enumerate(out) if i != 2)
+    ref = explain_sequences(model, *triples[0])
+    assert out[0].delta == pytest.approx(ref.delta, abs=1e-5)
+
+
+def test_token_texts_equal_decode_and_follow_each_tokenizer():
+    from transformers import AutoTokenizer
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import tiny_harness as th
+
+    from lm_eval_lrp.token_text import token_texts
+
+    tok = AutoTokenizer.from_pretrained(th.smollm2_dir(), gguf_file=th.SMOLLM2_GGUF)
+    ids = tok.encode("Question: héllo 🙂 12 + 7 =\n Answer: 19") + [tok.eos_token_id]
+    assert token_texts(tok, ids) == [tok.decode([i]) for i in ids]
+    assert token_texts(tok, ids) == [tok.decode([i]) for i in ids]  # from the cache, the same
+
+    class Upper:  # another tokenizer: its own texts, not the first one's
+        def decode(self, ids):
+            return tok.decode(ids).upper()
+
+    assert token_texts(Upper(), ids[:3]) == [tok.decode([i]).upper() for i in ids[:3]]
+
+
+def test_writer_lines_as_before_and_non_finite_as_null(tmp_path):
+    import jsonlines
+
+    rec = {"task": "t", "doc_id": 1, "status": "attributed", "tokens": ["é", "🙂", "\n"], "input_relevance": [0.5, -1e-7],
+           "nested": {"a": [1, 2.5], "b": None}}
+    with AttributionWriter(tmp_path / "new.jsonl") as w:
+        w.write(rec, torch.ones(3, 2), ["embed", "0.mid", "0.out"])
+        w.write({**rec, "doc_id": 2, "delta": float("nan"), "status": "error"})
+    with open(tmp_path / "old.jsonl", "w", encoding="utf-8") as fh:  # what the jsonlines writer alone wrote
+        jsonlines.Writer(fh, compact=True).write({**rec, "node_relevance_file": "new.nodes/1.safetensors"})
+    lines = (tmp_path / "new.jsonl").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == (tmp_path / "old.jsonl").read_text(encoding="utf-8").strip()
+    assert json.loads(lines[1])["delta"] is None
+    back = read_records(tmp_path / "new.jsonl")
+    assert [r["doc_id"] for r in back] == [1, 2] and not any(isinstance(v, float) and math.isnan(v) for v in back[1].values())
+    assert (tmp_path / "new.nodes" / "1.safetensors").is_file()
+
+
+@pytest.fixture(scope="module")
+def local_tasks(tmp_path_factory):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "local_tasks"))
+    import make_tasks
+    from lm_eval.tasks import TaskManager
+
+    import tiny_harness as th
+
+    root = tmp_path_factory.mktemp("templates")
+    th.write_tasks(root)
+    out = make_tasks.write_local_tasks(root / "stock", tasks=["arc_easy", "gsm8k"])
+    manager = TaskManager(include_path=[str(out), str(root / "tasks")])
+    return manager.load(["arc_easy", "gsm8k", "tiny_mc", "tiny_gen"])["tasks"]
+
+
+@pytest.mark.slow  # loads the local arc_easy and gsm8k datasets
+def test_compiled_templates_render_what_lm_eval_renders(local_tasks):
+    from lm_eval_lrp.lmeval.templates import compiled
+
+    checked = 0
+    for name, task in local_tasks.items():
+        docs = list(task.eval_docs)[:20]
+        for method in ("doc_to_text", "doc_to_choice"):
+            if method == "doc_to_choice" and task.config.doc_to_choice is None:
+                continue
+            fast = compiled(task, method)
+            for doc in docs:
+                assert fast(doc) == getattr(task, method)(doc), (name, method)
+                checked += 1
+    assert checked >= 80
+    # the tiny tasks' templates are rendered by the compiled path, not handed back unchanged
+    assert compiled(local_tasks["tiny_mc"], "doc_to_choice") != local_tasks["tiny_mc"].doc_to_choice
