@@ -292,7 +292,7 @@ def main(argv=None) -> int:
         judge = make("judge", ask=make_judges(args.judge))
         specs["judge"] = lambda row: Chain([judge])
     if args.prm:
-        from lm_eval_lrp.loading import parse_model_args
+        from lm_eval_lrp.model_args import parse_model_args
         from lm_eval_lrp.locate.prm import load_prm
 
         prm, threshold = load_prm(parse_model_args(args.prm), device=str(model.device))

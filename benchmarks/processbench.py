@@ -156,7 +156,7 @@ def main(argv=None) -> int:
 
         predictors["judge"] = predict_with(Chain([make("judge", ask=make_judges(args.judge, device=device))]))
     if args.prm:
-        from lm_eval_lrp.loading import parse_model_args
+        from lm_eval_lrp.model_args import parse_model_args
         from lm_eval_lrp.locate.prm import load_prm
 
         prm, threshold = load_prm(parse_model_args(args.prm), device=device)

@@ -141,7 +141,7 @@ def preflight(argv: list[str]) -> None:
     """The checks before evaluating (:mod:`lm_eval_lrp.preflight`) of an ``--lrp`` command line; raises
     :class:`Refused`."""
     from .config import LRPConfig
-    from .loading import ModelArgsError, parse_model_args
+    from .model_args import ModelArgsError, parse_model_args
     from .preflight import Refusal, check_run
 
     ns, rest = lrp_parser().parse_known_args(argv)

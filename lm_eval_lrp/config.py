@@ -121,7 +121,7 @@ class LRPConfig:
 
             parse_judges(self.judge)  # a malformed judge is named now, before the evaluation
         if self.prm:
-            from .loading import parse_model_args
+            from .model_args import parse_model_args
             from .locate.prm import split_prm_args
 
             load, options = split_prm_args(parse_model_args(str(self.prm).replace("|", ",")))

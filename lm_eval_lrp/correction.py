@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .artifacts import AttributionWriter, Run, load_run
 from .failures import Case
-from .loading import load_model, load_spec, load_tokenizer, parse_model_args, recorded_dtype
+from .loading import load_model, load_tokenizer
+from .model_args import load_spec, parse_model_args, recorded_dtype
 from .locate import Context, Generation, NotFound
 from .locate.cases import CasesLocator, HandCase
 from .locate.confidence import confidence

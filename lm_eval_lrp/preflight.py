@@ -104,7 +104,7 @@ def check_reference(args: str | None) -> None:
     reachable (cached when ``HF_HUB_OFFLINE`` is set)."""
     if not args:
         return
-    from .loading import LOAD_KEYS, load_spec, parse_model_args
+    from .model_args import LOAD_KEYS, load_spec, parse_model_args
     from .locate.reference import split_reference_args
 
     spec = load_spec(split_reference_args(parse_model_args(str(args).replace("|", ",")), LOAD_KEYS)[0])

@@ -6,7 +6,7 @@ Hooks receive the task as a plain view (:class:`lm_eval_lrp.lmeval.tasks.TaskVie
 
 from __future__ import annotations
 
-from lm_eval_lrp.lmeval.samples import sample_target
+from lm_eval_lrp.lmeval.samples import sample_doc_id, sample_target
 from lm_eval_lrp.segments import Segment, label_prompt
 
 
@@ -15,7 +15,7 @@ class HookError(Exception):
     record names the hook and the document, rather than a wrong gold or unlabelled segments."""
 
     def __init__(self, hook: "TaskHook", what: str, sample_or_doc, err: BaseException):
-        doc_id = sample_or_doc.get("doc_id") if isinstance(sample_or_doc, dict) else None
+        doc_id = sample_doc_id(sample_or_doc) if isinstance(sample_or_doc, dict) else None
         where = f"document {doc_id}" if doc_id is not None else "this document"
         super().__init__(f"hook {type(hook).__name__} could not {what} for {where}: {type(err).__name__}: {err}")
 

@@ -12,7 +12,7 @@ import torch
 from conftest import tiny_ids, tiny_model
 
 from lm_eval_lrp.lrp import explain, explain_many, explain_sequences
-from lm_eval_lrp.lrp.arch import self_check
+from lm_eval_lrp.lrp import self_check
 from lm_eval_lrp.lrp.dispatch import execution_device, input_device, parameter
 from lm_eval_lrp.lrp.target import Contrast
 

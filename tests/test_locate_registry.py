@@ -73,6 +73,6 @@ def test_a_declaration_outside_the_known_needs_is_refused():
     class Odd(ShoutLocator):
         needs = ("gpu",)
 
-    with pytest.raises(ValueError, match="needs 'gpu', which is none of model, reference, judge, cases, budget"):
+    with pytest.raises(ValueError, match="needs 'gpu', which is none of model, reference, judge, prm, cases, budget"):
         register("odd", Odd)
     assert "odd" not in names()

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..console import fitting_table
     from ..correction import CorrectionError, correct
-    from ..loading import ModelArgsError
+    from ..model_args import ModelArgsError
 
     console = Console()
     device = args.device

@@ -43,7 +43,7 @@ class HFLRP(HFLM):
                                          dtype=str(self.model.dtype).replace("torch.", ""))
         self.lrp_prm = None
         if self.lrp.prm:
-            from ..loading import parse_model_args
+            from ..model_args import parse_model_args
             from ..locate.prm import load_prm
 
             self.lrp_prm = load_prm(parse_model_args(str(self.lrp.prm).replace("|", ",")), device=str(self.model.device),

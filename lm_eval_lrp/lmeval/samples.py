@@ -59,6 +59,11 @@ def sample_context(sample: dict, index: int = 0) -> str:
     return sample["arguments"][index][0]
 
 
+def sample_doc_id(sample: dict):
+    """The sample's ``doc_id`` (None when it has none, e.g. a document rather than a logged sample)."""
+    return sample.get("doc_id")
+
+
 def sample_target(sample: dict):
     """The sample's ``target`` (what lm-eval compared the answer with), as logged."""
     return sample.get("target")
