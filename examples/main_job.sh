@@ -22,9 +22,7 @@ lm-eval-lrp --model hf --model_args "$MODEL_ARGS" --include_path "$TASKS_DIR" --
   --limit "$GSM8K_LIMIT" --gen_kwargs max_gen_toks=192 --device cpu --log_samples --output_path "$OUT" --lrp
 
 RUN_DIR=$(python -c 'import sys; from lm_eval_lrp.lmeval.results import locate; print(locate(sys.argv[1]))' "$OUT/SmolLM2-135M-Instruct")
-if python -c 'import lm_eval_lrp.commands.report' 2>/dev/null; then
-  lm-eval-lrp report "$RUN_DIR" --output "$RUN_DIR/report.html" || true
-fi
+lm-eval-lrp report "$RUN_DIR" --output "$RUN_DIR/report.html"
 echo
 echo "lm-eval results, samples and attribution records are in: $RUN_DIR"
 ls -1 "$RUN_DIR"

@@ -100,32 +100,37 @@ def check_cases(path: str | None) -> None:
 
 
 def check_reference(args: str | None) -> None:
-    """The reference model's weights exist: a local folder (with its ``gguf_file``) or a well-formed hub id that is
-    reachable (cached when ``HF_HUB_OFFLINE`` is set)."""
+    """The reference model's weights exist (see :func:`check_weights`)."""
     if not args:
         return
     from .model_args import LOAD_KEYS, load_spec, parse_model_args
     from .locate.reference import split_reference_args
 
-    spec = load_spec(split_reference_args(parse_model_args(str(args).replace("|", ",")), LOAD_KEYS)[0])
+    check_weights("--lrp_reference_model", load_spec(split_reference_args(parse_model_args(str(args).replace("|", ",")),
+                                                                          LOAD_KEYS)[0]))
+
+
+def check_weights(option: str, spec: dict) -> None:
+    """A model's weights exist: a local folder (with its ``gguf_file``) or a well-formed hub id that is reachable
+    (cached when ``HF_HUB_OFFLINE`` is set)."""
     pretrained = str(spec["pretrained"])
     local = Path(pretrained).expanduser()
     if local.is_dir():
         gguf = spec.get("gguf_file")
         if gguf and not (local / gguf).is_file():
-            raise Refusal(f"--lrp_reference_model: {local / gguf} does not exist; check gguf_file=")
+            raise Refusal(f"{option}: {local / gguf} does not exist; check gguf_file=")
         return
     if local.exists():
-        raise Refusal(f"--lrp_reference_model pretrained={pretrained} is a file: give the model's folder"
+        raise Refusal(f"{option} pretrained={pretrained} is a file: give the model's folder"
                       " (and gguf_file=NAME for a GGUF file in it)")
     if pretrained.startswith(("/", ".", "~")) or not _HUB_ID.match(pretrained):
-        raise Refusal(f"--lrp_reference_model pretrained={pretrained}: no such folder; give the reference model's "
+        raise Refusal(f"{option} pretrained={pretrained}: no such folder; give the model's "
                       "folder or a hub id (org/name)")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         from huggingface_hub import try_to_load_from_cache
 
         if try_to_load_from_cache(pretrained, "config.json") is None and not spec.get("gguf_file"):
-            raise Refusal(f"--lrp_reference_model pretrained={pretrained}: not in the local cache and HF_HUB_OFFLINE "
+            raise Refusal(f"{option} pretrained={pretrained}: not in the local cache and HF_HUB_OFFLINE "
                           "is set; download it first or give a local folder")
 
 
@@ -136,6 +141,9 @@ def check_judges(spec: str | None, timeout: float = 10.0) -> None:
     from .locate.judge import parse_judges
 
     for judge in parse_judges(spec):
+        if "pretrained" in judge:  # a local transformers judge: its weights must be there
+            check_weights("--lrp_judge", judge)
+            continue
         url, model = judge["base_url"], judge["model"]
         body = {"model": model, "messages": [{"role": "user", "content": "Reply with 1."}], "max_tokens": 1,
                 "temperature": 0}

@@ -68,6 +68,16 @@ def _sequence_logprob(model, ids: torch.Tensor, n_context: int, rule: str):
     return float(value.detach()), input_rel
 
 
+def check_continuations(context_ids, wrong_ids, gold_ids) -> None:
+    """Refuse what a sequence-level contrast cannot explain: an empty context or continuation, or two equal ones."""
+    if not context_ids:
+        raise ValueError("the context is empty")
+    if not wrong_ids or not gold_ids:
+        raise ValueError("both continuations must be non-empty")
+    if wrong_ids == gold_ids:
+        raise ValueError("the two continuations are identical: nothing to contrast")
+
+
 def explain_sequences(
     model: nn.Module,
     context_ids: Sequence[int],
@@ -82,12 +92,7 @@ def explain_sequences(
     relevance for the wrong continuation minus that for the gold one (the backward is linear in its seed).
     """
     context_ids, wrong_ids, gold_ids = list(context_ids), list(wrong_ids), list(gold_ids)
-    if not context_ids:
-        raise ValueError("the context is empty")
-    if not wrong_ids or not gold_ids:
-        raise ValueError("both continuations must be non-empty")
-    if wrong_ids == gold_ids:
-        raise ValueError("the two continuations are identical: nothing to contrast")
+    check_continuations(context_ids, wrong_ids, gold_ids)
     device = input_device(model)
     n = len(context_ids)
     lp_w, r_w = _sequence_logprob(model, as_ids(context_ids + wrong_ids, device), n, rule)

@@ -20,27 +20,19 @@ from .batched import ExplainError, free_memory, pad_batch
 from .composite import Composite
 from .model_io import head_logits
 from .memory import is_oom
-from .sequences import SequenceExplanation
+from .sequences import SequenceExplanation, check_continuations
 from .target import Contrast
 
 Triple = tuple[Sequence[int], Sequence[int], Sequence[int]]
 
 
-def _check(context_ids, wrong_ids, gold_ids) -> None:
-    """The same refusals as :func:`explain_sequences`."""
-    if not context_ids:
-        raise ValueError("the context is empty")
-    if not wrong_ids or not gold_ids:
-        raise ValueError("both continuations must be non-empty")
-    if wrong_ids == gold_ids:
-        raise ValueError("the two continuations are identical: nothing to contrast")
 
 
 def explain_sequences_batch(model: nn.Module, triples: Sequence[Triple], *, rule: str = "attnlrp") -> list[SequenceExplanation]:
     """Each triple's sequence-level contrast, all from one padded forward and one backward."""
     triples = [(list(c), list(w), list(g)) for c, w, g in triples]
     for c, w, g in triples:
-        _check(c, w, g)
+        check_continuations(c, w, g)
     if not triples:
         return []
     rows = [c + cont for c, w, g in triples for cont in (w, g)]  # 2b: wrong, 2b + 1: gold
