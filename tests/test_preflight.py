@@ -80,7 +80,7 @@ def test_an_output_path_that_cannot_be_written_is_refused(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if os.access(locked, os.W_OK):
-        pytest.skip("running as root: every folder is writable")
+        pytest.skip(reason="running as root: every folder is writable")
     code, err = _run(capsys, "--output_path", str(locked / "out"))
     assert code == 2 and "is not writable" in err
 

@@ -47,7 +47,7 @@ class Composite:
             for p in self.model.parameters():
                 self._requires_grad.append((p, p.requires_grad))
                 p.requires_grad_(False)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - undo the partial registration, then re-raise (nothing is swallowed)
             self.remove()
             raise
         return self
