@@ -36,7 +36,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lm_eval_lrp.locate import Budget, Chain, Context, Generation, kind_of_task, make  # noqa: E402
+from lm_eval_lrp.locate import Budget, Chain, Context, Generation, Location, kind_of_task, make  # noqa: E402
 from lm_eval_lrp.locate.confidence import confidence  # noqa: E402
 
 FIELDS = {"task": str, "doc_id": int, "model": str, "chat_template": bool, "prompt_ids": list, "output_ids": list,
@@ -138,7 +138,8 @@ def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_c
                         "error": result.error, "reason": loc.reason if loc else result.reason,
                         "seconds": round(seconds, 3), "rollouts": calls[0],
                         "budget_exhausted": bool(loc and loc.budget_exhausted),
-                        "confidence": confidence(loc)[0] if loc is not None else None})
+                        "confidence": confidence(loc)[0] if loc is not None else None,
+                        "location": _kept(loc)})
             if verbose:
                 c = per[-1]
                 print(f"  {name}: {c['where']} offset {c['offset']} span {c['span']} {'HIT' if c['hit'] else 'miss'} "
@@ -148,6 +149,16 @@ def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_c
         fresh = [p for p in per if p["split"] == "held-out" and not p["tuned_on"]]
         report[name]["splits"]["held-out, never tuned on"] = summarise(fresh)
     return report
+
+
+def _kept(loc: Location | None) -> dict | None:
+    """What a case keeps of its location for reading later: token, contrast, agreeing locators, rollouts."""
+    if loc is None:
+        return None
+    return {"index": loc.index, "target": loc.target, "contrast": loc.contrast, "agreeing": list(loc.agreeing),
+            "explains": "output" if loc.continuation is None else "gold",
+            "rollouts": [{"position": r.position, "forced": r.forced, "forced_token": r.forced_token,
+                          "verdict": r.verdict, "tokens": r.tokens} for r in loc.rollouts]}
 
 
 def summarise(per: list[dict]) -> dict:
