@@ -116,7 +116,7 @@ class LRPConfig:
                     raise ValueError(f"lrp_locate names {name!r}: {GIVE[missing[0]]}")
         if self.reference_model:
             from .model_args import LOAD_KEYS, load_spec, parse_model_args
-            from .locate.reference import split_reference_args
+            from .reference_model import split_reference_args
 
             load_args, _ = split_reference_args(parse_model_args(str(self.reference_model).replace("|", ",")), LOAD_KEYS)
             load_spec(load_args)  # no pretrained= is named now, before the evaluation
