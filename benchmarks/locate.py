@@ -311,7 +311,7 @@ def main(argv=None) -> int:
         specs["prm"] = lambda row: Chain([prm_locator])
     if args.reference_args:
         from lm_eval_lrp.model_args import LOAD_KEYS
-        from lm_eval_lrp.locate.reference import split_reference_args
+        from lm_eval_lrp.reference_model import split_reference_args
 
         load_args, ref_options = split_reference_args(dict(kv.split("=", 1) for kv in args.reference_args.split(",")),
                                                       LOAD_KEYS)

@@ -6,17 +6,17 @@
 For each *cell* ``MODEL:TASK:TEMPLATE:LIMIT:MAX_GEN_TOKS`` (MODEL ``smol``, ``qwen`` (0.5B) or ``qwen15`` (1.5B); LIMIT ``N``, the first N documents, or ``A-B``, documents A..B; TEMPLATE ``plain`` or ``chat``,
 chat = ``--apply_chat_template`` with ``--fewshot_as_multiturn``) this script
 
-1. runs plain lm-eval (``simple_evaluate`` on lm-eval's own ``HFLM``, greedy, ``--log_samples``) on the offline task
+1. runs plain lm-eval (``simple_evaluate``, greedy, ``--log_samples``) on lm-eval-lrp's ``hf-lrp`` model — lm-eval's
+   ``HFLM``, which records the tokens it generates; nothing is routed through attribution — on the offline task
    overlays of ``examples/local_tasks`` and takes the documents the task scores wrong under every filter;
-2. encodes each context exactly as ``HFLM.generate_until`` does (``tok_batch_encode``, left-truncated to
-   ``max_length - max_gen_toks``) → ``prompt_ids``;
-3. takes the tokens lm-eval's run generated (recorded from that ``HFLM`` instance's ``_model_generate``) →
-   ``output_ids``, the longest prefix (EOS dropped) whose decoding is a prefix of the stop-truncated text;
-   ``output = decode(output_ids)``; re-runs greedy decoding from ``prompt_ids`` alone in one teacher-forced forward
-   (every output token must be the argmax after the prompt and the tokens before it: no batch padding, no cache);
-   ``matched_lm_eval`` says whether that holds and the stop-truncated text equals lm-eval's logged response;
-4. records today's located divergence (the first token where greedy under the teacher-forced gold leaves it, as
-   the task hook's ``locate_divergence`` computes it) in ``divergence``;
+2. builds each failure's generation exactly as the harness does (:meth:`lm_eval_lrp.harness.locating.Locating.generation`):
+   the context as ``HFLM.generate_until`` encoded it → ``prompt_ids``; the tokens the run generated, up to the end of
+   lm-eval's logged response → ``output_ids``; ``output = decode(output_ids)``;
+3. re-runs greedy decoding from ``prompt_ids`` alone in one teacher-forced forward (every output token must be the
+   argmax after the prompt and the tokens before it: no batch padding, no cache); ``matched_lm_eval`` says whether
+   that holds and the tokens were the recorded ones (not a re-encoding of the text);
+4. records where the ``gold`` locator points (the first token where greedy under the teacher-forced gold leaves it,
+   as the task hook's ``locate_divergence`` computes it) in ``divergence``;
 5. merges into the output file: records are keyed by (task, doc_id, model, chat_template); the hand annotation
    (``span``, ``error_kind``, ``note``) of an existing record is kept; new records get ``span: null`` and
    ``error_kind: null`` until annotated by hand (see ``tests/data/README_locate_devset.md``).
@@ -77,10 +77,12 @@ def qwen_dir(folder: Path, name: str = "qwen") -> Path:
 
 
 def load_lm(name: str, qwen_folder: Path, batch_size: int = 1):
-    from lm_eval.models.huggingface import HFLM
+    """lm-eval-lrp's ``hf-lrp`` model (lm-eval's HFLM, which records the tokens it generates); without ``install()``
+    no evaluation is routed through the attribution loop: lm-eval runs plain."""
+    from lm_eval_lrp.lmeval.model import HFLRP
 
     pretrained, gguf = (smollm2_dir(), SMOL_GGUF) if name == "smol" else (qwen_dir(qwen_folder, name), QWEN_FILES[name][0])
-    return HFLM(pretrained=str(pretrained), gguf_file=gguf, dtype="float32", device="cpu", batch_size=batch_size)
+    return HFLRP(pretrained=str(pretrained), gguf_file=gguf, dtype="float32", device="cpu", batch_size=batch_size)
 
 
 # ----------------------------------------------------------------------------------------------- lm-eval run
@@ -136,57 +138,7 @@ def wrong_docs(samples: list[dict]) -> dict[int, dict]:
     return out
 
 
-def context_and_kwargs(sample: dict) -> tuple[str, dict]:
-    args = sample["arguments"]
-    if isinstance(args, dict):  # the JSON form: {"gen_args_0": {"arg_0": ctx, "arg_1": kwargs}}
-        first = next(iter(args.values()))
-        return first["arg_0"], first["arg_1"]
-    return args[0][0], args[0][1]
-
-
 # ----------------------------------------------------------------------------------------------- generation
-
-
-def capture_generations(lm) -> dict:
-    """Record, on this HFLM instance only, the tokens its ``_model_generate`` returns: unpadded prompt ids → new ids."""
-    captured: dict[tuple, list[int]] = {}
-    original = lm._model_generate
-
-    def recording(context, max_length, stop, **kwargs):
-        cont = original(context, max_length, stop, **kwargs)
-        mask = kwargs.get("attention_mask")
-        for row in range(context.shape[0]):
-            ids = context[row][mask[row].bool()] if mask is not None else context[row]
-            captured[tuple(ids.tolist())] = cont[row, context.shape[1]:].tolist()
-        return cont
-
-    lm._model_generate = recording
-    return captured
-
-
-def prompt_ids_for(lm, context: str, max_gen_toks: int) -> list[int]:
-    """The context as HFLM.generate_until encodes it (batch of one, no padding, left-truncated)."""
-    enc, _ = lm.tok_batch_encode([context], left_truncate_len=lm.max_length - max_gen_toks, truncation=lm.truncation)
-    return enc[0].tolist()
-
-
-def cut_at_stops(text: str, stops: list[str]) -> str:
-    for s in stops:
-        if s:
-            text = text.split(s)[0]
-    return text
-
-
-def aligned_prefix(gen: list[int], text: str, decode) -> list[int]:
-    """The longest prefix of ``gen`` whose decoding is a prefix of ``text``."""
-    best = 0
-    for k in range(1, len(gen) + 1):
-        d = decode(gen[:k])
-        if text.startswith(d):
-            best = k
-        if len(d) > len(text) + 8:
-            break
-    return gen[:best]
 
 
 def greedy_mismatch(model, prompt_ids: list[int], output_ids: list[int]) -> int | None:
@@ -202,22 +154,14 @@ def greedy_mismatch(model, prompt_ids: list[int], output_ids: list[int]) -> int 
     return None
 
 
-def regenerate(lm, captured: dict, context: str, gen_kwargs: dict, max_gen_toks: int) -> dict:
-    from lm_eval.models.utils import handle_stop_sequences
-
-    tok = lm.tokenizer
-    decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # noqa: E731 - as HFLM.tok_decode
-    eos = tok.decode(lm.eot_token_id, skip_special_tokens=False)
-    stops = handle_stop_sequences(list(gen_kwargs.get("until") or []), eos=eos)
-    cfg = lm.model.generation_config.eos_token_id
-    eos_ids = {lm.eot_token_id, *([cfg] if isinstance(cfg, int) else (cfg or []))}
-    prompt_ids = prompt_ids_for(lm, context, max_gen_toks)
-    gen = captured[tuple(prompt_ids)]
-    first_eos = next((i for i, t in enumerate(gen) if t in eos_ids), len(gen))
-    text = cut_at_stops(decode(gen), stops)
-    out_ids = aligned_prefix(gen[:first_eos], text, decode)
-    return {"prompt_ids": prompt_ids, "output_ids": out_ids, "output": decode(out_ids), "regenerated": text,
-            "greedy_mismatch": greedy_mismatch(lm.model, prompt_ids, out_ids)}
+def generation(lm, locating, failure):
+    """The failure as the harness explains it (:meth:`lm_eval_lrp.harness.locating.Locating.generation`): the context
+    as lm-eval's generate_until encoded it, and the model's own tokens, recorded during the evaluation, up to the end
+    of the logged response (``matched_lm_eval``: they were recorded, not re-encoded, and greedy decoding from the
+    prompt alone gives each of them)."""
+    gen = locating.generation(failure)
+    return gen, {"generated": locating.ids_source == "generated",
+                 "greedy_mismatch": greedy_mismatch(lm.model, list(gen.prompt_ids), list(gen.output_ids))}
 
 
 # ----------------------------------------------------------------------------------------------- gold and divergence
@@ -233,35 +177,24 @@ def gold_and_target(task: str, doc: dict, sample: dict) -> tuple[str | None, str
     return None, str(sample.get("target"))
 
 
-def divergence(lm, task_obj, task: str, sample: dict, context: str, output: str) -> dict | None:
-    """Where today's locate step (teacher-forced gold, first greedy ≠ gold token) points, in gold and output chars."""
-    import torch
+def divergence(locating, gen) -> dict | None:
+    """Where the ``gold`` locator (teacher-forced gold, the first token where greedy leaves it, as the task hook's
+    ``locate_divergence`` says) points, in gold and output chars."""
+    from lm_eval_lrp.locate import NotFound, make
 
-    from lm_eval_lrp.lmeval.tasks import task_view
-    from task_hooks import HookRegistry
-
-    hook = HookRegistry().for_task(task, "generate_until")
-    gold = hook.gold_continuation(task_view(task, task_obj), sample["doc"], sample)  # hooks get the plain task view
-    if not gold:
+    if not gen.gold:
         return None
-    ctx_ids, gold_ids = lm._encode_pair(context, gold)
-    with torch.no_grad():
-        logits = lm.model(input_ids=torch.tensor([ctx_ids + gold_ids[:-1]])).logits[0]
-    greedy_gold = logits[len(ctx_ids) - 1 :].argmax(-1).tolist()
-    decode = lambda ids: lm.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-    k = hook.locate_divergence(gold, gold_ids, greedy_gold, decode)
-    if k is None:
+    try:
+        loc = make("gold", hook=locating.hook).locate(gen, locating.ctx.for_doc(None))
+    except NotFound:
         return {"gold_token": None, "gold_char": None, "output_char": None}
-    gold_prefix = decode(gold_ids[:k])
-    # context whitespace moved into the gold by _encode_pair is not part of the model's output
-    moved = len(context) - len(context.rstrip()) if context != context.rstrip() else 0
-    in_out = gold_prefix[moved:] if output.startswith(gold_prefix[moved:]) else None
+    decode = locating.ctx.decode
     return {
-        "gold_token": k,
-        "gold_char": len(gold_prefix),
-        "gold_token_text": decode([gold_ids[k]]),
-        "greedy_token_text": decode([greedy_gold[k]]),
-        "output_char": len(in_out) if in_out is not None else None,
+        "gold_token": loc.index,
+        "gold_char": len(decode(list(loc.continuation[: loc.index]))),
+        "gold_token_text": decode([loc.contrast]),
+        "greedy_token_text": decode([loc.target]),
+        "output_char": loc.output_offset,
     }
 
 
@@ -271,17 +204,24 @@ def divergence(lm, task_obj, task: str, sample: dict, context: str, output: str)
 def collect(lm, model: str, task: str, chat: bool, limit: str, max_gen_toks: int, tasks_dir: Path, max_records: int):
     from lm_eval.tasks import TaskManager
 
-    captured = capture_generations(lm)
+    from lm_eval_lrp.harness.locating import Locating
+    from lm_eval_lrp.lmeval.samples import failure_of, primary_metric
+    from lm_eval_lrp.lmeval.tasks import task_view
+    from task_hooks import HookRegistry
+
     samples, scores = run_lm_eval(lm, task, chat, limit, max_gen_toks, tasks_dir)
     print(f"[devset] {model} {task} chat={chat}: {scores}", flush=True)
-    task_obj = TaskManager(include_path=str(tasks_dir)).load_task_or_group([task])[task]
+    view = task_view(task, TaskManager(include_path=str(tasks_dir)).load_task_or_group([task])[task])
+    locating = Locating(lm.subject(), view, HookRegistry().for_task(task, "generate_until"))
     for doc_id, sample in sorted(wrong_docs(samples).items())[:max_records]:
-        context, gen_kwargs = context_and_kwargs(sample)
+        failure = failure_of(task, doc_id, "generate_until", sample, primary_metric(sample))
+        failure.gen_kwargs = {**failure.gen_kwargs, "max_gen_toks": max_gen_toks}
         logged = sample_output(sample)
-        regen = regenerate(lm, captured, context, gen_kwargs, max_gen_toks)
-        if not regen["output"].strip():
+        gen, check = generation(lm, locating, failure)
+        if not gen.output.strip():
             print(f"[devset] {task} doc {doc_id}: empty output (a stop sequence first), nothing to annotate", flush=True)
             continue
+        context = failure.requests[0][0]
         gold, target = gold_and_target(task, sample["doc"], sample)
         yield {
             "task": task,
@@ -289,10 +229,10 @@ def collect(lm, model: str, task: str, chat: bool, limit: str, max_gen_toks: int
             "model": LABELS[model],
             "chat_template": chat,
             "max_gen_toks": max_gen_toks,
-            "prompt_ids": regen["prompt_ids"],
-            "output_ids": regen["output_ids"],
+            "prompt_ids": list(gen.prompt_ids),
+            "output_ids": list(gen.output_ids),
             "prompt": context,
-            "output": regen["output"],
+            "output": gen.output,
             "gold": gold,
             "target": target,
             "doc": sample["doc"],
@@ -300,10 +240,10 @@ def collect(lm, model: str, task: str, chat: bool, limit: str, max_gen_toks: int
             "error_kind": None,
             "note": None,
             "tuned_on": False,  # no locator, chain or threshold was chosen with this row in view (README_locate_devset)
-            "matched_lm_eval": regen["regenerated"] == logged and regen["greedy_mismatch"] is None,
-            "greedy_mismatch": regen["greedy_mismatch"],
-            "output_is_whole_response": regen["output"] == logged,
-            "divergence": divergence(lm, task_obj, task, sample, context, regen["output"]),
+            "matched_lm_eval": check["generated"] and check["greedy_mismatch"] is None,
+            "greedy_mismatch": check["greedy_mismatch"],
+            "output_is_whole_response": gen.output == logged,
+            "divergence": divergence(locating, gen),
         }
 
 

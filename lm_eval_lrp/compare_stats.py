@@ -1,6 +1,6 @@
 """The numbers ``compare`` reports over a group of compared cases: corrected rate, Δℓ medians, normalised segment
 relevance of corrected and uncorrected cases, failure patterns, and the tokens that stay on top. Plain statistics
-over case dicts (made by :func:`lm_eval_lrp.compare.compare_one`); no model.
+over case dicts (made by :func:`lm_eval_lrp.reexplain.compare_one`); no model.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def _coerce(name: str, value):
     return value
 
 
-#: how to give what a locator declares it needs (lm_eval_lrp.locate.chain.NEEDS; the model and budget always are)
+#: how to give what a locator declares it needs (lm_eval_lrp.locate.chain.NEEDS; the model, budget and hook always are)
 GIVE = {"cases": "give the annotations file with --lrp_cases FILE",
         "reference": "give the model with --lrp_reference_model pretrained=...",
         "judge": "give the judges with --lrp_judge pretrained=PATH or model=NAME,base_url=URL",
@@ -102,6 +102,10 @@ class LRPConfig:
             from .locate.chain import split_names
 
             named = [n for link in split_names(str(self.locate)) for n in link]
+            if self.hooks_path and any(n not in names() for n in named):
+                from .preflight import check_hooks
+
+                check_hooks(self.hooks_path)  # the user's hook files load first: one may register a locator
             unknown = [n for n in named if n not in names()]
             if unknown:
                 raise ValueError(f"lrp_locate: unknown locator {unknown[0]!r}; available: {', '.join(names())}")
@@ -112,7 +116,7 @@ class LRPConfig:
                     raise ValueError(f"lrp_locate names {name!r}: {GIVE[missing[0]]}")
         if self.reference_model:
             from .model_args import LOAD_KEYS, load_spec, parse_model_args
-            from .locate.reference import split_reference_args
+            from .reference_model import split_reference_args
 
             load_args, _ = split_reference_args(parse_model_args(str(self.reference_model).replace("|", ",")), LOAD_KEYS)
             load_spec(load_args)  # no pretrained= is named now, before the evaluation

@@ -104,7 +104,7 @@ def check_reference(args: str | None) -> None:
     if not args:
         return
     from .model_args import LOAD_KEYS, load_spec, parse_model_args
-    from .locate.reference import split_reference_args
+    from .reference_model import split_reference_args
 
     check_weights("--lrp_reference_model", load_spec(split_reference_args(parse_model_args(str(args).replace("|", ",")),
                                                                           LOAD_KEYS)[0]))

@@ -53,6 +53,12 @@ class TaskHook:
         delimiter = task.target_delimiter or ""
         return f"{delimiter}{target}"
 
+    #: the task's kind (math, code, instructions) when its name does not say it (see lm_eval_lrp.locate.kinds)
+    kind: str | None = None
+    #: the locator chain of this hook's tasks when --lrp_locate names none (None: the default of the task's kind); a
+    #: hook file may register its own locator (lm_eval_lrp.locate.register) and name it here
+    locate_chain: str | None = None
+
     #: skip divergences where both tokens are white space only (code: formatting, not content)
     skip_whitespace: bool = False
 

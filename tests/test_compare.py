@@ -10,7 +10,7 @@ import torch
 
 from lm_eval_lrp.artifacts import AttributionWriter, load_run
 from lm_eval_lrp.commands import compare as compare_cmd
-from lm_eval_lrp.compare import TokenizerMismatch, check_tokenizers, compare
+from lm_eval_lrp.reexplain import TokenizerMismatch, check_tokenizers, compare
 from lm_eval_lrp.segments import record_prompt_segments as prompt_segments
 from lm_eval_lrp.failures import Case
 from lm_eval_lrp.model_args import load_spec, parse_model_args
@@ -253,7 +253,7 @@ def test_a_run_is_compared_in_its_own_dtype_and_rule(world, tmp_path, capsys):
 def test_a_tokenizer_that_fails_to_load_is_named(world, monkeypatch):
     """A's tokenizer failing to load is not a silent None: the summary's note says why, and every case is still
     compared (the per-record token check runs on A's recorded strings)."""
-    import lm_eval_lrp.compare as cmp
+    import lm_eval_lrp.reexplain as cmp
 
     real, calls = cmp.load_tokenizer, {"n": 0}
 

@@ -405,7 +405,7 @@ def test_hindsight_is_the_evaluated_model_reading_the_gold_first(model):
 def test_reference_arguments():
     from lm_eval_lrp.config import LRPConfig
     from lm_eval_lrp.model_args import LOAD_KEYS
-    from lm_eval_lrp.locate.reference import split_reference_args
+    from lm_eval_lrp.reference_model import split_reference_args
 
     load, opts = split_reference_args({"pretrained": "d", "gguf_file": "f", "gap": "4", "gold_in_context": "false"},
                                       LOAD_KEYS)

@@ -64,7 +64,7 @@ def test_the_config_checks_what_a_locator_declares(shout):
 
 def test_the_declarations_of_the_builtin_locators():
     assert needs_of("cases") == ("cases",) and needs_of("reference") == ("reference",)
-    assert needs_of("judge") == ("judge",) and needs_of("gold") == ()
+    assert needs_of("judge") == ("judge",) and needs_of("gold") == ("hook",) and needs_of("trajectory") == ()
     with pytest.raises(ValueError, match="unknown locator 'nope'"):
         needs_of("nope")
 
@@ -73,6 +73,75 @@ def test_a_declaration_outside_the_known_needs_is_refused():
     class Odd(ShoutLocator):
         needs = ("gpu",)
 
-    with pytest.raises(ValueError, match="needs 'gpu', which is none of model, reference, judge, prm, cases, budget"):
+    with pytest.raises(ValueError, match="needs 'gpu', which is none of model, reference, judge, prm, cases, budget, hook"):
         register("odd", Odd)
     assert "odd" not in names()
+
+
+#: a user's hook file (``--lrp_hooks_path DIR``) that registers its own locator and names it in its tasks' chain: no
+#: other file changes (docs/locators.md, "A locator from a task hook")
+HOOK_FILE = '''
+from lm_eval_lrp.locate import Location, NotFound, register
+from task_hooks import GenerateUntilHook
+
+
+class FirstCapital:
+    """The first upper-case letter of the output, against its lower case."""
+
+    name = "first_capital"
+    needs = ("judge",)  # the run's judges arrive as ask=
+
+    def __init__(self, ask=None):
+        self.ask = ask
+
+    def locate(self, gen, ctx):
+        offset = next((i for i, c in enumerate(gen.output) if c.isupper()), None)
+        if offset is None:
+            raise NotFound("no upper-case letter in the output")
+        index = ctx.index_at(gen, offset)
+        lower = ctx.encode(gen.output[offset].lower())[0]
+        return Location(index, ctx.target_at(gen, index), lower, self.name, "upper case", output_offset=offset)
+
+
+register("first_capital", FirstCapital)
+
+
+class QuietHook(GenerateUntilHook):
+    families = ("quiet_",)
+    kind = "instructions"
+    locate_chain = "first_capital,gold"
+
+
+HOOK = QuietHook()
+'''
+
+
+@pytest.fixture
+def hook_folder(tmp_path):
+    (tmp_path / "quiet.py").write_text(HOOK_FILE)
+    yield tmp_path
+    _REGISTRY.pop("first_capital", None)
+
+
+def test_a_locator_registered_by_a_task_hook_is_checked_and_used_by_the_harness(hook_folder):
+    from types import SimpleNamespace
+
+    from task_hooks import HookRegistry, load_hooks_from
+
+    from lm_eval_lrp.harness.locating import Locating
+    from lm_eval_lrp.harness.subject import Subject
+
+    assert "first_capital" not in names()
+    with pytest.raises(ValueError, match=r"lrp_locate names 'first_capital': give the judges with --lrp_judge"):
+        LRPConfig(locate="first_capital", hooks_path=str(hook_folder)).check()  # the config loads the hook file
+    assert needs_of("first_capital") == ("judge",)
+
+    hook = HookRegistry(load_hooks_from(hook_folder)).for_task("quiet_letters", "generate_until")
+    ask = lambda messages: ["yes"]  # noqa: E731 - the run's judges
+    subject = Subject(model=None, tokenizer=TOK, config=LRPConfig(), encode_pair=lambda c, x: ([], []), judge=ask)
+    locating = Locating(subject, SimpleNamespace(name="quiet_letters"), hook)
+    assert (locating.kind, locating.chain.names) == ("instructions", ["first_capital", "gold"])
+    assert locating.chain.locators[0].ask is ask  # given by its declared need, not by its name
+    gen = Generation(TOK.encode("say it:"), TOK.encode("yes, I do"), "yes, I do")
+    loc = locating.chain.locate(gen, locating.ctx).location
+    assert (loc.locator, loc.index, TOK.decode([loc.contrast])) == ("first_capital", 5, "i")

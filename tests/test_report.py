@@ -15,7 +15,7 @@ import torch
 from lm_eval_lrp.artifacts import AttributionWriter
 from lm_eval_lrp.commands import report as report_cmd
 from lm_eval_lrp.report import build_report, load_graph, normalise, strongest_paths
-from lm_eval_lrp.report.graph import describe_path
+from lm_eval_lrp.report.graph_view import describe_path
 from lm_eval_lrp.report.heatmap import render
 
 EVIL = "<script>alert(1)</script>"

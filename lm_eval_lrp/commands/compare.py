@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..compare import CompareError, TokenizerMismatch, compare
+    from ..reexplain import CompareError, TokenizerMismatch, compare
     from ..lmeval.results import locate
     from ..report.compare_page import write_outputs
     from ..report.trend import trend

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from ..failures import Case, Failure
-from ..locate import Budget, Chain, ChainResult, Context, Generation, kind_of_task
+from ..locate import Budget, Chain, ChainResult, Context, Generation, kind_of_task, options_from_needs
 from ..locate.confidence import confidence
 from .subject import Subject
 
@@ -22,19 +22,21 @@ class Locating:
     def __init__(self, subject: Subject, task, hook):
         cfg = subject.config
         self.subject, self.task, self.hook = subject, task, hook
-        self.kind = getattr(hook, "kind", None) or kind_of_task(task.name)
+        self.kind = kind_of_task(task.name, hook)
         budget = Budget(max_rollouts=cfg.rollouts, max_new_tokens=cfg.rollout_tokens)
-        options = {"gold": {"divergence": hook.locate_divergence}, "rollout": {"budget": budget}}
+        given = {"budget": {"budget": budget}, "hook": {"hook": hook}}  # by need (lm_eval_lrp.locate.chain.NEEDS)
         if subject.reference is not None:
-            options["reference"] = {"model": subject.reference, **subject.reference_options}
+            given["reference"] = {"model": subject.reference, **subject.reference_options}
         if cfg.cases:
-            options["cases"] = {"path": cfg.cases}
+            given["cases"] = {"path": cfg.cases}
         if subject.judge is not None:
-            options["judge"] = {"ask": subject.judge}
+            given["judge"] = {"ask": subject.judge}
         if subject.prm is not None:
-            options["prm"] = {"prm": subject.prm[0], "threshold": subject.prm[1]}
-        self.chain = Chain.from_names(cfg.locate, options) if cfg.locate else Chain.default(self.kind, options)
-        if subject.judge is not None and not cfg.locate:  # judges the user gave are asked first, never left unused
+            given["prm"] = {"prm": subject.prm[0], "threshold": subject.prm[1]}
+        options = options_from_needs(given)  # each locator gets what it declares it needs
+        spec = cfg.locate or getattr(hook, "locate_chain", None)  # a hook's chain may name a locator it registered
+        self.chain = Chain.from_names(spec, options) if spec else Chain.default(self.kind, options)
+        if subject.judge is not None and not spec:  # judges the user gave are asked first, never left unused
             self.chain = Chain(Chain.from_names("judge", options).locators + self.chain.locators)
         self.ctx = Context.from_tokenizer(subject.tokenizer, subject.model, budget=budget, kind=self.kind)
 

@@ -79,7 +79,7 @@ class HFLRP(HFLM):
         refused here."""
         from ..loading import load_model, load_tokenizer
         from ..model_args import LOAD_KEYS, load_spec, parse_model_args
-        from ..locate.reference import check_same_tokenizer, split_reference_args
+        from ..reference_model import check_same_tokenizer, split_reference_args
 
         args, options = split_reference_args(parse_model_args(str(self.lrp.reference_model).replace("|", ",")), LOAD_KEYS)
         spec = load_spec(args)

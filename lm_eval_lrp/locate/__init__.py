@@ -6,13 +6,14 @@
 >>> contrast = result.location.to_contrast(gen)   # what the LRP engine explains
 """
 
-from .chain import (DEFAULT_CHAINS, WITH_REFERENCE, Attempt, Chain, ChainResult, Earliest, Locator, kind_of_task, make,
-                    names, needs_of, register)
+from .chain import (DEFAULT_CHAINS, WITH_REFERENCE, Attempt, Chain, ChainResult, Earliest, Locator, make,
+                    names, needs_of, options_from_needs, register)
+from .kinds import kind_of_doc, kind_of_task
 from .context import Budget, Context, Scan, scan
 from .types import Candidate, Generation, LocateError, Location, NotFound, Rollout
 
 __all__ = [
     "Attempt", "Budget", "Candidate", "Chain", "ChainResult", "Context", "DEFAULT_CHAINS", "Earliest", "Generation",
-    "LocateError", "Location", "Locator", "NotFound", "Rollout", "Scan", "WITH_REFERENCE", "kind_of_task", "make", "names", "needs_of",
-    "register", "scan",
+    "LocateError", "Location", "Locator", "NotFound", "Rollout", "Scan", "WITH_REFERENCE", "kind_of_doc", "kind_of_task", "make", "names", "needs_of",
+    "options_from_needs", "register", "scan",
 ]

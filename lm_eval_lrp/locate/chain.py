@@ -28,12 +28,14 @@ class Locator(Protocol):
     def locate(self, gen: Generation, ctx: Context) -> Location | None: ...
 
 
-#: what a locator may declare in ``needs`` (a class attribute; none: it reads the generation and the context only):
-#: ``reference`` a second model (--lrp_reference_model), ``judge`` LLM judges (--lrp_judge), ``prm`` a process reward
-#: model (--lrp_prm), ``cases`` a file of hand
-#: annotations (--lrp_cases), ``budget`` the rollout budget (--lrp_rollouts / --lrp_rollout_tokens), ``model`` the
-#: evaluated model itself (through the context)
-NEEDS = ("model", "reference", "judge", "prm", "cases", "budget")
+#: what a locator may declare in ``needs`` (a class attribute; none: it reads the generation and the context only), and
+#: the constructor arguments by which the run gives each (:func:`options_from_needs`): ``reference`` a second model
+#: (--lrp_reference_model; ``model=``, and ``gap=`` / ``gold_in_context=`` when given), ``judge`` LLM judges
+#: (--lrp_judge; ``ask=``), ``prm`` a process reward model (--lrp_prm; ``prm=``, ``threshold=``), ``cases`` a file of
+#: hand annotations (--lrp_cases; ``path=``), ``budget`` the rollout budget (--lrp_rollouts / --lrp_rollout_tokens;
+#: ``budget=``), ``hook`` the task's hook (``hook=``: its ``locate_divergence``), ``model`` the evaluated model itself
+#: (no argument: through the context)
+NEEDS = ("model", "reference", "judge", "prm", "cases", "budget", "hook")
 
 #: an attempt's status in the record's ``locate.attempts``: ``located`` (a token and a contrast), ``no_contrast`` (a
 #: token but no contrast among the model's top-k: the next locator may find both; the first such token is kept when
@@ -83,6 +85,19 @@ def _builtins() -> None:
     for cls in (GoldLocator, Verifier, ArithmeticVerifier, InstructionVerifier, CodeVerifier, RolloutLocator,
                 ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator, HindsightLocator, PRMLocator):
         _REGISTRY.setdefault(cls.name, cls)
+
+
+def options_from_needs(given: dict[str, dict]) -> dict[str, dict]:
+    """Each registered locator's constructor arguments, from what it declares it needs: ``given[need]`` are the
+    arguments by which the run gives that need (``{"budget": {"budget": Budget()}, "cases": {"path": "a.jsonl"}}``);
+    a need the run does not give adds nothing (the config refuses a named locator whose need is missing)."""
+    _builtins()
+    options = {}
+    for name, factory in _REGISTRY.items():
+        kwargs = {k: v for need in getattr(factory, "needs", ()) for k, v in given.get(need, {}).items()}
+        if kwargs:
+            options[name] = kwargs
+    return options
 
 
 def names() -> list[str]:
@@ -181,16 +196,6 @@ WITH_REFERENCE = {
     "instructions": ("instructions", "reference", "rollout"),
     None: ("verifier", "reference", "rollout", "gold"),
 }
-
-
-#: task-name prefixes of the task kinds (a task hook may say otherwise)
-KIND_BY_PREFIX = {"gsm8k": "math", "hendrycks_math": "math", "minerva_math": "math", "math": "math",
-                  "humaneval": "code", "mbpp": "code", "ifeval": "instructions", "ifbench": "instructions"}
-
-
-def kind_of_task(task: str) -> str | None:
-    best = max((p for p in KIND_BY_PREFIX if task.startswith(p)), key=len, default=None)
-    return KIND_BY_PREFIX[best] if best else None
 
 
 @dataclass

@@ -23,10 +23,26 @@ def cache_of(out):
     return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
+def cache_keyword(model) -> str:
+    """The keyword under which the model's forward takes a KV cache (``cache`` since transformers 5.2x,
+    ``past_key_values`` before)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def run_cached(model, tokens: torch.Tensor, cache):
     """One forward continuing ``cache`` (whichever keyword this transformers version names it)."""
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    return model(input_ids=tokens, use_cache=True, **{name: cache})
+    return model(input_ids=tokens, use_cache=True, **{cache_keyword(model): cache})
+
+
+def extend_greedy(rows: list[list[int]], done: list[bool], nxt: torch.Tensor, eos_ids, stop) -> None:
+    """One greedy step of a batch: each row not yet done takes its token ``nxt[b]``; it is done after an
+    end-of-sequence token (kept) or when ``stop(row)`` says so."""
+    for b, t in enumerate(nxt.tolist()):
+        if done[b]:
+            continue
+        rows[b].append(t)
+        if t in eos_ids or (stop is not None and stop(rows[b])):
+            done[b] = True
 
 
 def prefix_cache(model, full_cache, ids: Sequence[int], length: int, batch: int):
@@ -57,12 +73,7 @@ def greedy_after(model, cache, forced: Sequence[int], max_new_tokens: int, eos_i
             out = run_cached(model, tokens, cache)
             cache = cache_of(out)
             nxt = out.logits[:, -1].argmax(-1)
-            for b, t in enumerate(nxt.tolist()):
-                if done[b]:
-                    continue
-                rows[b].append(t)
-                if t in eos_ids or (stop is not None and stop(rows[b])):
-                    done[b] = True
+            extend_greedy(rows, done, nxt, eos_ids, stop)
             tokens = nxt.unsqueeze(-1)
     return rows
 

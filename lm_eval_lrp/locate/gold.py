@@ -7,19 +7,18 @@ otherwise it is None.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from .context import Context, scan
 from .types import Candidate, Generation, Location, NotFound
 
 
 class GoldLocator:
     name = "gold"
+    needs = ("hook",)
 
-    def __init__(self, divergence: Callable | None = None):
-        """``divergence(gold_text, gold_ids, greedy_ids, decode) -> index | None`` overrides "first differing
-        token" (a task hook's ``locate_divergence``)."""
-        self.divergence = divergence
+    def __init__(self, hook=None):
+        """The task's hook, when given: its ``locate_divergence(gold_text, gold_ids, greedy_ids, decode) -> index |
+        None`` overrides "first differing token"."""
+        self.divergence = getattr(hook, "locate_divergence", None)
 
     def locate(self, gen: Generation, ctx: Context) -> Location:
         if not gen.gold or not gen.gold.strip():

@@ -12,7 +12,6 @@ attention over padding; the tests check that they are the same tokens.
 
 from __future__ import annotations
 
-import inspect
 from typing import Callable, Sequence
 
 import torch
@@ -20,7 +19,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from ..lrp.dispatch import input_device
-from .decoding import cache_of
+from .decoding import cache_keyword, cache_of, extend_greedy
 
 
 def can_batch(cache) -> bool:
@@ -56,7 +55,7 @@ def greedy_rows(model, cache, n_prompt: int, rows: Sequence[tuple[int, int]], ma
     past, mask = _left_padded(cache, lengths)
     mask = mask.to(device)
     positions = torch.tensor(lengths, device=device).unsqueeze(-1)
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    name = cache_keyword(model)
     out_rows: list[list[int]] = [[] for _ in rows]
     done = [int(t) in eos_ids for _, t in rows]
     tokens = torch.tensor([[int(t)] for _, t in rows], device=device)
@@ -70,11 +69,6 @@ def greedy_rows(model, cache, n_prompt: int, rows: Sequence[tuple[int, int]], ma
                         **{name: past})
             past = cache_of(out)
             nxt = out.logits[:, -1].argmax(-1)
-            for b, t in enumerate(nxt.tolist()):
-                if done[b]:
-                    continue
-                out_rows[b].append(t)
-                if t in eos_ids or (stop is not None and stop(out_rows[b])):
-                    done[b] = True
+            extend_greedy(out_rows, done, nxt, eos_ids, stop)
             tokens = nxt.unsqueeze(-1)
     return out_rows

@@ -19,6 +19,7 @@ from .arithmetic import arithmetic_errors
 from .code import syntax_error
 from .context import Context
 from .instructions import violations
+from .kinds import kind_of_doc
 from .types import Generation, Location, NotFound
 
 
@@ -116,17 +117,6 @@ class CodeVerifier(_Check):
         return [] if problem is None else [Hit(problem.offset, problem.reason, None, "code")]
 
 
-def kind_of(gen: Generation, ctx: Context) -> str:
-    if ctx.kind:
-        return ctx.kind
-    doc = gen.doc if isinstance(gen.doc, dict) else {}
-    if "instruction_id_list" in doc:
-        return "instructions"
-    if any(k in doc for k in ("entry_point", "test_list", "canonical_solution")):
-        return "code"
-    return "math"
-
-
 CHECKS = {c.kind: c for c in (ArithmeticVerifier, InstructionVerifier, CodeVerifier)}
 
 
@@ -134,7 +124,7 @@ class Verifier(_Check):
     name = "verifier"
 
     def hits(self, gen, ctx):
-        return CHECKS[kind_of(gen, ctx)]().hits(gen, ctx)
+        return CHECKS[ctx.kind or kind_of_doc(gen.doc)]().hits(gen, ctx)
 
 
 def verifier_hits(gen: Generation, ctx: Context) -> list[Hit]:

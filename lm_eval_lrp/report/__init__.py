@@ -2,7 +2,7 @@
 
 from .build import ReportBuilder, build_report
 from .summary import TaskSummary, accuracy_of, model_args, open_run, summarise
-from .graph import load_graph, strongest_paths
+from .graph_view import load_graph, strongest_paths
 from .heatmap import normalise
 
 __all__ = ["ReportBuilder", "TaskSummary", "accuracy_of", "build_report", "load_graph", "model_args", "normalise",

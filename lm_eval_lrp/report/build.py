@@ -15,7 +15,7 @@ from ..artifacts import Run
 from ..model_args import short_name
 from ..patterns import Thresholds, describe_thresholds
 from . import heatmap
-from .graph import graph_path, load_graph, render_section
+from .graph_view import graph_path, load_graph, render_section
 from .cases import candidates_of, case_line, write_cases
 from .render import render, script_json, tok
 from ..segments import SEGMENT_ORDER

@@ -1,4 +1,4 @@
-"""The comparison page: ``compare.html`` and ``compare.json`` from the summaries of :mod:`lm_eval_lrp.compare`
+"""The comparison page: ``compare.html`` and ``compare.json`` from the summaries of :mod:`lm_eval_lrp.reexplain`
 (run 1 against each other run) and their N-run view (:mod:`lm_eval_lrp.report.trend`).
 
 Reads summaries only (plain dicts); never runs a model.

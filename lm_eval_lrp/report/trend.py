@@ -1,5 +1,5 @@
 """N runs side by side (sizes, training checkpoints; the paper's Fig. 5–7): the first run's failures followed
-across every other run, from the pairwise summaries of :func:`lm_eval_lrp.compare.compare` (plain dicts).
+across every other run, from the pairwise summaries of :func:`lm_eval_lrp.reexplain.compare` (plain dicts).
 
 Per run: accuracy per task; over the first run's attributed failures, the median Δℓ, how many are corrected
 (Δℓ < 0: the run's model prefers the gold token at the first run's position) and not, the mean total input

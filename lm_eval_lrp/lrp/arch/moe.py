@@ -69,12 +69,15 @@ class GatedExperts(Rule):
         out = torch.zeros_like(x)
         weights = weights.detach()
         for e in torch.unique(index).tolist():
-            if not 0 <= e < module.gate_up_proj.shape[0]:
+            if not 0 <= e < self.n_experts(module):
                 continue
             tok, pos = torch.where(index == e)
             y = self.expert(module, e, x[tok])
             out.index_add_(0, tok, (y * weights[tok, pos, None]).to(out.dtype))
         return out
+
+    def n_experts(self, module: nn.Module) -> int:
+        return module.gate_up_proj.shape[0]
 
     def expert(self, module: nn.Module, e: int, h: torch.Tensor) -> torch.Tensor:
         """Expert ``e`` on the rows ``h`` under the gated-MLP rules."""

@@ -52,18 +52,14 @@ class ReluSquaredExperts(GatedExperts):
         if type(module.act_fn).__name__ not in _RELU2:
             raise UnsupportedArchitecture(f"{type(module).__name__}: only ReLU² experts are supported")
 
-    def surrogate(self, module, x, index, weights):
-        out = torch.zeros_like(x)
-        weights = weights.detach()
-        for e in torch.unique(index).tolist():
-            if not 0 <= e < module.up_proj.shape[0]:
-                continue
-            tok, pos = torch.where(index == e)
-            a = F.linear(x[tok], module.up_proj[e])
-            act = F.relu(a.detach()) ** 2 + (a - a.detach()) * F.relu(a.detach())  # identity rule, same value
-            y = F.linear(act, module.down_proj[e])
-            out.index_add_(0, tok, (y * weights[tok, pos, None]).to(out.dtype))
-        return out
+    def n_experts(self, module: nn.Module) -> int:
+        return module.up_proj.shape[0]
+
+    def expert(self, module: nn.Module, e: int, h: torch.Tensor) -> torch.Tensor:
+        """Expert ``e`` on the rows ``h``: relu² under the identity rule (same value)."""
+        a = F.linear(h, module.up_proj[e])
+        act = F.relu(a.detach()) ** 2 + (a - a.detach()) * F.relu(a.detach())
+        return F.linear(act, module.down_proj[e])
 
 
 class _Container(Rule):

@@ -1,4 +1,5 @@
-"""Compare two runs (model sizes, or checkpoints of one model): the paper's scaling study.
+"""Run A's failures re-explained on run B's model (``lm-eval-lrp compare``: model sizes, or checkpoints of one model; the
+paper's scaling study).
 
 For every attributed failure of run A, the *same question* — A's exact token ids, explained position, target
 (A's wrong token) and contrast (the gold token) — is explained again on B's model with the engine's

@@ -1,4 +1,5 @@
-"""Attribution graphs (``graph_<task>_<doc_id>.json``, format ``lm-eval-lrp-graph/1``): reading, SVG, strongest paths.
+"""A stored attribution graph (``graph_<task>_<doc_id>.json``, format ``lm-eval-lrp-graph/1``) read back for the report:
+its SVG and strongest paths (:mod:`lm_eval_lrp.graph` builds graphs; ``lm-eval-lrp graph`` is the sub-command).
 
 The SVG draws layers (bottom: ``embed``, top: the last block's output) × token positions; node area ∝ |relevance|,
 edge width ∝ |weight|, colour by sign (red towards the wrong token, blue towards the correct one).
