@@ -181,7 +181,8 @@ class TaskAttribution:
 
     def _finish(self, failure: Failure, case: Case, base: Record, expl, sequence: tuple | None = None,
                 spans=TOKENISE) -> Record:
-        """The record of an explanation: checked, weak or clean, with the extras asked for; written at once."""
+        """The record of an explanation: checked, weak or clean, with the extras asked for; handed to the writer (written
+        at once, or with the rest of its batch)."""
         tok, cfg = self.subject.tokenizer, self.cfg
         if not (expl.finite and math.isfinite(float(expl.delta))):
             return self._emit(error_record(base, "non-finite relevance or logits (NaN/inf): not written as numbers",

@@ -25,11 +25,11 @@ class PairEncodings:
 
     def keep(self, context: str, continuation: str, pair: tuple[list[int], list[int]]) -> None:
         ctx_ids, cont_ids = pair
-        ctx = array("q", ctx_ids)
+        ctx = array("i", ctx_ids)  # token ids fit 32 bits: 4 bytes a token
         shared = self._contexts.setdefault(context, ctx)
         if shared != ctx:  # not the same ids for the same context (an encoder that looks at the pair): its own
             shared = ctx
-        self._pairs[(context, continuation)] = (shared, array("q", cont_ids))
+        self._pairs[(context, continuation)] = (shared, array("i", cont_ids))
 
     def get(self, context: str, continuation: str) -> tuple[list[int], list[int]] | None:
         """The ids kept for this pair (fresh lists), or None."""
