@@ -1,8 +1,9 @@
 """Attribution artifacts beside lm-eval's output, and the loader that reads a run back.
 
-Per task: ``attributions_<task>_<timestamp>.jsonl`` (one JSON record per failure, written and flushed one by one)
-and, for per-layer node relevance, a sidecar folder ``attributions_<task>_<timestamp>.nodes/`` holding one
-``<doc_id>.safetensors`` per record. Nothing here unpickles: JSON and safetensors only.
+Per task: ``attributions_<task>_<timestamp>.jsonl`` (one JSON record per failure, flushed one by one or a batch at
+a time) and, for per-layer node relevance, a sidecar folder ``attributions_<task>_<timestamp>.nodes/``: one file
+per batch of records, or per record written alone and in runs before batches (:mod:`.sidecars`). Nothing here
+unpickles: JSON and safetensors only.
 """
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import jsonlines
 import torch
-from safetensors.torch import load_file, save_file
 
 from .lmeval.results import locate, read_results
 from .record import RECORD_GLOB, Record, RecordFormatError
+from .sidecars import read_sidecar, write_sidecar
+
 RECORD_NAME = re.compile(r"^attributions_(?P<task>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d\-\.]+)(?:\.rank(?P<rank>\d+))?\.jsonl$")
 
 
@@ -35,48 +37,68 @@ def _clean(value):
 
 
 class AttributionWriter:
-    """Appends records to one task's JSONL file, flushing after each; node relevance goes to the sidecar. The file is
-    opened at the first record: a run interrupted before any leaves no empty file behind."""
+    """Appends records to one task's JSONL file; node relevance goes to the sidecar folder (:mod:`.sidecars`).
 
-    def __init__(self, path: Path, sidecar: Path | None = None):
+    Records are held until :meth:`commit` — at once when ``hold`` is 1 (the default: each record flushed as it is
+    written), or every ``hold`` records (a batch: one sidecar file and one flush for all of them). The sidecar is
+    written before the records that name it; :meth:`close` commits what is held, so a run stopped by Ctrl-C (the
+    harness closes its writer in a ``finally``) loses no finished record. The file is opened at the first record: a
+    run interrupted before any leaves no empty file behind."""
+
+    def __init__(self, path: Path, sidecar: Path | None = None, hold: int = 1):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sidecar = Path(sidecar) if sidecar is not None else self.path.with_suffix(".nodes")
+        self.hold = hold
         self._fh = None  # opened at the first record: an interrupted run that wrote none leaves no empty file
-        self._writer = None
         # the writer's own encoding, refusing NaN/inf: a finite record (nearly all) is written without a cleaning pass
         self._strict = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+        self._pending: list[tuple[dict, torch.Tensor | None, list[str] | None]] = []
         self.count = 0
-        self._sidecar_made = False
+        self.seconds = 0.0  # time spent writing (sidecars and lines)
 
     def write(self, record: dict, node_relevance: torch.Tensor | None = None, node_names: list[str] | None = None):
-        if node_relevance is not None and node_relevance.numel():
-            if not self._sidecar_made:
-                self.sidecar.mkdir(exist_ok=True)
-                self._sidecar_made = True
-            file = self.sidecar / f"{record['doc_id']}.safetensors"
-            save_file(
-                {"node_relevance": node_relevance.contiguous().float()},
-                str(file),
-                metadata={"node_names": json.dumps(node_names or [])},
-            )
-            record = {**record, "node_relevance_file": f"{self.sidecar.name}/{file.name}"}
-        if self._writer is None:
+        """Hold ``record`` (and its node relevance); written at the next :meth:`commit` (at once when ``hold`` is 1)."""
+        if node_relevance is not None and not node_relevance.numel():
+            node_relevance = None
+        self._pending.append((record, node_relevance, node_names))
+        if len(self._pending) >= self.hold:
+            self.commit()
+
+    def commit(self) -> None:
+        """Write the held records: their sidecar file first, then their lines, flushed once."""
+        if not self._pending:
+            return
+        t = time.perf_counter()
+        pending = self._pending
+        with_nodes = [i for i, (_, nodes, _) in enumerate(pending) if nodes is not None]
+        records = [record for record, _, _ in pending]
+        if with_nodes:
+            self.sidecar.mkdir(exist_ok=True)
+            fields = write_sidecar(self.sidecar, [pending[i] for i in with_nodes])
+            for j, i in enumerate(with_nodes):
+                records[i] = {**records[i], **fields[j]}
+        lines = []
+        for record in records:
+            try:
+                lines.append(self._strict(record))
+            except ValueError:  # NaN/inf somewhere: written as null (records with them are flagged as errors)
+                lines.append(json.dumps(_clean(record), ensure_ascii=False, separators=(",", ":")))
+        if self._fh is None:
             self._fh = open(self.path, "a", encoding="utf-8")
-            self._writer = jsonlines.Writer(self._fh, flush=True, compact=True)
-        try:
-            line = self._strict(record)
-        except ValueError:  # NaN/inf somewhere: written as null (records with them are flagged as errors)
-            self._writer.write(_clean(record))
-        else:
-            self._fh.write(line + "\n")
-            self._fh.flush()
-        self.count += 1
+        self._fh.write("".join(line + "\n" for line in lines))
+        self._fh.flush()
+        self._pending = []  # only once written: a commit stopped half-way is done again by close()
+        self.count += len(lines)
+        self.seconds += time.perf_counter() - t
 
     def close(self):
-        if self._writer is not None:
-            self._writer.close()
-            self._fh.close()
+        try:
+            self.commit()
+        finally:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
 
     def __enter__(self):
         return self
@@ -118,19 +140,8 @@ def rewrite_records(path: Path, records: list[dict]) -> None:
 
 
 def load_node_relevance(run_dir: Path, record: dict) -> tuple[list[str], torch.Tensor] | None:
-    rel = record.get("node_relevance_file")
-    if not rel:
-        return None
-    root = Path(run_dir).resolve()
-    file = (root / rel).resolve()
-    if root not in file.parents:
-        raise ValueError(f"node_relevance_file {rel!r} points outside the run folder {root}; not read")
-    tensors = load_file(str(file))
-    from safetensors import safe_open
-
-    with safe_open(str(file), framework="pt") as fh:
-        names = json.loads((fh.metadata() or {}).get("node_names", "[]"))
-    return names, tensors["node_relevance"]
+    """(node names, relevance) of a record, from its sidecar (one file per record, or one per batch)."""
+    return read_sidecar(run_dir, record)
 
 
 @dataclass

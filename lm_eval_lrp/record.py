@@ -100,6 +100,10 @@ def base_record(failure, case=None) -> Record:
     return record
 
 
+#: ``explained_record(spans=...)`` default: the spans are not known yet, tokenise the prompt
+TOKENISE = object()
+
+
 def _case_tokens(case, tokenizer) -> dict:
     """What was (or would have been) explained: tokens, position, target and contrast, truncation."""
     if case is None or not case.ids:
@@ -118,12 +122,21 @@ def _case_tokens(case, tokenizer) -> dict:
     return out
 
 
-def explained_record(base: dict, case, explanation, tokenizer, segments, seconds: float) -> Record:
-    """The record of one explained failure; ``seconds`` is the wall time so far, split in ``timings``."""
-    rel = explanation.input_relevance
+def prompt_spans_wanted(case) -> str | None:
+    """The text whose character spans a record's segments need (the prompt as tokenised), or None (no spans)."""
     # lm-eval moves the context's trailing white space into the continuation before tokenising (_encode_pair)
     prompt = case.prompt.rstrip()
-    spans = char_spans(tokenizer, prompt, case.ids[: case.n_prompt]) if prompt and not case.truncated else None
+    return prompt if prompt and not case.truncated else None
+
+
+def explained_record(base: dict, case, explanation, tokenizer, segments, seconds: float, spans=TOKENISE) -> Record:
+    """The record of one explained failure; ``seconds`` is the wall time so far, split in ``timings``. ``spans``:
+    the prompt tokens' character spans when already known (:func:`lm_eval_lrp.segments.char_spans_many` over
+    :func:`prompt_spans_wanted`), else the prompt is tokenised here."""
+    rel = explanation.input_relevance
+    if spans is TOKENISE:
+        prompt = prompt_spans_wanted(case)
+        spans = char_spans(tokenizer, prompt, case.ids[: case.n_prompt]) if prompt is not None else None
     record = Record(base, status="attributed", rule=explanation.rule, **_case_tokens(case, tokenizer))
     record["target"]["logit"] = explanation.target_logit
     record["contrast"]["logit"] = explanation.contrast_logit

@@ -103,7 +103,22 @@ def char_spans(tokenizer, text: str, ids: Sequence[int]) -> list[tuple[int, int]
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     except (NotImplementedError, TypeError, ValueError):
         return None
-    own, offsets, ids = enc["input_ids"], enc["offset_mapping"], list(ids)
+    return _aligned(enc["input_ids"], enc["offset_mapping"], ids)
+
+
+def char_spans_many(tokenizer, texts: Sequence[str], ids: Sequence[Sequence[int]]) -> list[list[tuple[int, int]] | None]:
+    """:func:`char_spans` of several texts from one call of the tokenizer (a batch's prompts: one call, not one each)."""
+    if not texts:
+        return []
+    try:
+        enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, TypeError, ValueError):
+        return [None] * len(texts)
+    return [_aligned(own, offsets, i) for own, offsets, i in zip(enc["input_ids"], enc["offset_mapping"], ids)]
+
+
+def _aligned(own: Sequence[int], offsets, ids: Sequence[int]) -> list[tuple[int, int]] | None:
+    own, ids = list(own), list(ids)
     shift = len(ids) - len(own)
     if shift < 0 or ids[shift:] != own:  # a BOS (or other prefix) may precede the text's own tokens
         return None

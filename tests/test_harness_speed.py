@@ -125,3 +125,36 @@ def test_compiled_templates_render_what_lm_eval_renders(local_tasks):
     assert checked >= 80
     # the tiny tasks' templates are rendered by the compiled path, not handed back unchanged
     assert compiled(local_tasks["tiny_mc"], "doc_to_choice") != local_tasks["tiny_mc"].doc_to_choice
+
+
+def test_kept_pair_encodings_are_what_was_encoded():
+    from lm_eval_lrp.lmeval.encodings import PairEncodings
+
+    kept = PairEncodings()
+    kept.keep("Q: 1+1?", " 2", ([5, 6, 7], [8]))
+    kept.keep("Q: 1+1?", " 3", ([5, 6, 7], [9, 10]))
+    kept.keep("Q: 2+2?", " 4", ([5, 6, 11], [12]))
+    assert kept.get("Q: 1+1?", " 3") == ([5, 6, 7], [9, 10]) and kept.get("Q: 2+2?", " 4") == ([5, 6, 11], [12])
+    assert kept.get("Q: 1+1?", " 4") is None and len(kept) == 3
+    first = kept.get("Q: 1+1?", " 2")
+    first[0].append(99)  # fresh lists: a caller's change never reaches the kept ids
+    assert kept.get("Q: 1+1?", " 2") == ([5, 6, 7], [8])
+    kept.keep("Q: 1+1?", " 5", ([4, 6, 7], [13]))  # other ids for a context already kept: its own
+    assert kept.get("Q: 1+1?", " 5") == ([4, 6, 7], [13]) and kept.get("Q: 1+1?", " 2")[0] == [5, 6, 7]
+
+
+def test_prompt_spans_of_a_batch_equal_one_at_a_time():
+    from transformers import AutoTokenizer
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import tiny_harness as th
+
+    from lm_eval_lrp.segments import char_spans, char_spans_many
+
+    tok = AutoTokenizer.from_pretrained(th.smollm2_dir(), gguf_file=th.SMOLLM2_GGUF)
+    texts = ["Question: héllo 🙂 12 + 7 =\nAnswer:", "Q: 3\n\nQ: 4 ?", "  spaces  around"]
+    ids = [tok.encode(t, add_special_tokens=False) for t in texts]
+    ids[1] = [tok.bos_token_id or 0] + ids[1]  # a prefix token: an empty span
+    ids[2] = ids[2][:-1]  # does not align: None
+    assert char_spans_many(tok, texts, ids) == [char_spans(tok, t, i) for t, i in zip(texts, ids)]
+    assert char_spans_many(tok, texts, ids)[2] is None and char_spans_many(tok, [], []) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 from collections import Counter
@@ -13,7 +14,9 @@ import torch
 from ..failures import Case, Failure, multiple_choice_case
 from ..lrp import ExplainError, explain, explain_context_pair, explain_sequences, explain_many
 from ..lrp.sequences_batched import explain_sequences_many
-from ..record import Record, base_record, error_record, explained_record, skipped_record, weak_record
+from ..record import (TOKENISE, Record, base_record, error_record, explained_record, prompt_spans_wanted, skipped_record,
+                      weak_record)
+from ..segments import char_spans_many
 from .locating import LocateFailed, Locating
 from .subject import Subject
 
@@ -60,11 +63,15 @@ class TaskAttribution:
         self.fingerprint = fingerprint
         self.records: list[Record] = []
         self.locating = Locating(subject, task, hook) if task.output_type == "generate_until" else None
-        self.write_seconds = 0.0  # writing records and node sidecars
         self.fallbacks: Counter = Counter()  # cause -> how often (a batch retried one by one, a graph's other path)
         self._first: list[tuple[str, str] | None] = []  # (exception type, place) of the first documents; None: fine
         self._held: list[str] = []  # their warnings, held until it is clear they are not one systematic bug
         self._start = time.perf_counter()
+
+    @property
+    def write_seconds(self) -> float:
+        """Time spent writing records and node sidecars."""
+        return self.writer.seconds if self.writer is not None else 0.0
 
     # --- which token, against which ---------------------------------------------------------------------------
 
@@ -97,16 +104,25 @@ class TaskAttribution:
         entries = explain_many(self.subject.model, [case.explained for _, case, _ in ready], batch_size=self.cfg.batch_size,
                                rule=self.cfg.rule, topk=self.cfg.topk, nodes=self.cfg.nodes, on_split=self._split)
         sequences = self._sequences([case for _, case, _ in ready], entries)
-        for k, ((failure, case, base), entry, before) in enumerate(zip(ready, entries, prep)):
-            # a record's seconds: its own preparation, its share of the batched explanation (its timings), the rest
-            share = 0.0 if isinstance(entry, ExplainError) else sum(getattr(entry, "seconds", {}).values())
-            self._start = time.perf_counter() - before - share
-            if isinstance(entry, ExplainError):
-                reason, advice = ("out of memory", entry.advice or OOM_ADVICE) if entry.out_of_memory else (entry.error, None)
-                self._emit(error_record(base, reason, advice, case, self.subject.tokenizer))
-            else:
-                self._guarded(failure, lambda f: self._finish(f, case, base, entry, sequences.get(k)), base, case)
-            done()
+        spans = self._spans([case for _, case, _ in ready], entries)
+        if self.writer is not None:  # the records of a batch: one sidecar file and one flush (all written by close)
+            self.writer.hold = self.cfg.batch_size if isinstance(self.cfg.batch_size, int) else 8
+        try:
+            for k, ((failure, case, base), entry, before) in enumerate(zip(ready, entries, prep)):
+                # a record's seconds: its own preparation, its share of the batched explanation (its timings), the rest
+                share = 0.0 if isinstance(entry, ExplainError) else sum(getattr(entry, "seconds", {}).values())
+                self._start = time.perf_counter() - before - share
+                if isinstance(entry, ExplainError):
+                    reason, advice = ("out of memory", entry.advice or OOM_ADVICE) if entry.out_of_memory else (entry.error, None)
+                    self._emit(error_record(base, reason, advice, case, self.subject.tokenizer))
+                else:
+                    self._guarded(failure, lambda f: self._finish(f, case, base, entry, sequences.get(k), spans[k]), base, case)
+                done()
+        finally:
+            if self.writer is not None:
+                self.writer.hold = 1
+        if self.writer is not None:
+            self.writer.commit()
 
     def _sequences(self, cases: list[Case], entries: list) -> dict[int, tuple]:
         """The sequence-level contrasts the records of a batch will carry, computed in batches as well:
@@ -122,6 +138,19 @@ class TaskAttribution:
         found = explain_sequences_many(self.subject.model, [cases[k].sequence for k in wanted], size, rule=self.cfg.rule)
         share = (time.perf_counter() - t) / len(wanted)
         return {k: (seq, share) for k, seq in zip(wanted, found) if not isinstance(seq, ExplainError)}
+
+    def _spans(self, cases: list[Case], entries: list) -> list:
+        """The character spans of the explained cases' prompt tokens, from one tokenizer call for all of them
+        (:data:`TOKENISE` where a record needs none or its explanation failed)."""
+        wanted = {k: prompt_spans_wanted(case) for k, (case, e) in enumerate(zip(cases, entries))
+                  if not isinstance(e, ExplainError)}
+        wanted = {k: text for k, text in wanted.items() if text is not None}
+        found = char_spans_many(self.subject.tokenizer, list(wanted.values()),
+                                [cases[k].ids[: cases[k].n_prompt] for k in wanted])
+        out: list = [TOKENISE] * len(cases)
+        for k, spans in zip(wanted, found):
+            out[k] = spans
+        return out
 
     def explain_one(self, failure: Failure) -> Record:
         def one(f: Failure) -> Record:
@@ -150,14 +179,16 @@ class TaskAttribution:
             return self._emit(skipped_record(base, case.skip, case, self.subject.tokenizer))
         return failure, case, base
 
-    def _finish(self, failure: Failure, case: Case, base: Record, expl, sequence: tuple | None = None) -> Record:
-        """The record of an explanation: checked, weak or clean, with the extras asked for; written at once."""
+    def _finish(self, failure: Failure, case: Case, base: Record, expl, sequence: tuple | None = None,
+                spans=TOKENISE) -> Record:
+        """The record of an explanation: checked, weak or clean, with the extras asked for; handed to the writer (written
+        at once, or with the rest of its batch)."""
         tok, cfg = self.subject.tokenizer, self.cfg
-        if not (expl.finite and torch.isfinite(torch.tensor(expl.delta))):
+        if not (expl.finite and math.isfinite(float(expl.delta))):
             return self._emit(error_record(base, "non-finite relevance or logits (NaN/inf): not written as numbers",
                                            case=case, tokenizer=tok))
         segments = self.hook.segments(self.task, failure.doc, case.prompt) if case.prompt else []
-        record = explained_record(base, case, expl, tok, segments, time.perf_counter() - self._start)
+        record = explained_record(base, case, expl, tok, segments, time.perf_counter() - self._start, spans)
         if expl.delta <= cfg.min_delta:
             record = weak_record(record, cfg.min_delta)
         self._extras(record, case, expl, failure, sequence)
@@ -290,9 +321,7 @@ class TaskAttribution:
         record["fingerprint"] = self.fingerprint
         record.setdefault("seconds", round(time.perf_counter() - self._start, 4))
         if self.writer is not None:
-            t = time.perf_counter()
             nodes = expl.node_relevance if (expl is not None and self.cfg.nodes) else None
             self.writer.write(record, nodes, expl.node_names if expl is not None else None)
-            self.write_seconds += time.perf_counter() - t
         self.records.append(record)
         return record

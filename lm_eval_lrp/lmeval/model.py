@@ -19,6 +19,7 @@ from ..harness.subject import Subject
 from ..lrp.arch import UnsupportedArchitecture
 from ..lrp.selfcheck import self_check
 from . import parallel
+from .encodings import PairEncodings
 
 log = logging.getLogger("lm_eval_lrp")
 
@@ -28,6 +29,7 @@ class HFLRP(HFLM):
 
     def __init__(self, *args, **kwargs):
         self.lrp = LRPConfig.pop_from(kwargs)
+        self.lrp_encodings = PairEncodings()  # the ids of lm-eval's loglikelihood requests, for their failures
         # what lm-eval's tracker names the output folder after (see GeneralConfigTracker._get_model_name)
         self.lrp_name_args = {k: kwargs[k] for k in ("peft", "delta", "pretrained") if isinstance(kwargs.get(k), str)}
         super().__init__(*args, **kwargs)
@@ -98,6 +100,17 @@ class HFLRP(HFLM):
             self.lrp_generated[_digest(ids.tolist())] = array("q", cont[row, width:].tolist())
         return cont
 
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """The parent's encoding, unchanged; kept, so that a failure's choices are not tokenised again."""
+        pair = super()._encode_pair(context, continuation)
+        self.lrp_encodings.keep(context, continuation, pair)
+        return pair
+
+    def _lrp_encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """For the harness: the ids lm-eval scored this pair with, or (a pair it did not encode) the parent's."""
+        found = self.lrp_encodings.get(context, continuation)
+        return found if found is not None else super()._encode_pair(context, continuation)
+
     def get_model_info(self) -> dict:
         info = super().get_model_info()
         info["lrp"] = {k: v for k, v in asdict(self.lrp).items() if v is not None}
@@ -115,7 +128,7 @@ class HFLRP(HFLM):
             model=self.model,
             tokenizer=self.tokenizer,
             config=self.lrp,
-            encode_pair=self._encode_pair,
+            encode_pair=self._lrp_encode_pair,
             generation_context=self._generation_context,
             generated=lambda prompt_ids: self.lrp_generated.get(_digest(prompt_ids)),
             max_length=self.lrp.max_length or self.max_length,

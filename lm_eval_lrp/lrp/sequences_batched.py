@@ -49,10 +49,15 @@ def explain_sequences_batch(model: nn.Module, triples: Sequence[Triple], *, rule
         where = torch.cat([torch.arange(n - 1, len(r) - 1) for r, n in zip(rows, n_context)])
         tokens = torch.cat([torch.tensor(r[n:]) for r, n in zip(rows, n_context)])
         logits = head_logits(model, hidden[which.to(hidden.device), where.to(hidden.device)])
+    with torch.no_grad():
         logp = torch.log_softmax(logits.float(), dim=-1)
-        picked = logp.gather(-1, tokens.to(logp.device).unsqueeze(-1)).squeeze(-1)
+        at = tokens.to(logp.device).unsqueeze(-1)
+        picked = logp.gather(-1, at).squeeze(-1)
         per_row = torch.zeros(len(rows), device=picked.device, dtype=picked.dtype).index_add(0, which.to(picked.device), picked)
-    (g,) = torch.autograd.grad(per_row.sum(), [emb])
+        # d Σ log p(token) / d logits = onehot(token) − softmax: the log-softmax's own backward (the same numbers),
+        # computed here so that the graph holds no vocabulary-wide log-softmax (the head's backward is the rest)
+        seed = logp.exp_().neg_().scatter_add_(-1, at, torch.ones_like(at, dtype=logp.dtype))
+    (g,) = torch.autograd.grad(logits, [emb], grad_outputs=seed.to(logits.dtype))
     relevance = (emb.detach().float() * g.float()).sum(-1).cpu()  # [2B, T]
     values = per_row.detach().cpu().tolist()
     answers = []
