@@ -23,7 +23,7 @@ QWEN15 = "Qwen2.5-Coder-1.5B-Instruct"
 QWEN_GGUF = {QWEN: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", QWEN15: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"}
 # Issue #21 asks for >= 80 annotated failures with a fixed held-out half (tests/data/README_locate_devset.md); the
 # collection of 2026-12-06 reached MIN_SPANS. Raise it as rows are annotated.
-MIN_SPANS = 83
+MIN_SPANS = 101
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -138,12 +138,13 @@ def _divergence_hits(rows: list[dict]) -> list[bool]:
     return out
 
 
-# Measured on 2026-12-06 (benchmarks/RESULTS.md, "Held-out measure"): the trajectory step from the text alone lies in
-# the hand span in HELD_OUT_HITS of the HELD_OUT_N annotated math rows of the held-out half. The test does not
+# Measured on 2026-12-06 after the fourth collection (benchmarks/RESULTS.md, "An honest measure"): the trajectory step
+# from the text alone lies in the hand span in HELD_OUT_HITS of the HELD_OUT_N annotated math rows of the held-out
+# half (19/44 before the Qwen rows of the fourth collection, none of which it gets). The test does not
 # assert that value: it accepts any share down to the measured share minus TOLERANCE_SE binomial standard errors
 # (sqrt(p(1-p)/n) at the measured p), so that re-annotation or added rows move it without failing it, while losing
 # the trajectory's hits on the held-out rows does fail it.
-HELD_OUT_HITS, HELD_OUT_N = 19, 44
+HELD_OUT_HITS, HELD_OUT_N = 19, 54
 TOLERANCE_SE = 2.0
 
 
