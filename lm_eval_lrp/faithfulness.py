@@ -58,6 +58,7 @@ import torch
 from torch import nn
 
 from .lrp.baselines import gradient_x_input
+from .lrp.dispatch import input_device
 from .lrp.explain import explain
 from .lrp.model_io import backbone, head_logits
 
@@ -145,7 +146,7 @@ def _replacement_id(model: nn.Module, method: str) -> int | None:
 def _deltas(model: nn.Module, ids: torch.Tensor, pos: int, target: int, contrast: int | None,
             removed: list[list[int]], method: str) -> list[float]:
     """Δℓ at ``pos`` for each set of removed positions, in batches under no_grad."""
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)  # offloaded embeddings: where they compute, not their empty (meta) weight
     T = ids.numel()
     fill = _replacement_id(model, method)
     rows = max(1, TOKEN_BUDGET // T)

@@ -2,7 +2,8 @@
 
 accelerate's ``AlignDevicesHook`` loads an offloaded module's weights only inside its forward; outside, they are empty
 ``meta`` tensors. The LRP rules (forward hooks), the node recorder, the LM head's explained rows and the self-check
-must read the real values and put inputs where the model computes.
+must read the real values and put inputs where the model computes; so must the attribution graphs (``--lrp_graph``)
+and the deletion curves (``--lrp_faithfulness``).
 """
 
 from __future__ import annotations
@@ -121,3 +122,66 @@ def test_locating_on_an_offloaded_model_finds_what_the_plain_model_finds(tmp_pat
         loc = RolloutLocator(min_alternative=1e-9).locate(gen, ctx)
         found.append((loc.index, loc.contrast, [dataclasses.asdict(r) for r in loc.rollouts]))
     assert found[0] == found[1]
+
+
+def _same_graph(got, ref) -> None:
+    assert got.layers == ref.layers and got.transitions == ref.transitions
+    assert torch.equal(got.node_keys, ref.node_keys) and torch.equal(got.edge_source, ref.edge_source)
+    assert torch.equal(got.edge_target, ref.edge_target)
+    assert float((got.node_relevance - ref.node_relevance).abs().max()) <= 1e-5
+    if ref.n_edges:
+        assert float((got.edge_weight - ref.edge_weight).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("arch", sorted(PLACEMENTS))
+def test_graphs_on_an_offloaded_model_are_the_plain_models(arch, tmp_path):
+    """--lrp_graph: every attention method (GPT-2's closed form strips its offloaded biases in forward hooks), every
+    MLP method and the neuron-level refinement."""
+    from lm_eval_lrp.graph import build_full_graph, build_graph, refine
+    from lm_eval_lrp.graph.build import METHODS, MLP_METHODS
+
+    plain = tiny_model(arch)
+    model = offloaded(arch, tmp_path, PLACEMENTS[arch])
+    ids = tiny_ids(10, seed=3).tolist()
+    for method in METHODS:
+        ref = build_graph(plain, ids, -1, 5, 17, method=method)
+        _same_graph(build_graph(model, ids, -1, 5, 17, method=method), ref)
+    for mlp in MLP_METHODS:
+        ref = build_full_graph(plain, ids, -1, 5, 17, mlp=mlp, rule="cp")
+        _same_graph(build_full_graph(model, ids, -1, 5, 17, mlp=mlp, rule="cp"), ref)
+    ref = build_graph(plain, ids, -1, 5, 17)
+    got = build_graph(model, ids, -1, 5, 17)
+    _close(refine(model, got, max_nodes=4), refine(plain, ref, max_nodes=4))
+    assert any(p.device.type == "meta" for p in model.parameters())
+
+
+def _close(got, ref) -> None:
+    if isinstance(ref, dict):
+        assert set(got) == set(ref)
+        for key in ref:
+            _close(got[key], ref[key])
+    elif isinstance(ref, (list, tuple)):
+        assert len(got) == len(ref)
+        for a, b in zip(got, ref):
+            _close(a, b)
+    elif isinstance(ref, float):
+        assert got == pytest.approx(ref, abs=1e-5)
+    else:
+        assert got == ref
+
+
+@pytest.mark.parametrize("arch", sorted(PLACEMENTS))
+def test_faithfulness_on_an_offloaded_model_is_the_plain_models(arch, tmp_path):
+    """--lrp_faithfulness: the masked and the replaced deletion curves, their areas and the flip counts."""
+    from lm_eval_lrp.faithfulness import faithfulness
+
+    plain = tiny_model(arch)
+    model = offloaded(arch, tmp_path, PLACEMENTS[arch])
+    ids = tiny_ids(10, seed=3).tolist()
+    relevance = explain(plain, ids, -1, 5, 17).input_relevance
+    for method in ("mask", "replace:3"):
+        ref = faithfulness(plain, ids, -1, 5, 17, relevance, method=method)
+        got = faithfulness(model, ids, -1, 5, 17, relevance, method=method)
+        assert len(ref["curves"]) >= 4 and ref["flip"]
+        _close(got, ref)  # curves, areas, beats, flips, delta
+    assert any(p.device.type == "meta" for p in model.parameters())

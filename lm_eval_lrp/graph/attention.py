@@ -24,6 +24,7 @@ from torch import nn
 
 from ..lrp.layerwise import run_block
 from ..lrp.arch import Architecture, architecture_of
+from ..lrp.dispatch import parameter
 from ..lrp.rules import FusedQKV, GradScale, NormIdentity, StopGradient
 
 
@@ -151,7 +152,7 @@ def closed_form_attention_rows(
         store, handles, o_in = [], [], []
         if strip_bias:
             for p in biased:
-                handles.append(p.register_forward_hook(lambda m, a, out: out - m.bias))
+                handles.append(p.register_forward_hook(lambda m, a, out: out - parameter(m, "bias")))  # offloaded: loaded
         handles.append(o_proj.register_forward_pre_hook(lambda m, a: o_in.append(a[0])))
         try:
             with torch.no_grad(), _capture_attention(arch, [attn], store):

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..lrp.arch import architecture_of
 from ..lrp.composite import Composite
+from ..lrp.dispatch import input_device
 from ..lrp.memory import free_bytes
 from ..lrp.model_io import as_ids
 from ..lrp.target import Contrast
@@ -34,7 +35,7 @@ MLP_METHODS = ("diagonal", "batched", "packed", "naive")
 
 def available_memory(model: nn.Module | None = None) -> int:
     """Bytes free for new tensors on the model's device (the CPU when no model is given)."""
-    device = model.get_input_embeddings().weight.device if model is not None else "cpu"
+    device = input_device(model) if model is not None else "cpu"
     return free_bytes(device)
 
 
@@ -132,7 +133,7 @@ def compute_transitions(
         raise ValueError(f"method must be one of {METHODS}")
     if mlp not in MLP_METHODS:
         raise ValueError(f"mlp must be one of {MLP_METHODS}")
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)  # offloaded embeddings: where they compute, not their empty (meta) weight
     ids = as_ids(token_ids, device)
     T = ids.numel()
     if not -T <= position < T:

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..lrp.arch import architecture_of
 from ..lrp.composite import Composite
+from ..lrp.dispatch import input_device
 from ..lrp.model_io import as_ids
 from ..lrp.layerwise import BlockStep, backward_blocks, objective_gradient, record_forward
 from .model import Graph
@@ -125,7 +126,7 @@ def refine(
         r = (h_row.float() * g_row.float()).abs()
         return torch.topk(r, min(top_dims, r.numel())).indices.tolist()
 
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     ids = as_ids(token_ids, device)
     pos = position % ids.numel()
     arch = architecture_of(model)
