@@ -27,6 +27,7 @@ from .locate.cases import CasesLocator, HandCase
 from .locate.confidence import confidence
 from .record import FORMAT_VERSION, Record, explained_record, skipped_record, weak_record
 from .segments import record_prompt_segments
+from .task_kinds import has_signature_prompt
 
 #: the fields of a stored record that describe the document and the model's output (kept in a corrected record)
 KEPT = ("task", "doc_id", "doc_hash", "prompt_hash", "filter", "kind", "metric", "metrics", "prompt", "model_output",
@@ -161,7 +162,8 @@ class Corrector:
         expl = explain(self.model, case.explained, rule=s["rule"], topk=s["topk"], nodes=s["nodes"])
         configs = (self.run.results or {}).get("configs") or {}
         n_shot = ((self.run.results or {}).get("n-shot") or {}).get(stored["task"])
-        segments = record_prompt_segments(stored, configs.get(stored["task"]), n_shot) if case.prompt else []
+        code = has_signature_prompt(stored["task"])
+        segments = record_prompt_segments(stored, configs.get(stored["task"]), n_shot, code=code) if case.prompt else []
         record = explained_record(base, case, expl, self.tok, segments, time.perf_counter() - start)
         record["note"] = loc.reason
         if expl.delta <= s["min_delta"]:

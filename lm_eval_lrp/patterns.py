@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from .segments import is_special_token, record_prompt_segments, record_spans
+from .task_kinds import has_signature_prompt
 
 URT, OIT, BOTH, NONE, NA = "URT", "OIT", "URT+OIT", "none", "n/a"
 LABELS = (URT, OIT, BOTH, NONE, NA)
@@ -108,7 +109,7 @@ def token_groups(record: dict, task_config: dict | None = None, n_shot: int | No
     seg_of: list[str | None] = [None] * len(tokens)
     spans = record_spans(record)
     if spans is not None:
-        segs = record_prompt_segments(record, task_config, n_shot)
+        segs = record_prompt_segments(record, task_config, n_shot, code=has_signature_prompt(record.get("task")))
         for i, (a, b) in enumerate(spans):
             for seg in segs:
                 if b > a and a >= seg.start and b <= seg.end:

@@ -31,6 +31,7 @@ from .patterns import Thresholds, classify, special_positions
 from .record import Record
 from .segments import record_segments
 from .report.summary import open_run
+from .task_kinds import has_signature_prompt
 
 
 
@@ -179,8 +180,9 @@ def compare_one(record: dict, model_b, tokenizer, run_a: Run, run_b: Run, rule: 
     rel_a = [float(x or 0.0) for x in record.get("input_relevance") or []]
     configs = (run_a.results or {}).get("configs") or {}
     n_shot = ((run_a.results or {}).get("n-shot") or {}).get(task)
-    seg_a = record_segments(record, rel_a, tokenizer=tokenizer, task_config=configs.get(task), n_shot=n_shot)
-    seg_b = record_segments(record, rel_b, tokenizer=tokenizer, task_config=configs.get(task), n_shot=n_shot)
+    code = has_signature_prompt(task)
+    seg_a = record_segments(record, rel_a, tokenizer=tokenizer, task_config=configs.get(task), n_shot=n_shot, code=code)
+    seg_b = record_segments(record, rel_b, tokenizer=tokenizer, task_config=configs.get(task), n_shot=n_shot, code=code)
     special = special_positions(record, th.special_tokens)
     corrected = expl.delta < 0
     pat_a = classify(record, th, relevance=rel_a, task_config=configs.get(task), n_shot=n_shot)

@@ -166,20 +166,23 @@ def record_spans(record: dict, tokenizer=None) -> list[tuple[int, int]] | None:
     return spans or token_spans(prompt, tokens[:n_prompt])
 
 
-def record_prompt_segments(record: dict, task_config: dict | None = None, n_shot: int | None = None) -> list[Segment]:
-    """Segments of a stored record's prompt, from the task configuration lm-eval recorded in the results JSON."""
+def record_prompt_segments(record: dict, task_config: dict | None = None, n_shot: int | None = None, *,
+                           code: bool = False) -> list[Segment]:
+    """Segments of a stored record's prompt, from the task configuration lm-eval recorded in the results JSON;
+    ``code``: the task's prompts are a signature and docstring (the caller asks
+    :func:`lm_eval_lrp.task_kinds.has_signature_prompt`)."""
     cfg = task_config or {}
     return label_prompt((record.get("prompt") or "").rstrip(), description=cfg.get("description") or "",
-                        fewshot_delimiter=cfg.get("fewshot_delimiter"), n_shot=n_shot,
-                        code=str(record.get("task") or "").startswith("humaneval"))
+                        fewshot_delimiter=cfg.get("fewshot_delimiter"), n_shot=n_shot, code=code)
 
 
 def record_segments(record: dict, relevance=None, *, tokenizer=None, task_config: dict | None = None,
-                    n_shot: int | None = None) -> dict[str, float]:
-    """Segment sums of a stored record (``relevance`` defaults to its input relevance); {} when unaligned."""
+                    n_shot: int | None = None, code: bool = False) -> dict[str, float]:
+    """Segment sums of a stored record (``relevance`` defaults to its input relevance; ``code`` as in
+    :func:`record_prompt_segments`); {} when unaligned."""
     rel = list(relevance if relevance is not None else record.get("input_relevance") or [])
     spans = record_spans(record, tokenizer)
     if spans is None or not rel:
         return {}
     n_prompt = int(record.get("n_prompt_tokens") or len(spans))
-    return segment_sums(record_prompt_segments(record, task_config, n_shot), spans, rel, n_prompt)
+    return segment_sums(record_prompt_segments(record, task_config, n_shot, code=code), spans, rel, n_prompt)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from lm_eval_lrp.lmeval.samples import sample_doc_id, sample_target
 from lm_eval_lrp.segments import Segment, label_prompt
+from lm_eval_lrp.task_kinds import has_signature_prompt
 
 
 class HookError(Exception):
@@ -53,7 +54,7 @@ class TaskHook:
         delimiter = task.target_delimiter or ""
         return f"{delimiter}{target}"
 
-    #: the task's kind (math, code, instructions) when its name does not say it (see lm_eval_lrp.locate.kinds)
+    #: the task's kind (math, code, instructions) when its name does not say it (see lm_eval_lrp.task_kinds)
     kind: str | None = None
     #: the locator chain of this hook's tasks when --lrp_locate names none (None: the default of the task's kind); a
     #: hook file may register its own locator (lm_eval_lrp.locate.register) and name it here
@@ -71,8 +72,9 @@ class TaskHook:
                 return k
         return None
 
-    #: code prompts are labelled signature | docstring
-    code: bool = False
+    #: the prompt is a function's signature and docstring, labelled signature | docstring (None: the task's name says,
+    #: see lm_eval_lrp.task_kinds.has_signature_prompt)
+    code: bool | None = None
 
     def segments(self, task, doc, prompt: str) -> list[Segment]:
         """Label the prompt (see :func:`lm_eval_lrp.segments.label_prompt`)."""
@@ -81,4 +83,5 @@ class TaskHook:
         except Exception as err:  # noqa: BLE001 - named in the document's error record, never silently unlabelled
             raise HookError(self, "label the prompt's segments (doc_to_text)", doc, err) from err
         return label_prompt(prompt, query=query if isinstance(query, str) else None,
-                            description=task.description, code=self.code)
+                            description=task.description,
+                            code=self.code if self.code is not None else has_signature_prompt(task.name))

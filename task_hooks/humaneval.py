@@ -5,7 +5,6 @@ from .default import GenerateUntilHook
 
 class HumanEvalHook(GenerateUntilHook):
     families = ("humaneval",)
-    code = True  # signature | docstring segments
     skip_whitespace = True  # a different indentation or blank line is formatting; explain the first content token
     gold_field = "canonical_solution"
     gold_delimiter = ""  # the prompt ends inside the function; the solution body follows directly

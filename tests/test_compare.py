@@ -210,7 +210,26 @@ def test_prompt_segments_from_the_task_config():
     assert [(s.label, rec["prompt"][s.start:s.end]) for s in segs] == [
         ("instruction", "Pick one.\n\n"), ("fewshot", "Q: a?\nA: x\n\nQ: b?\nA: y\n\n"), ("query", "Q: c?\nA:")]
     he = {"task": "humaneval", "prompt": 'def f(x):\n    """Add one."""\n'}
-    assert [s.label for s in prompt_segments(he, {}, 0)] == ["signature", "docstring"]
+    assert [s.label for s in prompt_segments(he, {}, 0, code=True)] == ["signature", "docstring"]
+    assert [s.label for s in prompt_segments(he, {}, 0)] == ["query"]  # the caller says whether it is code
+
+
+def test_the_task_name_says_whether_a_prompt_is_a_signature():
+    """One place decides (task_kinds): the HumanEval hook labels a run's prompts so, and the report a stored one."""
+    from lm_eval_lrp.lmeval.tasks import TaskView
+    from lm_eval_lrp.task_kinds import has_signature_prompt, kind_of_task
+    from task_hooks import HookRegistry
+
+    assert has_signature_prompt("humaneval") and has_signature_prompt("humaneval_plus")
+    assert not has_signature_prompt("mbpp") and not has_signature_prompt(None)
+    assert kind_of_task("mbpp") == kind_of_task("humaneval") == "code"  # a code task, but its prompt is no signature
+    prompt = 'def f(x):\n    """Add one."""\n'
+    for task, labels in (("humaneval", ["signature", "docstring"]), ("mbpp", ["query"])):
+        view = TaskView(task, "generate_until", _doc_to_text=lambda d: d["prompt"])
+        hook = HookRegistry().for_task(task, "generate_until")
+        assert [s.label for s in hook.segments(view, {"prompt": prompt}, prompt)] == labels
+        record = {"task": task, "prompt": prompt}
+        assert [s.label for s in prompt_segments(record, {}, 0, code=has_signature_prompt(task))] == labels
 
 
 def test_a_run_is_compared_in_its_own_dtype_and_rule(world, tmp_path, capsys):

@@ -6,9 +6,9 @@
 >>> contrast = result.location.to_contrast(gen)   # what the LRP engine explains
 """
 
+from ..task_kinds import kind_of_doc, kind_of_task
 from .chain import (DEFAULT_CHAINS, WITH_REFERENCE, Attempt, Chain, ChainResult, Earliest, Locator, make,
                     names, needs_of, options_from_needs, register)
-from .kinds import kind_of_doc, kind_of_task
 from .context import Budget, Context, Scan, scan
 from .types import Candidate, Generation, LocateError, Location, NotFound, Rollout
 

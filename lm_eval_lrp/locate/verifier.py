@@ -19,7 +19,7 @@ from .arithmetic import arithmetic_errors
 from .code import syntax_error
 from .context import Context
 from .instructions import violations
-from .kinds import kind_of_doc
+from ..task_kinds import kind_of_doc
 from .types import Generation, Location, NotFound
 
 

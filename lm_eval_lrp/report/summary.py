@@ -13,6 +13,7 @@ from ..artifacts import Run
 from ..model_args import parse_model_args
 from ..patterns import LABELS, Thresholds, classify, special_positions
 from ..segments import record_segments
+from ..task_kinds import has_signature_prompt
 
 
 
@@ -79,7 +80,8 @@ def segments_of(run: Run, record: dict, task: str | None = None) -> tuple[dict, 
         return own, False
     task = task or record.get("task")
     res = run.results or {}
-    derived = record_segments(record, task_config=(res.get("configs") or {}).get(task), n_shot=(res.get("n-shot") or {}).get(task))
+    derived = record_segments(record, task_config=(res.get("configs") or {}).get(task),
+                              n_shot=(res.get("n-shot") or {}).get(task), code=has_signature_prompt(task))
     return derived, bool(derived)
 
 
