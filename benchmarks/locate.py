@@ -36,6 +36,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lm_eval_lrp.jsonl import numbered_objects  # noqa: E402
 from lm_eval_lrp.locate import Budget, Chain, Context, Generation, Location, kind_of_task, make  # noqa: E402
 from lm_eval_lrp.locate.confidence import confidence  # noqa: E402
 
@@ -59,14 +60,7 @@ def load_devset(path: str | Path, skipped: list | None = None) -> list[dict]:
     """The dev set's annotated rows, checked; a malformed line is refused naming the file and the line. Rows with
     ``span: null`` (no identifiable error, or not annotated yet) are left out (their places go to ``skipped``)."""
     rows, skipped = [], skipped if skipped is not None else []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+    for where, row in numbered_objects(path):
         for key, kind in FIELDS.items():
             if not isinstance(row.get(key), kind):
                 raise ValueError(f"{where}: {key!r} must be a {kind.__name__}")

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from lm_eval_lrp.jsonl import numbered_objects
 from lm_eval_lrp.locate import Chain, Context, Generation, make
 
 JOIN = "\n\n"
@@ -29,16 +30,9 @@ JOIN = "\n\n"
 def load(path: str | Path) -> list[dict]:
     """The rows of a ProcessBench-format JSONL file; a malformed line is named (file:line)."""
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
-        steps, label = row.get("steps") if isinstance(row, dict) else None, row.get("label") if isinstance(row, dict) else None
-        if not isinstance(row, dict) or not isinstance(row.get("problem"), str):
+    for where, row in numbered_objects(path):
+        steps, label = row.get("steps"), row.get("label")
+        if not isinstance(row.get("problem"), str):
             raise ValueError(f"{where}: needs 'problem' (text)")
         if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
             raise ValueError(f"{where}: needs 'steps' (a non-empty list of texts)")

@@ -9,10 +9,10 @@ token is the contrast. A malformed line is refused when the file is read, naming
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..jsonl import numbered_objects
 from .context import Context
 from .types import Generation, Location, NotFound
 
@@ -42,16 +42,7 @@ def load_cases(path: str | Path) -> dict[tuple[str, int], HandCase]:
     if not path.is_file():
         raise FileNotFoundError(f"cases file {path} not found (a JSONL of hand annotations)")
     cases: dict[tuple[str, int], HandCase] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        where = f"{path}:{n}"
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{where}: each line must be a JSON object")
+    for where, row in numbered_objects(path):
         if not isinstance(row.get("task"), str) or not row["task"]:
             raise ValueError(f"{where}: 'task' (the lm-eval task name) is missing")
         doc_id = _int(row.get("doc_id"), "doc_id", where)

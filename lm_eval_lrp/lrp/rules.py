@@ -192,6 +192,23 @@ class ActivationIdentity(Rule):
         return [module.register_forward_hook(hook)]
 
 
+def gated_product(gate: torch.Tensor, up: torch.Tensor, value: torch.Tensor, ratio, variant: str) -> torch.Tensor:
+    """``act(gate) * up`` of a gated MLP under its rules; ``value`` is ``act(gate.detach())`` and ``ratio`` its
+    f(x)/x (:data:`ACTIVATION_RATIOS`). CP-LRP: the activated gate is a constant. AttnLRP: the identity rule through
+    the activation (same value) and the uniform rule on the product."""
+    if variant == "cp":
+        return value * up
+    act = value + (gate - gate.detach()) * ratio(gate.detach())
+    return 0.5 * (act * up.detach() + act.detach() * up)
+
+
+class Container(Rule):
+    """No hooks: the module's children carry the rules (attention projections, MLP activation, MoE parts)."""
+
+    def register(self, module):
+        return []
+
+
 class GradScale(Rule):
     """Multiply the gradient that reaches a module's output (``where="output"``) or first input (``"input"``).
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..rules import ACTIVATION_RATIOS, Rule
+from ..rules import ACTIVATION_RATIOS, Container, Rule, gated_product
 from ._gated import attention_rules, norm_rule
 from ._recurrent import causal_depthwise_conv, scale_grad
 from .base import Architecture, AttentionParts, UnsupportedArchitecture
@@ -76,13 +76,7 @@ class SiluGatedMLP(Rule):
             if not is_recording(h) or not isinstance(output, torch.Tensor):
                 return None
             gate, up = mod.w1(h), mod.w3(h)
-            value = F.silu(gate.detach())
-            if self.variant == "cp":
-                prod = value * up
-            else:
-                act = value + (gate - gate.detach()) * ratio(gate.detach())
-                prod = 0.5 * (act * up.detach() + act.detach() * up)
-            return swap_in(mod, output, mod.w2(prod))
+            return swap_in(mod, output, mod.w2(gated_product(gate, up, F.silu(gate.detach()), ratio, self.variant)))
 
         return [module.register_forward_hook(hook)]
 
@@ -99,20 +93,8 @@ class SiluFunctionExperts(GatedExperts):
 
     def expert(self, module, e, h):
         gate, up = F.linear(h, module.gate_up_proj[e]).chunk(2, dim=-1)
-        value = F.silu(gate.detach())
-        if self.variant == "cp":
-            prod = value * up
-        else:
-            act = value + (gate - gate.detach()) * ACTIVATION_RATIOS["silu"](gate.detach())
-            prod = 0.5 * (act * up.detach() + act.detach() * up)
+        prod = gated_product(gate, up, F.silu(gate.detach()), ACTIVATION_RATIOS["silu"], self.variant)
         return F.linear(prod, module.down_proj[e])
-
-
-class _Container(Rule):
-    """No hooks: the children carry the rules (the MoE router and experts)."""
-
-    def register(self, module):
-        return []
 
 
 class FeedForwardByType(Rule):
@@ -122,7 +104,7 @@ class FeedForwardByType(Rule):
         self.variant = variant
 
     def bind(self, block: nn.Module) -> Rule:
-        return SiluGatedMLP(self.variant) if hasattr(block.feed_forward, "w1") else _Container()
+        return SiluGatedMLP(self.variant) if hasattr(block.feed_forward, "w1") else Container()
 
 
 _ATTENTION = AttentionParts(o="out_proj", pre_norm="operator_norm", q_norm="q_layernorm", k_norm="k_layernorm",

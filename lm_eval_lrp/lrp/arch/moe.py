@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..rules import ACTIVATION_RATIOS, Rule, StopGradient, is_recording, activation_kind
+from ..rules import ACTIVATION_RATIOS, Rule, StopGradient, activation_kind, gated_product, is_recording
 from ._gated import gated_mlp_rules
 from .base import UnsupportedArchitecture
 
@@ -87,12 +87,7 @@ class GatedExperts(Rule):
         gate_up = h @ w_gu if transposed else F.linear(h, w_gu)
         concatenated = getattr(module, "is_concatenated", True)
         gate, up = gate_up.chunk(2, dim=-1) if concatenated else (gate_up[..., ::2], gate_up[..., 1::2])
-        value = module.act_fn(gate.detach())
-        if self.variant == "cp":
-            prod = value * up
-        else:
-            act = value + (gate - gate.detach()) * ratio(gate.detach())  # identity rule, same value
-            prod = 0.5 * (act * up.detach() + act.detach() * up)  # uniform rule on the product
+        prod = gated_product(gate, up, module.act_fn(gate.detach()), ratio, self.variant)
         return prod @ w_down if transposed else F.linear(prod, w_down)
 
     def register(self, module):
@@ -128,12 +123,7 @@ class BatchedExperts(GatedExperts):
             if not is_recording(x) or not isinstance(output, torch.Tensor):
                 return None
             gate, up = torch.bmm(x.view(mod.gate_up_proj.shape[0], -1, x.shape[-1]), mod.gate_up_proj).chunk(2, dim=-1)
-            value = mod.act_fn(gate.detach())
-            if self.variant == "cp":
-                prod = up * value
-            else:
-                act = value + (gate - gate.detach()) * ratio(gate.detach())
-                prod = 0.5 * (up * act.detach() + up.detach() * act)
+            prod = gated_product(gate, up, mod.act_fn(gate.detach()), ratio, self.variant)
             return swap_in(mod, output, torch.bmm(prod, mod.down_proj).view(-1, x.shape[-1]))
 
         return [module.register_forward_hook(hook)]

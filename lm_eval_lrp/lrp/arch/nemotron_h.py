@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..rules import GradScale, NormIdentity, Rule, StopGradient, is_recording, swap_backward
+from ..rules import Container, GradScale, NormIdentity, Rule, StopGradient, is_recording, swap_backward
 from ._gated import norm_rule
 from .base import Architecture, AttentionParts, UnsupportedArchitecture
 from .moe import GatedExperts
@@ -62,13 +62,6 @@ class ReluSquaredExperts(GatedExperts):
         return F.linear(act, module.down_proj[e])
 
 
-class _Container(Rule):
-    """No hooks: the module's children carry the rules (attention projections, MLP activation, MoE parts)."""
-
-    def register(self, module):
-        return []
-
-
 class MixerByType(Rule):
     """Binds to the rule of the block's ``mixer`` by its type: Mamba-2 (opaque rule) or a container."""
 
@@ -77,7 +70,7 @@ class MixerByType(Rule):
 
     def bind(self, block: nn.Module) -> Rule:
         mixer = block.mixer
-        return Mamba2Mixer(self.variant) if hasattr(mixer, "A_log") else _Container()
+        return Mamba2Mixer(self.variant) if hasattr(mixer, "A_log") else Container()
 
 
 def _rules(variant: str) -> list:
