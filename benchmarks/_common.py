@@ -175,14 +175,6 @@ def machine() -> dict:
     }
 
 
-def median(xs):
-    xs = sorted(x for x in xs if x is not None)
-    if not xs:
-        return None
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-
-
 # ----------------------------------------------------------------------------- the timing wrapper
 
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import _common as common  # noqa: E402
+from lm_eval_lrp.compare_stats import median_of  # noqa: E402
 
 ARC_EASY = "hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow"
 
@@ -156,10 +157,10 @@ def main(argv=None) -> dict:
     for b in args.sizes:
         diff = max(float((e.input_relevance - r.input_relevance).abs().max() / r.input_relevance.abs().max())
                    for e, r in zip(answers[b], ref))
-        med = common.median(times[b])
+        med = median_of(times[b])
         rows.append({"batch_size": b, "median_s": med, "failures_per_s": len(failures) / med,
-                     "speedup_vs_first": common.median(times[args.sizes[0]]) / med,
-                     "peak_mib": common.median(peaks[b]) / 2**20, "graph_mib_longest_batch": graph[b] / 2**20,
+                     "speedup_vs_first": median_of(times[args.sizes[0]]) / med,
+                     "peak_mib": median_of(peaks[b]) / 2**20, "graph_mib_longest_batch": graph[b] / 2**20,
                      "max_rel_diff_vs_first": diff, "times_s": times[b]})
     result = {"machine": common.machine(), "model": "SmolLM2-135M-Instruct", "dtype": args.dtype,
               "device": args.device, "rule": args.rule, "documents": n_docs, "failures": len(failures),

@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _common as common  # noqa: E402
+from lm_eval_lrp.compare_stats import median_of  # noqa: E402
+from lm_eval_lrp.record import RECORD_GLOB  # noqa: E402
 
 GOAL = 0.8
 METHODS = ("grad_x_input", "random", "cp")
@@ -54,7 +56,7 @@ def run_cli(work: Path, arc_limit: int, gsm8k_limit: int, max_gen_toks: int) -> 
 def collect(outputs: list[Path]) -> list[dict]:
     recs = []
     for out in outputs:
-        for f in sorted(common.run_dir(out).glob("attributions_*.jsonl")):
+        for f in sorted(common.run_dir(out).glob(RECORD_GLOB)):
             for line in f.read_text().splitlines():
                 if line.strip():
                     r = json.loads(line)
@@ -102,10 +104,10 @@ def summarise(rows: list[dict]) -> dict:
             vals = [r["attnlrp_beats"][m] for r in rs if r["attnlrp_beats"][m] is not None]
             g[f"beats_{m}"] = (sum(vals) / len(vals)) if vals else None
         for m in ("attnlrp", *METHODS):
-            g[f"median_area_{m}"] = common.median([r["area"][m] for r in rs])
+            g[f"median_area_{m}"] = median_of([r["area"][m] for r in rs])
         g["max_start_error"] = max((r["start_error"] or 0.0 for r in rs), default=None)
-        g["median_tokens"] = common.median([r["tokens"] for r in rs])
-        g["seconds_per_case"] = common.median([r["seconds"] for r in rs])
+        g["median_tokens"] = median_of([r["tokens"] for r in rs])
+        g["seconds_per_case"] = median_of([r["seconds"] for r in rs])
         out[name] = g
     return out
 

@@ -41,6 +41,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import _common as common  # noqa: E402
+from lm_eval_lrp.compare_stats import median_of  # noqa: E402
 
 GOAL = 0.7
 
@@ -192,15 +193,15 @@ def main(argv=None) -> dict:
               f"engine + sequence contrasts {times['compute'][-1]:.3f} s", flush=True)
 
     n = len(first)
-    harness_rate = n / common.median(times["harness"])
-    engine_rate = len(contrasts) / common.median(times["engine"])
+    harness_rate = n / median_of(times["harness"])
+    engine_rate = len(contrasts) / median_of(times["engine"])
     ratios = [h_n / e for h_n, e in zip((n / h for h in times["harness"]), (len(contrasts) / e for e in times["engine"]))]
     result = {"machine": common.machine(), "device": args.device, "dtype": args.dtype, "layers": args.layers,
               "hidden": args.hidden, "documents": args.docs, "failures": n, "explained": len(contrasts),
               "batch_size": args.batch_size, "threads": torch.get_num_threads(), "rounds": args.rounds, "times_s": times,
               "harness_failures_per_s": harness_rate, "engine_failures_per_s": engine_rate,
               "ratio": harness_rate / engine_rate, "ratio_per_round": ratios, "goal": GOAL,
-              "sequence_contrasts": len(triples), "ratio_to_compute": common.median(times["compute"]) / common.median(times["harness"]),
+              "sequence_contrasts": len(triples), "ratio_to_compute": median_of(times["compute"]) / median_of(times["harness"]),
               "ratio_to_compute_per_round": [c / h for c, h in zip(times["compute"], times["harness"])]}
     print(f"\nharness {harness_rate:.1f} failures/s, engine {engine_rate:.1f} failures/s: "
           f"ratio {result['ratio']:.2f} (per round {', '.join(f'{x:.2f}' for x in ratios)}; goal ≥ {GOAL})")

@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common  # noqa: E402
+from lm_eval_lrp.compare_stats import median_of  # noqa: E402
 
 GOAL_MC = 1.3
 GOAL_CORRECT = 1.05
@@ -129,8 +130,8 @@ def aggregate(label: str, runs: dict) -> dict:
         "ratio_evaluate_cpu": q["evaluate_cpu_s"] / p["evaluate_cpu_s"],
         "ratio_process": q["wall_s"] / p["wall_s"],
         # the same process's own eval part as the baseline (the evaluation is unchanged): median over the runs
-        "ratio_in_run": common.median(in_run),
-        "ratio_in_run_cpu": common.median(in_run_cpu),
+        "ratio_in_run": median_of(in_run),
+        "ratio_in_run_cpu": median_of(in_run_cpu),
         "failures": last.get("failures"),
         "attributed": last.get("attributed"),
         "n_samples": last.get("n_samples"),

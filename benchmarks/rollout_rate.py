@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import _common as common  # noqa: E402
+from lm_eval_lrp.compare_stats import median_of  # noqa: E402
 
 GOAL = 0.5
 UNTIL = ("Question:", "</s>", "<|im_end|>")
@@ -106,7 +107,7 @@ def main(argv=None) -> dict:
         print(f"round {r + 1}: batched {times['batched'][-1]:.2f} s, one position at a time "
               f"{times['one_position_at_a_time'][-1]:.2f} s (records equal)", flush=True)
     n_roll = sum(len(a[-1]) for a in got[True])
-    med_b, med_s = common.median(times["batched"]), common.median(times["one_position_at_a_time"])
+    med_b, med_s = median_of(times["batched"]), median_of(times["one_position_at_a_time"])
     result = {"machine": common.machine(), "failures": len(gens), "rollouts": n_roll, "budget": dataclasses.asdict(budget),
               "fix_at": args.fix_at, "threads": torch.get_num_threads(), "times_s": times,
               "batched_s_per_failure": med_b / len(gens), "single_s_per_failure": med_s / len(gens),

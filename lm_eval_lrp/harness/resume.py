@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..artifacts import read_records, rewrite_records, task_of
 from ..locate.chain import DEFAULT_CHAINS, WITH_REFERENCE
-from ..record import FORMAT_VERSION
+from ..record import FORMAT_VERSION, RECORD_GLOB
 
 #: settings that do not change a record's content
 _NOT_CONTENT = ("output_path", "max_failures", "hooks_path", "graph", "graph_prune", "batch_size", "allow_errors")
@@ -35,7 +35,7 @@ def resume_state(out_dir: Path | None, task: str, failures: list, fp: str, warn=
     if out_dir is None or not out_dir.is_dir():
         return None, []
     wanted = {f.doc_id: f.doc_hash for f in failures}
-    for path in sorted(out_dir.glob("attributions_*.jsonl"), reverse=True):
+    for path in sorted(out_dir.glob(RECORD_GLOB), reverse=True):
         if task_of(path) != task:
             continue
         records = read_records(path, warn=warn)
