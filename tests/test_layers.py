@@ -64,9 +64,33 @@ def _private_imports(path: Path, root: Path = ROOT) -> list[str]:
     return found
 
 
+def _private_attributes(path: Path, root: Path = ROOT) -> list[str]:
+    """``mod._name`` where ``mod`` is one of our modules, imported as a module (``from ..lrp import explain``,
+    ``import lm_eval_lrp.record as record``): a private name reached around the import."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = path.relative_to(root).with_suffix("").parts[:-1]
+    modules: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update({a.asname or a.name.split(".")[0]: a.name for a in node.names
+                            if a.name.split(".")[0] in PACKAGES})
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            if module.split(".")[0] not in PACKAGES:
+                continue
+            for alias in node.names:
+                name = f"{module}.{alias.name}".replace(".", "/")
+                if (root / f"{name}.py").is_file() or (root / name / "__init__.py").is_file():
+                    modules[alias.asname or alias.name] = name
+    return [f"{path.relative_to(root)}:{node.lineno} reads {node.value.id}.{node.attr}" for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+            and node.attr.startswith("_") and not node.attr.startswith("__")]
+
+
 def test_no_module_imports_a_private_name():
     files = [p for d in (*PACKAGES, "benchmarks", "scripts", "examples") for p in sorted((ROOT / d).rglob("*.py"))]
-    found = [hit for p in files for hit in _private_imports(p)]
+    found = [hit for p in files for hit in _private_imports(p) + _private_attributes(p)]
     assert not found, "make the name public in its own module (drop the underscore):\n" + "\n".join(found)
 
 
@@ -75,6 +99,13 @@ def test_the_private_name_check_sees_one(tmp_path):
     bad.write_text("from lm_eval_lrp.lrp.rules import _secret\nfrom .x import _y\nfrom transformers import _z\n")
     hits = _private_imports(bad, tmp_path)
     assert [h.rsplit(" ", 1)[-1] for h in hits] == ["_secret", "_y"]
+    (tmp_path / "lm_eval_lrp" / "lrp").mkdir(parents=True)
+    (tmp_path / "lm_eval_lrp" / "lrp" / "explain.py").write_text("")
+    (tmp_path / "lm_eval_lrp" / "record.py").write_text("")
+    reader = tmp_path / "lm_eval_lrp" / "reader.py"
+    reader.write_text("from .lrp import explain\nimport lm_eval_lrp.record as rec\nfrom .lrp.explain import x\n"
+                      "a = explain._head_logits\nb = rec._glob\nc = x._fine\nd = explain.public\n")
+    assert [h.rsplit(" ", 1)[-1] for h in _private_attributes(reader, tmp_path)] == ["explain._head_logits", "rec._glob"]
 
 
 def test_the_layers_contract_refuses_an_upward_import(tmp_path):
