@@ -183,12 +183,14 @@ def _warm_up(lm, marks: dict) -> None:
     (allocator, kernels), which would otherwise be charged at random to whichever side ran them. Counted as load."""
     import torch
 
+    from lm_eval_lrp.lrp.dispatch import input_device
+
     t = time.perf_counter()
     model = getattr(lm, "model", None)
     while model is not None and not isinstance(model, torch.nn.Module) and hasattr(model, "model"):
         model = model.model
     if isinstance(model, torch.nn.Module):
-        device = next(model.parameters()).device
+        device = input_device(model)
         vocab = model.get_input_embeddings().weight.shape[0]
         gen = torch.Generator().manual_seed(0)
         with torch.no_grad():

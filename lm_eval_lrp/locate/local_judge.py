@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..lrp.dispatch import input_device
+
 LOAD_KEYS = ("pretrained", "trust_remote_code", "revision", "tokenizer", "dtype", "gguf_file")
 
 
@@ -29,7 +31,7 @@ class LocalJudge:
         return tok(text, add_special_tokens=True)["input_ids"]
 
     def __call__(self, messages: list[dict]) -> str:
-        device = next(self.model.parameters()).device
+        device = input_device(self.model)  # an offloaded model: where its embeddings compute
         ids = torch.tensor([self.prompt_ids(messages)], device=device)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         with torch.no_grad():

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import torch
 
+from ..lrp.dispatch import input_device
 from .context import Context
 from .judge import steps
 from .rollout import confirm
@@ -64,7 +65,7 @@ class ProcessRewardModel:
         return f"{problem}\n\n{answer}"
 
     def score(self, solutions: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
-        device = next(self.model.parameters()).device
+        device = input_device(self.model)  # an offloaded model: where its embeddings compute
         out: list[list[float]] = []
         for start in range(0, len(solutions), self.batch_size):
             chunk = solutions[start : start + self.batch_size]
