@@ -3,6 +3,9 @@ what it declares it needs. This file is the example of docs/locators.md ("Adding
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from locate_helpers import CharTokenizer
 
@@ -78,42 +81,33 @@ def test_a_declaration_outside_the_known_needs_is_refused():
     assert "odd" not in names()
 
 
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "locators.md"
+
+
+def docs_example(marker: str) -> str:
+    """The Python block of docs/locators.md that contains ``marker``, as the docs show it."""
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S) if marker in b]
+    return block
+
+
 #: a user's hook file (``--lrp_hooks_path DIR``) that registers its own locator and names it in its tasks' chain: no
-#: other file changes (docs/locators.md, "A locator from a task hook")
-HOOK_FILE = '''
-from lm_eval_lrp.locate import Location, NotFound, register
-from task_hooks import GenerateUntilHook
+#: other file changes. It is docs/locators.md's "A locator from a task hook", word for word.
+HOOK_FILE = docs_example("HOOK = QuietHook()")
 
 
-class FirstCapital:
-    """The first upper-case letter of the output, against its lower case."""
-
-    name = "first_capital"
-    needs = ("judge",)  # the run's judges arrive as ask=
-
-    def __init__(self, ask=None):
-        self.ask = ask
-
-    def locate(self, gen, ctx):
-        offset = next((i for i, c in enumerate(gen.output) if c.isupper()), None)
-        if offset is None:
-            raise NotFound("no upper-case letter in the output")
-        index = ctx.index_at(gen, offset)
-        lower = ctx.encode(gen.output[offset].lower())[0]
-        return Location(index, ctx.target_at(gen, index), lower, self.name, "upper case", output_offset=offset)
-
-
-register("first_capital", FirstCapital)
-
-
-class QuietHook(GenerateUntilHook):
-    families = ("quiet_",)
-    kind = "instructions"
-    locate_chain = "first_capital,gold"
-
-
-HOOK = QuietHook()
-'''
+def test_the_docs_example_locator_runs_as_written():
+    """docs/locators.md's ShoutLocator, run as the docs print it: registered, named in a chain, and (without a model,
+    so no top-k to pick a contrast from) its token kept as ``no_contrast``."""
+    namespace: dict = {}
+    exec(compile(docs_example('register("shout", ShoutLocator)'), str(DOCS), "exec"), namespace)  # noqa: S102
+    try:
+        assert "shout" in names() and needs_of("shout") == ()
+        result = located("shout", "yes, I do")
+        assert [a.status for a in result.attempts] == ["no_contrast"]
+        assert (result.location.locator, result.location.index, result.location.contrast) == ("shout", 5, None)
+        assert located("shout", "all quiet").attempts[0].reason == "no upper-case letter in the output"
+    finally:
+        _REGISTRY.pop("shout", None)
 
 
 @pytest.fixture
