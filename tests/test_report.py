@@ -313,3 +313,33 @@ def test_old_and_minimal_records_still_render(tmp_path):
     html = report_text(out)
     assert builder.rendered == 2 and summaries[0].attributed == 1
     assert "Input relevance" in html and "skipped" in html
+
+
+#: a run written by lm-eval-lrp before the issue-22 redesign (commit 90a5a3e: tiny random Llama, tiny_mc and tiny_gen,
+#: --lrp_min_delta 0 --lrp_rollouts 2 --lrp_rollout_tokens 4; one node file per record, as runs were then written)
+RUN_BEFORE = Path(__file__).resolve().parent / "data" / "run_before_issue22" / "tiny_llama"
+
+
+def test_a_run_stored_before_the_redesign_still_renders(tmp_path):
+    """That commit's own `lm-eval-lrp report` printed these numbers and wrote the same pages, byte for byte."""
+    from lm_eval_lrp import load_run
+
+    run = load_run(RUN_BEFORE)
+    assert sorted(run.tasks) == ["tiny_gen", "tiny_mc"]
+    for task in run.tasks.values():
+        for record in task.records:
+            names, nodes = task.node_relevance(record)  # the old per-record node files are still read
+            assert nodes.shape == (len(names), len(record["tokens"]))
+    out, builder, summaries = build_report(RUN_BEFORE, output=tmp_path / "report.html")
+    by_task = {s.name: s for s in summaries}
+    assert builder.rendered == 10
+    assert [(t, by_task[t].failures, by_task[t].attributed, by_task[t].metric) for t in ("tiny_mc", "tiny_gen")] == [
+        ("tiny_mc", 5, 5, "acc"), ("tiny_gen", 5, 5, "exact_match")]
+    assert by_task["tiny_mc"].accuracy == pytest.approx(0.375)
+    assert by_task["tiny_mc"].median_delta == pytest.approx(0.224, abs=5e-4)
+    assert by_task["tiny_gen"].median_delta == pytest.approx(0.979, abs=5e-4)
+    assert by_task["tiny_gen"].confidence.get("fallback") == 5
+    assert [{k: n for k, n in by_task[t].patterns.items() if n} for t in ("tiny_mc", "tiny_gen")] == [{"URT+OIT": 5}] * 2
+    html = report_text(out)
+    assert "tiny_mc" in html and "tiny_gen" in html and "Input relevance" in html
+    assert len((tmp_path / "report_cases.jsonl").read_text().splitlines()) == 5
