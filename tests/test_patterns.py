@@ -136,6 +136,7 @@ def test_ordinary_token_strings(tok):
 
 def test_segments_derived_from_the_prompt_when_the_run_recorded_none():
     from lm_eval_lrp.segments import record_segments as derived_segments, record_spans as token_spans
+    from lm_eval_lrp.task_kinds import has_signature_prompt
 
     prompt = 'def f(x):\n    """Add one."""\n'
     tokens = ["<|endoftext|>", "def", " f", "(x", "):\n", "   ", ' """', "Add", " one", '."""']  # trailing "\n" moved on
@@ -144,7 +145,7 @@ def test_segments_derived_from_the_prompt_when_the_run_recorded_none():
          "segments": {}}
     spans = token_spans(r)
     assert spans[0] == (0, 0) and spans[1] == (0, 3) and spans[-1][1] == len(prompt) - 1
-    segs = derived_segments(r)
+    segs = derived_segments(r, code=has_signature_prompt(r["task"]))  # as the report asks (lm_eval_lrp.task_kinds)
     # the token ' """' straddles the signature/docstring boundary: in neither (as in the harness)
     assert segs == pytest.approx({"signature": 0.3, "docstring": -0.3, "answer_so_far": 0.5})
     assert classify(r, segments=segs).label in (URT, NONE, OIT, BOTH)
