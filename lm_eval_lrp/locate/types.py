@@ -49,6 +49,7 @@ class Generation:
     doc_id: int = -1
     prompt: str = ""  # the prompt text (for instructions that refer to it); optional
     until: tuple[str, ...] = ()  # the task's stop sequences (rollouts stop and cut there, as lm-eval does)
+    max_gen_toks: int | None = None  # the task's generation budget: no rollout's output is longer than lm-eval allows
 
     def __post_init__(self):
         object.__setattr__(self, "prompt_ids", tuple(int(i) for i in self.prompt_ids))
