@@ -80,7 +80,8 @@ def load_devset(path: str | Path, skipped: list | None = None) -> list[dict]:
 
 def generation_of(row: dict, until=()) -> Generation:
     return Generation(row["prompt_ids"], row["output_ids"], row["output"], gold=row.get("gold"), doc=row.get("doc"),
-                      task=row["task"], doc_id=row["doc_id"], prompt=row.get("prompt", ""), until=tuple(until))
+                      task=row["task"], doc_id=row["doc_id"], prompt=row.get("prompt", ""), until=tuple(until),
+                      max_gen_toks=row.get("max_gen_toks"))
 
 
 def explained_offset(location, gen: Generation, ctx: Context) -> int | None:

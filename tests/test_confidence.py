@@ -54,6 +54,34 @@ def test_two_locators_on_the_same_step_confirm():
     assert confidence(res.location)[0] == "single"
 
 
+def test_agreement_or_a_fix_at_the_wrong_final_answer_does_not_confirm():
+    """Locators that read the gold all see that the final answer is wrong; that is the scorer's own verdict, so
+    agreeing there (or forcing the right answer there) confirms no earlier step. A bare answer is the error itself."""
+    from lm_eval_lrp.locate.trajectory import TrajectoryLocator, first_step_off
+
+    reasoned = "He buys 3 boxes of 5 pens.\nSo he has 3 x 5 = 15 pens.\nThe answer is 16."
+    g = Generation(TOK.encode("Q:"), TOK.encode(reasoned), reasoned, gold="3 x 5 = 15 pens, 1 more: 16 + 1 = 17\n#### 17",
+                   doc={"question": "He buys 3 boxes of 5 pens and one more pen. How many pens?"})
+    step = first_step_off(g)
+    assert step is not None and step.final_answer and reasoned[step.offset:].startswith("16")
+    ctx = Context.from_tokenizer(TOK)
+    loc = TrajectoryLocator().locate(g, ctx)
+    assert loc.final_answer
+    answer = reasoned.index("16")
+    both = Earliest([TrajectoryLocator(), at("hindsight", answer + 1)]).locate(g, ctx)
+    assert both.agreeing and both.final_answer
+    level, why = confidence(both)
+    assert level == "single" and "final answer" in why
+    fixed = Location(answer, g.output_ids[answer], 9, "trajectory", "r", output_offset=answer, final_answer=True,
+                     rollouts=[Rollout(answer, 9, "y", "...", True)])
+    assert confidence(fixed)[0] == "single"
+    # an output that is nothing but the wrong answer: the answer is the error, and a fixing rollout confirms it
+    bare = Generation(TOK.encode("Q:"), TOK.encode(" 16"), " 16", gold="#### 17", doc={"question": "How many pens?"})
+    assert first_step_off(bare).final_answer is False
+    assert confidence(Location(1, bare.output_ids[1], 9, "trajectory", "r", output_offset=1,
+                               rollouts=[Rollout(1, 9, "y", "...", True)]))[0] == "confirmed"
+
+
 def test_summary_counts_and_shares():
     blocks = [{"confidence": "confirmed"}, {"confidence": "single"}, {"confidence": "single"}, {"chain": ["gold"]}]
     c = confidence_counts(blocks)

@@ -91,3 +91,27 @@ def test_sliding_window_caches_keep_one_position_at_a_time():
     if not can_batch(s.cache):
         assert RolloutLocator(min_alternative=1e-9)._ahead(gen, ctx, [], list(range(5)), ctx.budget) == {}
     assert loc.index == 2
+
+
+@pytest.mark.parametrize("fixing", [set(), {5}])
+def test_rollouts_stay_within_the_tasks_generation_budget(fixing):
+    """A rollout forced at output token i generates at most max_gen_toks - i - 1 tokens (lm-eval would have cut the
+    output there), batched or not, and both ways record the same rollouts."""
+    model = tiny_model("llama")
+    plain = _case(model)
+    gen = dataclasses.replace(plain, max_gen_toks=len(plain.output_ids))  # an output cut at the budget, as many are
+    budget = Budget(max_rollouts=8, max_new_tokens=10, width=2)
+    answers = []
+    for batched in (False, True):
+        ctx = Context.from_tokenizer(TOK, model, budget=budget).for_doc(Scorer(gen.output, fixing))
+        try:
+            rolled = RolloutLocator(min_alternative=1e-9, batched=batched).locate(gen, ctx).rollouts
+        except NotFound as err:
+            rolled = err.rollouts
+        assert rolled
+        for r in rolled:
+            assert r.tokens <= min(budget.max_new_tokens, gen.max_gen_toks - r.position - 1), r
+        answers.append([dataclasses.asdict(r) for r in rolled])
+    assert answers[0] == answers[1]
+    # a late position has less room than the budget: the cap is what binds there
+    assert any(r["position"] + 1 + budget.max_new_tokens > gen.max_gen_toks for r in answers[0])

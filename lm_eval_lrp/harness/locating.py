@@ -66,7 +66,8 @@ class Locating:
         output_ids, self.ids_source = own_tokens(s, prompt_ids, output)
         return Generation(prompt_ids, output_ids, output, gold,
                           failure.doc, task=self.task.name, doc_id=failure.doc_id, prompt=context,
-                          until=(until,) if isinstance(until, str) else tuple(until))
+                          until=(until,) if isinstance(until, str) else tuple(until),
+                          max_gen_toks=gen_kwargs.get("max_gen_toks") or s.max_gen_toks)
 
     def case(self, failure: Failure) -> tuple[Case, dict]:
         """The case to explain and the record's ``locate`` block (who chose the token, why, the evidence)."""

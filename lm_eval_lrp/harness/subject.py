@@ -27,6 +27,7 @@ class Subject:
     encode_pair: Callable[[str, str], tuple[list[int], list[int]]]
     #: (context, max_gen_toks) -> the token ids lm-eval's generate_until generated from (special tokens, truncation)
     generation_context: Callable[[str, int | None], list[int]] | None = None
+    max_gen_toks: int | None = None  # the model's generation budget where a task sets none (lm-eval's max_gen_toks)
     #: prompt ids -> the token ids the model generated after them during the evaluation (None: not recorded)
     generated: Callable[[list[int]], list[int] | None] = lambda prompt_ids: None
     max_length: int | None = None

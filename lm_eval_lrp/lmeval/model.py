@@ -130,6 +130,7 @@ class HFLRP(HFLM):
             config=self.lrp,
             encode_pair=self._lrp_encode_pair,
             generation_context=self._generation_context,
+            max_gen_toks=self.max_gen_toks,
             generated=lambda prompt_ids: self.lrp_generated.get(_digest(prompt_ids)),
             max_length=self.lrp.max_length or self.max_length,
             source={"model": self.lrp_name_args, "revision": getattr(self, "revision", None), "dtype": str(self.model.dtype)},

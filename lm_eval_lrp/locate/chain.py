@@ -151,7 +151,9 @@ class Earliest:
         pool = [f for f in found if f.contrast is not None] or found
         best = min(pool, key=lambda f: (f.continuation is not None, f.index))  # output tokens before gold ones
         others = [f for f in found if f is not best]
-        best.agreeing = [f.locator for f in others if same_step(gen, best, f)]
+        agree = [f for f in others if same_step(gen, best, f)]
+        best.agreeing = [f.locator for f in agree]
+        best.final_answer = best.final_answer or any(f.final_answer for f in agree)  # one step: the answer's
         if others:
             best.reason += " (earliest of: " + ", ".join(
                 f"{f.locator} at output token {f.index}" + ("" if f.contrast is not None else " without contrast")

@@ -3,7 +3,9 @@
 * ``confirmed`` — a rollout from the explained contrast at the explained token made the task's scorer accept the
   output, or two independent locators name the same step of the output (an earliest-of link such as
   ``trajectory+reference`` where both fire inside one step), or a person annotated the position (``cases``);
-* ``single`` — one heuristic found it and nothing checked it;
+* ``single`` — one heuristic found it and nothing checked it; also a location at the output's commitment to its
+  wrong final answer after steps of its own (``Location.final_answer``), even where locators agree on it or a rollout
+  that writes the right answer there is accepted: that only repeats the task's verdict;
 * ``fallback`` — the first divergence from the gold solution (``gold``): a guess, not a finding.
 
 Records where nothing was located have no confidence; reports list their candidates instead of a token.
@@ -45,6 +47,11 @@ def confidence(loc: Location) -> tuple[str, str]:
     """(level, why) of a location."""
     if loc.locator in BY_HAND:
         return CONFIRMED, "a person's annotation"
+    if loc.final_answer:  # the scorer's own finding: neither agreement nor a fixing rollout there confirms more
+        found = " and ".join([loc.locator, *loc.agreeing])
+        return SINGLE, (f"{found} name{'' if loc.agreeing else 's'} the output's commitment to its wrong final answer "
+                        "after steps of its own: the task's scorer already said the answer is wrong, and nothing "
+                        "confirms which earlier step made it so")
     if confirming_rollout(loc):
         return CONFIRMED, "forcing the contrast at this token makes the task's scorer accept the output"
     if loc.agreeing:

@@ -128,7 +128,8 @@ class RolloutLocator:
         if len(rows) < 2 or not can_batch(cache):
             return {}
         try:
-            tokens = greedy_rows(ctx.model, cache, len(gen.prompt_ids), rows, budget.max_new_tokens, ctx.eos_ids,
+            longest = max(room(gen, i, budget.max_new_tokens) for i, _ in rows)
+            tokens = greedy_rows(ctx.model, cache, len(gen.prompt_ids), rows, longest, ctx.eos_ids,
                                  stopper(gen, ctx))
         except torch.OutOfMemoryError:  # every row's copy of a long prefix is too much: one position at a time
             return {}
@@ -163,19 +164,30 @@ def stopper(gen: Generation, ctx: Context):
     return stop
 
 
+def room(gen: Generation, i: int, max_new_tokens: int) -> int:
+    """New tokens a rollout forced at output position ``i`` may generate: the budget's ``max_new_tokens``, and no
+    more than the task's own generation budget leaves after the prefix and the forced token (lm-eval would have cut
+    the output there, so a fix that needs more tokens is not a fix the task's scorer would have seen)."""
+    if gen.max_gen_toks is None:
+        return max_new_tokens
+    return max(0, min(max_new_tokens, gen.max_gen_toks - i - 1))
+
+
 def roll_out(gen: Generation, ctx: Context, i: int, alts: list[int], max_new_tokens: int,
              ahead: dict | None = None) -> list[Rollout]:
     """Force each of ``alts`` at output position ``i``, continue greedily (one batch, from the cached prefix, to
-    the task's stop sequences) and judge each whole output with the task's scorer. ``ahead``: (i, alt) -> tokens
-    already generated (:func:`lm_eval_lrp.locate.rollout_batch.greedy_rows`), used when it holds every alt."""
+    the task's stop sequences, within :func:`room`) and judge each whole output with the task's scorer. ``ahead``:
+    (i, alt) -> tokens already generated (:func:`lm_eval_lrp.locate.rollout_batch.greedy_rows`, perhaps further than
+    this position's room: greedy decoding is the same up to there), used when it holds every alt."""
     until = gen.until
+    limit = room(gen, i, max_new_tokens)
     if ahead and all((i, a) in ahead for a in alts):
-        rows = [ahead[(i, a)] for a in alts]
+        rows = [ahead[(i, a)][:limit] for a in alts]
     else:
         s = ctx.scan(gen)
         ids = gen.prompt_ids + gen.output_ids
         cache = prefix_cache(ctx.model, s.cache, ids, len(gen.prompt_ids) + i, len(alts))
-        rows = greedy_after(ctx.model, cache, alts, max_new_tokens, ctx.eos_ids, stopper(gen, ctx))
+        rows = greedy_after(ctx.model, cache, alts, limit, ctx.eos_ids, stopper(gen, ctx))
     prefix_text = ctx.decode(gen.output_ids[:i])
     out = []
     for alt, row in zip(alts, rows):

@@ -122,6 +122,7 @@ class Step:
     number: str
     setup: tuple[int, int] | None  # [start, end) of the equation's left side, when the value is its result
     why: str
+    final_answer: bool = False  # the commitment to the wrong final answer after steps of the output's own
 
 
 def first_step_off(gen: Generation) -> Step | None:
@@ -157,7 +158,8 @@ def first_step_off(gen: Generation) -> Step | None:
         opens = not out[:offset].strip(" \t\n$\\(")  # the output starts with it: the answer itself
         if last in known and not opens and not _COMMITS.search(out[max(0, offset - 40): offset]):
             continue  # a value the problem gives, used (``dividing -32 by 5``), not yet given as the answer
-        return Step(offset, num, _setup(out, offset), f"the output commits to its final answer {num!r} here")
+        return Step(offset, num, _setup(out, offset), f"the output commits to its final answer {num!r} here",
+                    final_answer=not opens)
     return None
 
 
@@ -233,8 +235,10 @@ class TrajectoryLocator:
         where = (f"the setup {gen.output[step.setup[0]:step.setup[1]]!r} of that value"
                  if step.setup is not None else "the value itself")
         reason = f"{step.why}; explained: {where}, contrast = {how}"
-        return span_location(gen, ctx, self.name, positions, index, contrast, reason,
-                             "setup token" if step.setup else "value", rolled)
+        loc = span_location(gen, ctx, self.name, positions, index, contrast, reason,
+                            "setup token" if step.setup else "value", rolled)
+        loc.final_answer = step.final_answer
+        return loc
 
 
 def _starts(answer: str):

@@ -49,6 +49,7 @@ class Generation:
     doc_id: int = -1
     prompt: str = ""  # the prompt text (for instructions that refer to it); optional
     until: tuple[str, ...] = ()  # the task's stop sequences (rollouts stop and cut there, as lm-eval does)
+    max_gen_toks: int | None = None  # the task's generation budget: no rollout's output is longer than lm-eval allows
 
     def __post_init__(self):
         object.__setattr__(self, "prompt_ids", tuple(int(i) for i in self.prompt_ids))
@@ -94,6 +95,10 @@ class Location:
     budget_exhausted: bool = False
     seconds: float = 0.0
     agreeing: list[str] = field(default_factory=list)  # other locators that found the same step (earliest-of links)
+    #: the located step is the output's commitment to its (wrong) final answer after reasoning of its own: what the
+    #: task's scorer already rejected. Agreement there, or a rollout that writes the right answer there, says nothing
+    #: about where the reasoning went wrong (:func:`lm_eval_lrp.locate.confidence.confidence`)
+    final_answer: bool = False
 
     def explained_ids(self, gen: Generation) -> tuple[int, ...]:
         cont = gen.output_ids if self.continuation is None else self.continuation
