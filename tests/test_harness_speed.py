@@ -95,6 +95,13 @@ def test_shared_head_rows_equal_every_row_computed(arch, rule):
     assert calls and calls[0] is not None  # the shared path ran
 
 
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_shared_head_rows_equal_in_bfloat16(arch):
+    model = tiny_model(arch).to(torch.bfloat16)
+    triples = _sharing_triples()
+    _bitwise_equal(explain_sequences_batch(model, triples), explain_sequences_batch(model, triples, share=False))
+
+
 def test_shared_head_with_a_bias_and_unshareable_heads():
     """A head with a bias is shared (the same numbers); a head with logit scaling is computed row by row."""
     from lm_eval_lrp.lrp.shared_head import shareable_head
