@@ -55,6 +55,75 @@ def test_a_bad_triple_costs_only_itself():
     assert out[0].delta == pytest.approx(ref.delta, abs=1e-5)
 
 
+def _sharing_triples():
+    """Continuations that agree for 0, 1, 2 tokens, one a prefix of the other (both ways), one token each."""
+    c = lambda n, seed: tiny_ids(n, seed=seed).tolist()  # noqa: E731
+    return [(c(9, 1), [5, 7, 9], [5, 7, 11, 12]), (c(6, 2), [4], [8, 2]), (c(12, 3), [6, 6], [6, 6, 3]),
+            (c(7, 4), [3, 9, 9, 4], [3, 9]), (c(10, 5), [5, 1], [7, 1]), (c(4, 6), [2], [3]),
+            (c(11, 7), [8, 2, 4], [8, 5, 4])]
+
+
+def _bitwise_equal(got, ref) -> None:
+    for a, b in zip(got, ref):
+        assert torch.equal(a.context_relevance, b.context_relevance)
+        assert (a.logprob_wrong, a.logprob_gold, a.delta) == (b.logprob_wrong, b.logprob_gold, b.delta)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3"])
+@pytest.mark.parametrize("rule", ["attnlrp", "cp"])
+def test_shared_head_rows_equal_every_row_computed(arch, rule):
+    """The head computed once where a triple's rows agree (lrp/shared_head.py): the same numbers, bit for bit."""
+    from lm_eval_lrp.lrp.shared_head import shared_head
+
+    model = tiny_model(arch)
+    triples = _sharing_triples()
+    for chunk in (triples, triples[:3], triples[5:6]):
+        _bitwise_equal(explain_sequences_batch(model, chunk, rule=rule),
+                       explain_sequences_batch(model, chunk, rule=rule, share=False))
+    calls = []
+    import lm_eval_lrp.lrp.sequences_batched as sb
+
+    def spy(*args):
+        calls.append(shared_head(*args))
+        return calls[-1]
+
+    sb.shared_head, inner = spy, sb.shared_head
+    try:
+        explain_sequences_batch(model, triples, rule=rule)
+    finally:
+        sb.shared_head = inner
+    assert calls and calls[0] is not None  # the shared path ran
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_shared_head_rows_equal_in_bfloat16(arch):
+    model = tiny_model(arch).to(torch.bfloat16)
+    triples = _sharing_triples()
+    _bitwise_equal(explain_sequences_batch(model, triples), explain_sequences_batch(model, triples, share=False))
+
+
+def test_shared_head_with_a_bias_and_unshareable_heads():
+    """A head with a bias is shared (the same numbers); a head with logit scaling is computed row by row."""
+    from lm_eval_lrp.lrp.shared_head import shareable_head
+
+    model = tiny_model("llama")
+    old = model.get_output_embeddings()
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(old.weight)
+        head.bias.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    model.set_output_embeddings(head)
+    assert shareable_head(model) is head
+    triples = _sharing_triples()
+    _bitwise_equal(explain_sequences_batch(model, triples), explain_sequences_batch(model, triples, share=False))
+    for t, got in zip(triples, explain_sequences_batch(model, triples)):
+        ref = explain_sequences(model, *t)
+        assert got.delta == pytest.approx(ref.delta, abs=1e-5)
+    model.config.logits_scaling = 2.0
+    assert shareable_head(model) is None
+    _bitwise_equal(explain_sequences_batch(model, triples), explain_sequences_batch(model, triples, share=False))
+
+
 def test_token_texts_equal_decode_and_follow_each_tokenizer():
     from transformers import AutoTokenizer
 

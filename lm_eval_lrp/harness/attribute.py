@@ -129,8 +129,8 @@ class TaskAttribution:
         index -> (explanation, seconds per record). One that fails in its batch is left out, to be computed (and
         its error recorded) on its own by :meth:`_extras`, as with batch size 1."""
         wanted = [k for k, (case, e) in enumerate(zip(cases, entries))
-                  if case.sequence is not None and not isinstance(e, ExplainError) and e.finite
-                  and (self.cfg.sequence or e.delta < 0)]
+                  if case.sequence is not None and not isinstance(e, ExplainError)
+                  and (self.cfg.sequence or e.delta < 0) and e.finite]  # finite last: a scan of the relevance
         if not wanted:
             return {}
         t = time.perf_counter()

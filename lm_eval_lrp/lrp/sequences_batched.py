@@ -21,6 +21,7 @@ from .composite import Composite
 from .model_io import head_logits
 from .memory import is_oom
 from .sequences import SequenceExplanation, check_continuations
+from .shared_head import shared_head
 from .target import Contrast
 
 Triple = tuple[Sequence[int], Sequence[int], Sequence[int]]
@@ -28,8 +29,10 @@ Triple = tuple[Sequence[int], Sequence[int], Sequence[int]]
 
 
 
-def explain_sequences_batch(model: nn.Module, triples: Sequence[Triple], *, rule: str = "attnlrp") -> list[SequenceExplanation]:
-    """Each triple's sequence-level contrast, all from one padded forward and one backward."""
+def explain_sequences_batch(model: nn.Module, triples: Sequence[Triple], *, rule: str = "attnlrp",
+                            share: bool = True) -> list[SequenceExplanation]:
+    """Each triple's sequence-level contrast, all from one padded forward and one backward. ``share``: the LM head
+    computed once where a triple's two rows agree (:mod:`.shared_head`; the same numbers, bit for bit)."""
     triples = [(list(c), list(w), list(g)) for c, w, g in triples]
     for c, w, g in triples:
         check_continuations(c, w, g)
@@ -48,16 +51,23 @@ def explain_sequences_batch(model: nn.Module, triples: Sequence[Triple], *, rule
         which = torch.cat([torch.full((len(r) - n,), b) for b, (r, n) in enumerate(zip(rows, n_context))])
         where = torch.cat([torch.arange(n - 1, len(r) - 1) for r, n in zip(rows, n_context)])
         tokens = torch.cat([torch.tensor(r[n:]) for r, n in zip(rows, n_context)])
-        logits = head_logits(model, hidden[which.to(hidden.device), where.to(hidden.device)])
-    with torch.no_grad():
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        at = tokens.to(logp.device).unsqueeze(-1)
-        picked = logp.gather(-1, at).squeeze(-1)
-        per_row = torch.zeros(len(rows), device=picked.device, dtype=picked.dtype).index_add(0, which.to(picked.device), picked)
-        # d Σ log p(token) / d logits = onehot(token) − softmax: the log-softmax's own backward (the same numbers),
-        # computed here so that the graph holds no vocabulary-wide log-softmax (the head's backward is the rest)
-        seed = logp.exp_().neg_().scatter_add_(-1, at, torch.ones_like(at, dtype=logp.dtype))
-    (g,) = torch.autograd.grad(logits, [emb], grad_outputs=seed.to(logits.dtype))
+        states = hidden[which.to(hidden.device), where.to(hidden.device)]
+        found = shared_head(model, states, tokens, which, [(w, g) for _, w, g in triples]) if share else None
+        if found is None:
+            logits = head_logits(model, states)
+    if found is not None:
+        per_row, grad = found
+        (g,) = torch.autograd.grad(states, [emb], grad_outputs=grad)
+    else:
+        with torch.no_grad():
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            at = tokens.to(logp.device).unsqueeze(-1)
+            picked = logp.gather(-1, at).squeeze(-1)
+            per_row = torch.zeros(len(rows), device=picked.device, dtype=picked.dtype).index_add(0, which.to(picked.device), picked)
+            # d Σ log p(token) / d logits = onehot(token) − softmax: the log-softmax's own backward (the same numbers),
+            # computed here so that the graph holds no vocabulary-wide log-softmax (the head's backward is the rest)
+            seed = logp.exp_().neg_().scatter_add_(-1, at, torch.ones_like(at, dtype=logp.dtype))
+        (g,) = torch.autograd.grad(logits, [emb], grad_outputs=seed.to(logits.dtype))
     relevance = (emb.detach().float() * g.float()).sum(-1).cpu()  # [2B, T]
     values = per_row.detach().cpu().tolist()
     answers = []
