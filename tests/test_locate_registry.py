@@ -11,7 +11,7 @@ from locate_helpers import CharTokenizer
 
 from lm_eval_lrp.config import LRPConfig
 from lm_eval_lrp.locate import Chain, Context, Generation, Location, NotFound, names, needs_of, register
-from lm_eval_lrp.locate.chain import _REGISTRY, STATUSES
+from lm_eval_lrp.locate.chain import STATUSES, unregister
 
 TOK = CharTokenizer()
 
@@ -35,7 +35,7 @@ class ShoutLocator:
 def shout():
     register("shout", ShoutLocator)
     yield
-    _REGISTRY.pop("shout")
+    unregister("shout")
 
 
 def located(spec: str, output: str):
@@ -107,14 +107,14 @@ def test_the_docs_example_locator_runs_as_written():
         assert (result.location.locator, result.location.index, result.location.contrast) == ("shout", 5, None)
         assert located("shout", "all quiet").attempts[0].reason == "no upper-case letter in the output"
     finally:
-        _REGISTRY.pop("shout", None)
+        unregister("shout")
 
 
 @pytest.fixture
 def hook_folder(tmp_path):
     (tmp_path / "quiet.py").write_text(HOOK_FILE)
     yield tmp_path
-    _REGISTRY.pop("first_capital", None)
+    unregister("first_capital")
 
 
 def test_a_locator_registered_by_a_task_hook_is_checked_and_used_by_the_harness(hook_folder):

@@ -8,12 +8,12 @@
 
 from ..task_kinds import kind_of_doc, kind_of_task
 from .chain import (DEFAULT_CHAINS, WITH_REFERENCE, Attempt, Chain, ChainResult, Earliest, Locator, make,
-                    names, needs_of, options_from_needs, register)
+                    names, needs_of, options_from_needs, register, unregister)
 from .context import Budget, Context, Scan, scan
 from .types import Candidate, Generation, LocateError, Location, NotFound, Rollout
 
 __all__ = [
     "Attempt", "Budget", "Candidate", "Chain", "ChainResult", "Context", "DEFAULT_CHAINS", "Earliest", "Generation",
     "LocateError", "Location", "Locator", "NotFound", "Rollout", "Scan", "WITH_REFERENCE", "kind_of_doc", "kind_of_task", "make", "names", "needs_of",
-    "options_from_needs", "register", "scan",
+    "options_from_needs", "register", "scan", "unregister",
 ]

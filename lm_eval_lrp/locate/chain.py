@@ -57,6 +57,11 @@ def register(name: str, factory: Callable[..., Locator]) -> None:
     _REGISTRY[name] = factory
 
 
+def unregister(name: str) -> None:
+    """Forget the locator ``name`` that :func:`register` made available (a plugin's or a test's own)."""
+    _REGISTRY.pop(name, None)
+
+
 def needs_of(name: str) -> tuple[str, ...]:
     """What the locator ``name`` declares it needs (see :data:`NEEDS`)."""
     _builtins()
