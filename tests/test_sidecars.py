@@ -108,8 +108,9 @@ def test_the_hand_written_file_is_what_safetensors_writes(tmp_path, extra_names)
     metadata = {"node_names": json.dumps(["model.layers.0.self_attn", "é \n \x01 / \" \\ 日本"])}
     for key in list(tensors)[:extra_names]:
         metadata[f"node_names/{key}"] = json.dumps(["other", key])
-    save_file({k: t.float().contiguous() for k, t in tensors.items()}, str(tmp_path / "a.safetensors"), metadata=metadata)
-    save_float32(tensors, str(tmp_path / "b.safetensors"), metadata=metadata)
+    theirs_path, ours_path = str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")
+    save_file({k: t.float().contiguous() for k, t in tensors.items()}, theirs_path, metadata=metadata)
+    save_float32(tensors, ours_path, metadata=metadata)
     theirs, ours = (tmp_path / "a.safetensors").read_bytes(), (tmp_path / "b.safetensors").read_bytes()
     assert _parts(ours) == _parts(theirs)
     if extra_names == 0:
