@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+
+from .safetensors_file import save_float32
 
 #: the tensor name of a one-record file (and of every file written before batches)
 SINGLE_KEY = "node_relevance"
@@ -27,7 +28,7 @@ def write_sidecar(folder: Path, items: list[tuple[dict, torch.Tensor, list[str] 
     if len(items) == 1:
         record, nodes, names = items[0]
         file = folder / f"{record['doc_id']}.safetensors"
-        save_file({SINGLE_KEY: nodes.contiguous().float()}, str(file), metadata={"node_names": json.dumps(names or [])})
+        save_float32({SINGLE_KEY: nodes}, str(file), metadata={"node_names": json.dumps(names or [])})
         return {0: {"node_relevance_file": f"{folder.name}/{file.name}"}}
     first, last = items[0][0]["doc_id"], items[-1][0]["doc_id"]
     file = folder / f"nodes_{first}-{last}.safetensors"
@@ -44,7 +45,7 @@ def write_sidecar(folder: Path, items: list[tuple[dict, torch.Tensor, list[str] 
         own = json.dumps(names or [])
         if own != shared:
             metadata[f"node_names/{key}"] = own
-    save_file({key: nodes.contiguous().float() for key, (_, nodes, _) in zip(keys, items)}, str(file), metadata=metadata)
+    save_float32({key: nodes for key, (_, nodes, _) in zip(keys, items)}, str(file), metadata=metadata)
     rel = f"{folder.name}/{file.name}"
     return {i: {"node_relevance_file": rel, "node_relevance_key": key} for i, key in enumerate(keys)}
 

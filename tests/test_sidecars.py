@@ -83,3 +83,42 @@ def test_the_lines_are_the_strict_json_of_the_records(tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == json.dumps({**_record(1), "tokens": ["é", "🙂"]}, ensure_ascii=False, separators=(",", ":"))
     assert json.loads(lines[1])["delta"] is None
+
+
+def _parts(data: bytes) -> tuple:
+    n = int.from_bytes(data[:8], "little")
+    return n, json.loads(data[8 : 8 + n]), data[8 + n :]
+
+
+@pytest.mark.parametrize("extra_names", [0, 1, 3])
+def test_the_hand_written_file_is_what_safetensors_writes(tmp_path, extra_names):
+    """save_float32 = safetensors' save_file: byte for byte with one metadata entry; with several, the same header
+    (save_file leaves them in hash order, save_float32 sorts them) and the same tensor bytes."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from lm_eval_lrp.safetensors_file import save_float32
+
+    gen = torch.Generator().manual_seed(extra_names)
+    tensors = {str(k): torch.randn(5, 3 + k % 7, generator=gen) for k in (0, 3, 10, 17, 9, 100)}
+    tensors["node_relevance"] = torch.randn(2, 4, generator=gen, dtype=torch.float64)  # converted to float32
+    tensors["empty"] = torch.zeros(0, 3)
+    tensors["scalar"] = torch.tensor(1.5)
+    tensors["strided"] = torch.randn(6, 4, generator=gen)[:, ::2]
+    metadata = {"node_names": json.dumps(["model.layers.0.self_attn", "é \n \x01 / \" \\ 日本"])}
+    for key in list(tensors)[:extra_names]:
+        metadata[f"node_names/{key}"] = json.dumps(["other", key])
+    theirs_path, ours_path = str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")
+    save_file({k: t.float().contiguous() for k, t in tensors.items()}, theirs_path, metadata=metadata)
+    save_float32(tensors, ours_path, metadata=metadata)
+    theirs, ours = (tmp_path / "a.safetensors").read_bytes(), (tmp_path / "b.safetensors").read_bytes()
+    assert _parts(ours) == _parts(theirs)
+    if extra_names == 0:
+        assert ours == theirs
+    with safe_open(str(tmp_path / "b.safetensors"), framework="pt") as fh:
+        assert fh.metadata() == metadata
+        for key, tensor in tensors.items():
+            assert torch.equal(fh.get_tensor(key), tensor.float())
+    save_file({"node_relevance": tensors["0"]}, str(tmp_path / "c.safetensors"))
+    save_float32({"node_relevance": tensors["0"]}, str(tmp_path / "d.safetensors"))
+    assert (tmp_path / "c.safetensors").read_bytes() == (tmp_path / "d.safetensors").read_bytes()
