@@ -2,8 +2,10 @@
 
 * ``confirmed`` — a rollout from the explained contrast at the explained token made the task's scorer accept the
   output, or two independent locators name the same step of the output (an earliest-of link such as
-  ``trajectory+reference`` where both fire inside one step), or a person annotated the position (``cases``);
-* ``single`` — one heuristic found it and nothing checked it; also a location at the output's commitment to its
+  ``prm+trajectory`` where both fire inside one step), or a person annotated the position (``cases``). Independent:
+  the two declare disjoint ``evidence`` (:data:`EVIDENCE`); ``trajectory`` and ``hindsight`` both read the gold
+  solution, and two readers of the gold both see the first value that leaves it, wherever the error was made;
+* ``single`` — one heuristic found it and nothing checked it; also locators agreeing on evidence they share; also a location at the output's commitment to its
   wrong final answer after steps of its own (``Location.final_answer``), even where locators agree on it or a rollout
   that writes the right answer there is accepted: that only repeats the task's verdict;
 * ``fallback`` — the first divergence from the gold solution (``gold``): a guess, not a finding.
