@@ -45,7 +45,8 @@ def test_two_locators_on_the_same_step_confirm():
     g, ctx = gen(), Context.from_tokenizer(TOK)
     step2 = OUTPUT.index("So")
     assert step_of(OUTPUT, step2) == step_of(OUTPUT, step2 + 9) == 1 and step_of(OUTPUT, 2) == 0
-    loc = Earliest([at("trajectory", step2 + 9, evidence=["gold"]), at("prm", step2 + 2, evidence=["prm"])]).locate(g, ctx)
+    traj, prm = at("trajectory", step2 + 9, evidence=["gold"]), at("prm", step2 + 2, evidence=["prm"])
+    loc = Earliest([traj, prm]).locate(g, ctx)
     assert loc.locator == "prm" and loc.agreeing == ["trajectory"]
     assert loc.evidence == {"prm": ["prm"], "trajectory": ["gold"]}
     assert confidence(loc) == ("confirmed", "prm, from a process reward model, and trajectory, from the gold solution, "
@@ -129,6 +130,7 @@ def test_agreement_or_a_fix_at_the_wrong_final_answer_does_not_confirm():
     answer = reasoned.index("16")
     both = Earliest([TrajectoryLocator(), at("hindsight", answer + 1)]).locate(g, ctx)
     assert both.agreeing and both.final_answer
+    assert both.evidence["trajectory"] == ["gold"]  # the real locator's declaration, kept by the earliest-of link
     level, why = confidence(both)
     assert level == "single" and "final answer" in why
     fixed = Location(answer, g.output_ids[answer], 9, "trajectory", "r", output_offset=answer, final_answer=True,

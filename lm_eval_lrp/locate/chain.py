@@ -40,7 +40,6 @@ class Locator(Protocol):
 #: (no argument: through the context)
 NEEDS = ("model", "reference", "judge", "prm", "cases", "budget", "hook")
 
-
 #: an attempt's status in the record's ``locate.attempts``: ``located`` (a token and a contrast), ``no_contrast`` (a
 #: token but no contrast among the model's top-k: the next locator may find both; the first such token is kept when
 #: nothing better is found), ``not_found`` (the locator raised NotFound, with its reason), ``timeout`` (it raised

@@ -5,9 +5,10 @@
   ``prm+trajectory`` where both fire inside one step), or a person annotated the position (``cases``). Independent:
   the two declare disjoint ``evidence`` (:data:`EVIDENCE`); ``trajectory`` and ``hindsight`` both read the gold
   solution, and two readers of the gold both see the first value that leaves it, wherever the error was made;
-* ``single`` — one heuristic found it and nothing checked it; also locators agreeing on evidence they share; also a location at the output's commitment to its
-  wrong final answer after steps of its own (``Location.final_answer``), even where locators agree on it or a rollout
-  that writes the right answer there is accepted: that only repeats the task's verdict;
+* ``single`` — one heuristic found it and nothing checked it; also locators agreeing on evidence they share; also a
+  location at the output's commitment to its wrong final answer after steps of its own (``Location.final_answer``),
+  even where locators agree on it or a rollout that writes the right answer there is accepted: that only repeats the
+  task's verdict;
 * ``fallback`` — the first divergence from the gold solution (``gold``): a guess, not a finding.
 
 Records where nothing was located have no confidence; reports list their candidates instead of a token.
@@ -23,8 +24,8 @@ LEVELS = (CONFIRMED, SINGLE, FALLBACK)
 #: what a locator's finding may rest on besides the prompt and the output, which every locator reads: declared as
 #: ``evidence`` (a class attribute, or an instance's where its options change it; none declared: no agreement with it
 #: confirms anything). Two locators naming the same step confirm the location only when their evidence is disjoint
-#: (:func:`confidence`): two readers of the gold solution both see the first value that
-#: leaves it, wherever the error was made.
+#: (:func:`confidence`): two readers of the gold solution both see the first value that leaves it, wherever the error
+#: was made.
 EVIDENCE = {
     "gold": "the gold solution",
     "model": "the evaluated model's probabilities",
