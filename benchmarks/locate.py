@@ -134,6 +134,7 @@ def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_c
                         "seconds": round(seconds, 3), "rollouts": calls[0],
                         "budget_exhausted": bool(loc and loc.budget_exhausted),
                         "confidence": confidence(loc)[0] if loc is not None else None,
+                        "confidence_why": confidence(loc)[1] if loc is not None else None,
                         "location": _kept(loc)})
             if verbose:
                 c = per[-1]
@@ -151,6 +152,7 @@ def _kept(loc: Location | None) -> dict | None:
     if loc is None:
         return None
     return {"index": loc.index, "target": loc.target, "contrast": loc.contrast, "agreeing": list(loc.agreeing),
+            "final_answer": bool(loc.final_answer),
             "explains": "output" if loc.continuation is None else "gold",
             "rollouts": [{"position": r.position, "forced": r.forced, "forced_token": r.forced_token,
                           "verdict": r.verdict, "tokens": r.tokens} for r in loc.rollouts]}

@@ -19,11 +19,11 @@ def gen() -> Generation:
     return Generation(TOK.encode("Q:"), TOK.encode(OUTPUT), OUTPUT)
 
 
-def at(name, index, contrast=7):
+def at(name, index, contrast=7, evidence=()):
     class At:
         def locate(self, g, ctx):
             return Location(index, g.output_ids[index], contrast, name, "found", output_offset=index)
-    At.name = name
+    At.name, At.evidence = name, tuple(evidence)
     return At()
 
 
@@ -45,13 +45,73 @@ def test_two_locators_on_the_same_step_confirm():
     g, ctx = gen(), Context.from_tokenizer(TOK)
     step2 = OUTPUT.index("So")
     assert step_of(OUTPUT, step2) == step_of(OUTPUT, step2 + 9) == 1 and step_of(OUTPUT, 2) == 0
-    loc = Earliest([at("trajectory", step2 + 9), at("reference", step2 + 2)]).locate(g, ctx)
-    assert loc.locator == "reference" and loc.agreeing == ["trajectory"]
-    assert confidence(loc) == ("confirmed", "reference and trajectory name the same step")
-    loc = Earliest([at("trajectory", step2 + 9), at("reference", 2)]).locate(g, ctx)  # different steps
+    traj, prm = at("trajectory", step2 + 9, evidence=["gold"]), at("prm", step2 + 2, evidence=["prm"])
+    loc = Earliest([traj, prm]).locate(g, ctx)
+    assert loc.locator == "prm" and loc.agreeing == ["trajectory"]
+    assert loc.evidence == {"prm": ["prm"], "trajectory": ["gold"]}
+    assert confidence(loc) == ("confirmed", "prm, from a process reward model, and trajectory, from the gold solution, "
+                                            "name the same step (independent evidence)")
+    loc = Earliest([at("trajectory", step2 + 9, evidence=["gold"]), at("prm", 2, evidence=["prm"])]).locate(g, ctx)
     assert loc.agreeing == [] and confidence(loc)[0] == "single"
     res = Chain([at("arithmetic", step2 + 9)]).locate(g, ctx)
     assert confidence(res.location)[0] == "single"
+
+
+def test_agreement_confirms_only_on_independent_evidence():
+    """Two readers of the gold solution both see the first value that leaves it, wherever the error was made: their
+    agreement is one piece of evidence, not two. A gold reader and a locator resting on something else confirm."""
+    from lm_eval_lrp.locate.chain import evidence_of, make
+
+    g, ctx = gen(), Context.from_tokenizer(TOK)
+    step2 = OUTPUT.index("So")
+    both_gold = Earliest([at("trajectory", step2 + 9, evidence=["gold"]),
+                          at("hindsight", step2 + 2, evidence=["model", "gold"])]).locate(g, ctx)
+    assert both_gold.agreeing == ["trajectory"]
+    level, why = confidence(both_gold)
+    assert level == "single"
+    assert why.startswith("hindsight and trajectory name the same step, but not on independent evidence (both read "
+                          "the gold solution)")
+    for other, evidence in (("reference", ["reference"]), ("prm", ["prm"]), ("arithmetic", ["equations"])):
+        loc = Earliest([at("trajectory", step2 + 9, evidence=["gold"]),
+                        at(other, step2 + 2, evidence=evidence)]).locate(g, ctx)
+        assert confidence(loc)[0] == "confirmed", other
+    # a locator that declares no evidence confirms nothing by agreeing
+    silent = Earliest([at("trajectory", step2 + 9, evidence=["gold"]), at("mine", step2 + 2)]).locate(g, ctx)
+    level, why = confidence(silent)
+    assert level == "single" and "mine declares no evidence" in why
+    # a rollout from the contrast that the scorer accepts still confirms two gold readers' location
+    both_gold.rollouts = [Rollout(both_gold.index, both_gold.contrast, "x", "...", True)]
+    assert confidence(both_gold)[0] == "confirmed"
+    # the built-in locators' declarations: trajectory, hindsight, gold, a reference given the gold and judges all read
+    # the gold solution; a reference without it, the PRM and the checks of the output's own text do not
+    assert evidence_of("trajectory") == ("gold",) and set(evidence_of("hindsight")) == {"model", "gold"}
+    assert set(evidence_of(make("reference", model=object()))) == {"reference", "gold"}
+    assert evidence_of(make("reference", model=object(), gold_in_context=False)) == ("reference",)
+    assert "gold" in evidence_of("judge") and "gold" in evidence_of("gold")
+    assert evidence_of("prm") == ("prm",) and evidence_of("arithmetic") == ("equations",)
+    assert evidence_of("rollout") == ("model", "scorer") and evidence_of("cases") == ("person",)
+
+
+def test_the_default_math_link_and_the_reference_link_by_evidence():
+    """The default math chain's only earliest-of link (trajectory+hindsight) never confirms by agreement; with a
+    reference given the gold, neither does the reference agreeing with one of them (all read the gold)."""
+    from lm_eval_lrp.locate.chain import DEFAULT_CHAINS, WITH_REFERENCE, evidence_of, split_names
+
+    assert split_names(list(DEFAULT_CHAINS["math"]))[0] == ["trajectory", "hindsight"]
+    for chains in (DEFAULT_CHAINS, WITH_REFERENCE):
+        assert all("gold" in evidence_of(n) for n in split_names(list(chains["math"]))[0])
+
+
+def test_a_plugin_declaring_unknown_evidence_is_refused():
+    import pytest
+
+    from lm_eval_lrp.locate.chain import register
+
+    class Odd:
+        name, evidence = "odd", ("gold standard",)
+
+    with pytest.raises(ValueError, match="declares evidence 'gold standard', which is none of gold, model"):
+        register("odd", Odd)
 
 
 def test_agreement_or_a_fix_at_the_wrong_final_answer_does_not_confirm():
@@ -70,6 +130,7 @@ def test_agreement_or_a_fix_at_the_wrong_final_answer_does_not_confirm():
     answer = reasoned.index("16")
     both = Earliest([TrajectoryLocator(), at("hindsight", answer + 1)]).locate(g, ctx)
     assert both.agreeing and both.final_answer
+    assert both.evidence["trajectory"] == ["gold"]  # the real locator's declaration, kept by the earliest-of link
     level, why = confidence(both)
     assert level == "single" and "final answer" in why
     fixed = Location(answer, g.output_ids[answer], 9, "trajectory", "r", output_offset=answer, final_answer=True,

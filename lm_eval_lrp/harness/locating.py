@@ -157,4 +157,5 @@ def _block(result: ChainResult, chain: Chain) -> dict:
         out["confidence"], out["confidence_why"] = confidence(loc)
         if loc.agreeing:
             out["agreeing"] = list(loc.agreeing)
+            out["evidence"] = {name: list(kinds) for name, kinds in loc.evidence.items()}  # independent or not
     return out

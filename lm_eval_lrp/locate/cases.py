@@ -64,6 +64,7 @@ def load_cases(path: str | Path) -> dict[tuple[str, int], HandCase]:
 class CasesLocator:
     name = "cases"
     needs = ("cases",)
+    evidence = ("person",)
 
     def __init__(self, path: str | Path | None = None):
         if path is None:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 
+from .confidence import EVIDENCE
 from .context import Context
 from .types import Generation, LocateError, Location, NotFound
 
@@ -21,7 +22,9 @@ from .types import Generation, LocateError, Location, NotFound
 @runtime_checkable
 class Locator(Protocol):
     """A locator: a ``name``, what it ``needs`` from the run (a subset of :data:`NEEDS`; the config checks them before
-    the evaluation), and ``locate``, which returns a :class:`Location` or raises :class:`NotFound` with the reason."""
+    the evaluation), what its finding rests on (``evidence``, a subset of :data:`EVIDENCE`: two locators that agree
+    confirm a location only on independent evidence) and ``locate``, which returns a :class:`Location` or raises
+    :class:`NotFound` with the reason."""
 
     name: str
 
@@ -54,6 +57,9 @@ def register(name: str, factory: Callable[..., Locator]) -> None:
     unknown = [n for n in getattr(factory, "needs", ()) if n not in NEEDS]
     if unknown:
         raise ValueError(f"locator {name!r} needs {unknown[0]!r}, which is none of {', '.join(NEEDS)}")
+    unknown = [e for e in getattr(factory, "evidence", ()) if e not in EVIDENCE]
+    if unknown:
+        raise ValueError(f"locator {name!r} declares evidence {unknown[0]!r}, which is none of {', '.join(EVIDENCE)}")
     _REGISTRY[name] = factory
 
 
@@ -68,6 +74,17 @@ def needs_of(name: str) -> tuple[str, ...]:
     if name not in _REGISTRY:
         raise ValueError(f"unknown locator {name!r}; available: {', '.join(names())}")
     return tuple(getattr(_REGISTRY[name], "needs", ()))
+
+
+def evidence_of(locator: "Locator | str") -> tuple[str, ...]:
+    """What ``locator`` (a locator, or a registered locator's name: its class's declaration) declares its finding
+    rests on (see :data:`EVIDENCE`; empty: nothing declared)."""
+    if isinstance(locator, str):
+        _builtins()
+        if locator not in _REGISTRY:
+            raise ValueError(f"unknown locator {locator!r}; available: {', '.join(names())}")
+        locator = _REGISTRY[locator]
+    return tuple(getattr(locator, "evidence", ()))
 
 
 _BUILTINS_LOADED: list[bool] = []  # the built-in locators are registered once, on first use (a plugin may come first)
@@ -137,7 +154,7 @@ class Earliest:
         self.name = "+".join(loc.name for loc in self.locators)
 
     def locate(self, gen: Generation, ctx: Context) -> Location:
-        found, why, rolled = [], [], []
+        found, why, rolled, evidence = [], [], [], {}
         for loc in self.locators:
             start = time.perf_counter()
             try:
@@ -150,6 +167,7 @@ class Earliest:
                 why.append(f"{loc.name}: found nothing")
                 continue
             got.seconds = got.seconds or time.perf_counter() - start
+            evidence[got.locator] = list(got.evidence.get(got.locator, evidence_of(loc)))
             found.append(got)
         if not found:
             raise NotFound("; ".join(why), rollouts=rolled)
@@ -158,6 +176,7 @@ class Earliest:
         others = [f for f in found if f is not best]
         agree = [f for f in others if same_step(gen, best, f)]
         best.agreeing = [f.locator for f in agree]
+        best.evidence = {n: evidence[n] for n in [best.locator, *best.agreeing]}
         best.final_answer = best.final_answer or any(f.final_answer for f in agree)  # one step: the answer's
         if others:
             best.reason += " (earliest of: " + ", ".join(
@@ -278,6 +297,8 @@ class Chain:
                 result.attempts.append(Attempt(loc.name, "not_found", "found nothing", seconds))
                 continue
             found.seconds = found.seconds or seconds
+            if not found.evidence:  # an earliest-of link has set it for every locator that named the step
+                found.evidence = {found.locator: list(evidence_of(loc))}
             if found.contrast is None:  # a position without a contrast: the next locator may find both
                 result.attempts.append(Attempt(loc.name, "no_contrast", found.reason, seconds))
                 fallback = fallback or found

@@ -103,6 +103,7 @@ def crash_in_output(doc: dict, output: str, timeout: float = 5.0) -> Crash | Non
 
 class CrashLocator:
     name = "crash"
+    evidence = ("tests",)
 
     def __init__(self, timeout: float = 5.0):
         self.timeout = float(timeout)

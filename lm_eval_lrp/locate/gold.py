@@ -14,6 +14,7 @@ from .types import Candidate, Generation, Location, NotFound
 class GoldLocator:
     name = "gold"
     needs = ("hook",)
+    evidence = ("gold", "model")
 
     def __init__(self, hook=None):
         """The task's hook, when given: its ``locate_divergence(gold_text, gold_ids, greedy_ids, decode) -> index |

@@ -91,6 +91,7 @@ def vote(answers: list[str], n_steps: int) -> tuple[int | None, Counter]:
 class JudgeLocator:
     name = "judge"
     needs = ("judge",)
+    evidence = ("judge", "gold")  # each judge is shown the gold solution where the task has one
 
     def __init__(self, ask: Callable[[list[dict]], list[str]] | None = None):
         if ask is None:

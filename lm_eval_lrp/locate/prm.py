@@ -131,6 +131,7 @@ def first_low(scores: Sequence[float], threshold: float) -> int | None:
 class PRMLocator:
     name = "prm"
     needs = ("prm",)
+    evidence = ("prm",)
 
     def __init__(self, prm: ProcessRewardModel | None = None, threshold: float = 0.5):
         if prm is None:

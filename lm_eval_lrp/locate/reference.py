@@ -59,6 +59,7 @@ def with_gold(gen: Generation, ctx: Context) -> tuple[int, ...]:
 class ReferenceLocator:
     name = "reference"
     needs = ("reference",)
+    evidence = ("reference", "gold")  # without gold_in_context: ("reference",) (set per instance)
     who = "the reference model"
     whose = "the reference model's choice"
 
@@ -70,6 +71,7 @@ class ReferenceLocator:
         if tokenizer is not None and evaluated_tokenizer is not None:
             check_same_tokenizer(tokenizer, evaluated_tokenizer)
         self.model, self.gap, self.gold_in_context = model, nats(gap, f"{self.name} gap"), bool(gold_in_context)
+        self.evidence = ("reference", "gold") if self.gold_in_context else ("reference",)
 
     def _reader(self, ctx: Context):
         return self.model
@@ -109,6 +111,7 @@ class HindsightLocator(ReferenceLocator):
 
     name = "hindsight"
     needs = ("model",)
+    evidence = ("model", "gold")
     who = "the evaluated model"
     whose = "its choice after reading the solution"
 

@@ -38,6 +38,7 @@ def cut_at(text: str, until) -> str:
 class RolloutLocator:
     name = "rollout"
     needs = ("model", "budget")
+    evidence = ("model", "scorer")
 
     def __init__(self, budget: Budget | None = None, min_alternative: float = 0.05, use_verifier: bool = True,
                  batched: bool = True):

@@ -203,6 +203,7 @@ def _setup(out: str, offset: int) -> tuple[int, int] | None:
 
 class TrajectoryLocator:
     name = "trajectory"
+    evidence = ("gold",)  # the step: the first value off the gold's (and the question's) values
 
     def locate(self, gen: Generation, ctx: Context) -> Location:
         step = first_step_off(gen)

@@ -99,6 +99,9 @@ class Location:
     #: task's scorer already rejected. Agreement there, or a rollout that writes the right answer there, says nothing
     #: about where the reasoning went wrong (:func:`lm_eval_lrp.locate.confidence.confidence`)
     final_answer: bool = False
+    #: what each locator that named this step (the finder and the ``agreeing`` ones) rests on
+    #: (:data:`lm_eval_lrp.locate.chain.EVIDENCE`); set by the chain from each locator's declared ``evidence``
+    evidence: dict[str, list[str]] = field(default_factory=dict)
 
     def explained_ids(self, gen: Generation) -> tuple[int, ...]:
         cont = gen.output_ids if self.continuation is None else self.continuation

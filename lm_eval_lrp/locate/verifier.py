@@ -46,6 +46,7 @@ def _value_start(correct: str, pre: str) -> Callable[[str], bool]:
 class _Check:
     name = "verifier"
     kind: str | None = None
+    evidence: tuple[str, ...] = ("equations", "instructions", "syntax")  # whichever check the task's kind applies
 
     def hits(self, gen: Generation, ctx: Context) -> list[Hit]:
         raise NotImplementedError
@@ -80,6 +81,7 @@ def _token_start(gen: Generation, ctx: Context, index: int) -> int:
 
 class ArithmeticVerifier(_Check):
     name = "arithmetic"
+    evidence = ("equations",)
     kind = "math"
 
     def hits(self, gen, ctx):
@@ -94,6 +96,7 @@ class ArithmeticVerifier(_Check):
 
 class InstructionVerifier(_Check):
     name = "instructions"
+    evidence = ("instructions",)
     kind = "instructions"
 
     def hits(self, gen, ctx):
@@ -109,6 +112,7 @@ class InstructionVerifier(_Check):
 class CodeVerifier(_Check):
     name = "code"
     kind = "code"
+    evidence = ("syntax",)
 
     def hits(self, gen, ctx):
         doc = gen.doc if isinstance(gen.doc, dict) else {}
