@@ -23,7 +23,7 @@ QWEN15 = "Qwen2.5-Coder-1.5B-Instruct"
 QWEN_GGUF = {QWEN: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", QWEN15: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"}
 # Issue #21 asks for >= 80 annotated failures with a fixed held-out half (tests/data/README_locate_devset.md); the
 # collection of 2026-12-06 reached MIN_SPANS. Raise it as rows are annotated.
-MIN_SPANS = 101
+MIN_SPANS = 125
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,7 +43,7 @@ def records() -> list[dict]:
 
 def test_schema_and_spans_inside_output():
     recs = records()
-    assert MIN_SPANS <= len(recs) <= 150
+    assert MIN_SPANS <= len(recs) <= 250
     keys = set()
     for r in recs:
         where = f"{r.get('task')}/{r.get('doc_id')}/{r.get('model')}/chat={r.get('chat_template')}"
@@ -138,13 +138,14 @@ def _divergence_hits(rows: list[dict]) -> list[bool]:
     return out
 
 
-# Measured on 2026-12-06 after the fourth collection (benchmarks/RESULTS.md, "An honest measure"): the trajectory step
+# Measured on 2026-12-06 after the fifth collection (benchmarks/RESULTS.md, "An honest measure"): the trajectory step
 # from the text alone lies in the hand span in HELD_OUT_HITS of the HELD_OUT_N annotated math rows of the held-out
-# half (19/44 before the Qwen rows of the fourth collection, none of which it gets). The test does not
+# half (19/44 before the Qwen rows of the fourth collection, none of which it gets; 19/54 before the fifth, whose 7
+# held-out math spans it gets 2 of). The test does not
 # assert that value: it accepts any share down to the measured share minus TOLERANCE_SE binomial standard errors
 # (sqrt(p(1-p)/n) at the measured p), so that re-annotation or added rows move it without failing it, while losing
 # the trajectory's hits on the held-out rows does fail it.
-HELD_OUT_HITS, HELD_OUT_N = 19, 54
+HELD_OUT_HITS, HELD_OUT_N = 21, 61
 TOLERANCE_SE = 2.0
 
 
