@@ -108,7 +108,8 @@ def test_token_ids_decode_to_the_recorded_text(model):
 
 def _trajectory_hits(rows: list[dict]) -> list[bool]:
     """Whether the trajectory locator's step read from the text alone (the setup of the first value off the gold's
-    trajectory, or the first commitment to the wrong answer) overlaps the hand span, per row."""
+    trajectory with the sentence stating its operation, or the first commitment to the wrong answer) overlaps the
+    hand span, per row."""
     from lm_eval_lrp.locate import Generation
     from lm_eval_lrp.locate.trajectory import first_step_off
 
@@ -120,8 +121,7 @@ def _trajectory_hits(rows: list[dict]) -> list[bool]:
             out.append(False)
             continue
         a, b = r["span"]
-        lo, hi = step.setup if step.setup else (step.offset, step.offset + len(step.number))
-        out.append(max(a, lo) < min(b, hi))
+        out.append(any(max(a, lo) < min(b, hi) for lo, hi in step.spans))
     return out
 
 

@@ -130,3 +130,36 @@ def test_ranges_formulas_and_given_values_used_are_not_steps():
 
     step = first_step_off(Generation([1], [5], out, gold=gold, doc={"question": q}))
     assert step.number == "-32" and step.offset == out.rindex("-32") and "commits" in step.why
+
+
+def _lead_in_of(output, question, solution):
+    from lm_eval_lrp.locate import Generation
+    from lm_eval_lrp.locate.trajectory import first_step_off
+
+    step = first_step_off(Generation([1], [5] * len(output), output, gold=solution, doc={"question": question}))
+    return None if step is None or step.lead_in is None else output[slice(*step.lead_in)]
+
+
+SPRINTS = ("James runs 3 sprints 3 times a week. He runs 60 meters each sprint. How many meters does he run a week?",
+           "He sprints 3*3=<<3*3=9>>9 times\nSo he runs 9*60=<<9*60=540>>540 meters\n#### 540")
+
+
+def test_the_sentence_that_states_the_operation_belongs_to_the_step():
+    """A model that reasons in prose decides the operation in the sentence before the equation (the misread "3
+    sprints in a week" is there, not in ``60 \\times 3``): that sentence joins the step when it names an operation."""
+    said = "Since he runs 3 sprints in a week, we multiply the distance of one sprint by the number of sprints"
+    display = f"First, one sprint is 60 meters. {said}:\n\\[\n60 \\times 3 = 180\n\\]\nSo 180 meters."
+    assert _lead_in_of(display, *SPRINTS) == said
+    assert _lead_in_of(f"{said}: 60 \\times 3 = 180 meters.", *SPRINTS) == said  # on the equation's own line
+    labelled = f"{said}:\n   \\[\n   \\text{{Total}} = 60 \\times 3 = 180\n   \\]"  # a quantity's name is not prose
+    assert _lead_in_of(labelled, *SPRINTS) == said
+    # a sentence that names no operation, or no sentence introducing a display, adds nothing to the step
+    assert _lead_in_of("The distance he runs in a week is:\n\\[ 60 \\times 3 = 180 \\]", *SPRINTS) is None
+    assert _lead_in_of("We multiply the distances.\n\n\\[ 60 \\times 3 = 180 \\]", *SPRINTS) is None
+    assert _lead_in_of("He runs 60 \\times 3 = 180 meters.", *SPRINTS) is None
+    # the setup stays the equation's left side; the step is the sentence, then the setup
+    from lm_eval_lrp.locate import Generation
+    from lm_eval_lrp.locate.trajectory import first_step_off
+
+    step = first_step_off(Generation([1], [5] * len(display), display, gold=SPRINTS[1], doc={"question": SPRINTS[0]}))
+    assert [display[a:b] for a, b in step.spans] == [said, "60 \\times 3"]

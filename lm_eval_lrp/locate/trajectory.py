@@ -20,7 +20,13 @@ goes ``16 - 3 - 4 = 9``) — marks the step that went wrong; when no value is ne
   the step's decision point: the token where the model's best alternative was most probable (where it chose,
   e.g. ``x`` over ``-``); contrast = that alternative. A value asserted without an equation is explained at its
   first token; contrast = the highest-ranked alternative that starts the correct final answer, else the best
-  alternative.
+  alternative;
+* the sentence that states the equation's operation in words (``Since he runs 3 sprints a week, we multiply the
+  distance by the number of sprints:`` before ``60 \\times 3 = 180``) belongs to the step: a model that reasons in
+  prose decides the operation there, and the equation only carries it out. It is the text before the setup on its
+  line, or the line above a displayed equation when that line ends with ``:`` (its last sentence), and it counts only
+  when it names an operation (multiply, divide, subtract, add, sum, product, difference); the decision point is then
+  chosen over that sentence and the setup together.
 
 Cost: the scan's one forward; with the task's scorer and a model, the decision point's best alternatives (at most
 ``Budget.width``, within ``--lrp_rollouts``) are rolled out and judged, so the record says what would have fixed
@@ -123,6 +129,13 @@ class Step:
     setup: tuple[int, int] | None  # [start, end) of the equation's left side, when the value is its result
     why: str
     final_answer: bool = False  # the commitment to the wrong final answer after steps of the output's own
+    lead_in: tuple[int, int] | None = None  # [start, end) of the sentence stating the setup's operation in words
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        """The step's character spans in the output: the lead-in sentence (if any), then the setup or the value."""
+        own = self.setup if self.setup is not None else (self.offset, self.offset + len(self.number))
+        return [self.lead_in, own] if self.lead_in is not None else [own]
 
 
 def first_step_off(gen: Generation) -> Step | None:
@@ -143,8 +156,8 @@ def first_step_off(gen: Generation) -> Step | None:
     for offset, num in candidates:
         v = value(num)
         if v is not None and v not in known:
-            return Step(offset, num, _setup(out, offset), f"{num!r} is neither given by the problem nor reached by "
-                        "the gold solution: the first value off the trajectory")
+            return _step(out, offset, num, f"{num!r} is neither given by the problem nor reached by the gold "
+                         "solution: the first value off the trajectory")
     last = value(candidates[-1][1])
     gold = final_answer(gen)
     if gold is not None and value(gold.lstrip("$")) == last:
@@ -158,8 +171,7 @@ def first_step_off(gen: Generation) -> Step | None:
         opens = not out[:offset].strip(" \t\n$\\(")  # the output starts with it: the answer itself
         if last in known and not opens and not _COMMITS.search(out[max(0, offset - 40): offset]):
             continue  # a value the problem gives, used (``dividing -32 by 5``), not yet given as the answer
-        return Step(offset, num, _setup(out, offset), f"the output commits to its final answer {num!r} here",
-                    final_answer=not opens)
+        return _step(out, offset, num, f"the output commits to its final answer {num!r} here", final_answer=not opens)
     return None
 
 
@@ -178,6 +190,48 @@ def _counting_runs(out: str, known: set[Fraction]) -> set[int]:
             found.update(o for o, _ in nums[i: j + 1])
         i = j + 1
     return found
+
+
+def _step(out: str, offset: int, num: str, why: str, final_answer: bool = False) -> Step:
+    setup = _setup(out, offset)
+    lead = _lead_in(out, setup[0]) if setup is not None else None
+    return Step(offset, num, setup, why, final_answer, lead)
+
+
+# an operation named in words: what a lead-in sentence must say to belong to the step
+_OPERATION = re.compile(r"\b(?:multipl(?:y|ies|ying|ied|ication)|divid(?:e|es|ing|ed)|division|"
+                        r"subtract(?:s|ing|ed|ion)?|add(?:s|ing|ed|ition)?|sum|product|difference)\b", re.I)
+# a quantity's name inside a displayed equation (``\\text{Remaining students} = 20 - 4``): not a sentence
+_LABEL = re.compile(r"\\(?:text|mathrm)\{[^{}]*\}")
+# a line that only opens a displayed equation
+_DISPLAY = re.compile(r"\s*(?:\\\[|\$\$|\\begin\{align\*?\})?\s*")
+
+
+def _lead_in(out: str, start: int) -> tuple[int, int] | None:
+    """[start, end) of the sentence that introduces the setup starting at ``start`` by naming its operation in words:
+    the last sentence before the setup on its own line, else (a displayed equation) the last sentence of the line
+    above it when that line ends with ``:``; None when there is none or it names no operation."""
+    line_start = out.rfind("\n", 0, start) + 1
+    if re.search(r"[A-Za-z]{3}", _LABEL.sub("", out[line_start:start])):  # prose on the setup's own line
+        lo, hi = line_start, start
+    else:  # a display: skip the lines that only open it, then the line that announces it
+        end = line_start - 1
+        while end > 0:
+            lo = out.rfind("\n", 0, end) + 1
+            if not _DISPLAY.fullmatch(out[lo:end]):
+                break
+            end = lo - 1
+        if end <= 0 or not out[:end].rstrip().endswith(":"):
+            return None
+        lo, hi = out.rfind("\n", 0, end) + 1, end
+    stop = out.rfind(". ", lo, hi)
+    sentence = stop + 2 if stop >= 0 else lo  # the last sentence of that text
+    while sentence < hi and out[sentence] in " \t-*>":
+        sentence += 1
+    text = out[sentence:hi].rstrip(" \t$\\([:")
+    if not _OPERATION.search(text):
+        return None
+    return (sentence, sentence + len(text)) if text else None
 
 
 def _setup(out: str, offset: int) -> tuple[int, int] | None:
@@ -211,7 +265,7 @@ class TrajectoryLocator:
             raise NotFound("every value of the output is on a correct trajectory, and no wrong final answer found")
         n = len(gen.output_ids)
         if step.setup is not None:
-            positions = ctx.tokens_in(gen, *step.setup)
+            positions = [i for span in step.spans for i in ctx.tokens_in(gen, *span)]
         else:
             positions = [ctx.index_at(gen, step.offset)]
         positions = [i for i in positions if i < n] or [min(ctx.index_at(gen, step.offset), max(n - 1, 0))]
@@ -235,6 +289,8 @@ class TrajectoryLocator:
             contrast, how = fix, "the highest-ranked alternative whose rollout the task's scorer accepts"
         where = (f"the setup {gen.output[step.setup[0]:step.setup[1]]!r} of that value"
                  if step.setup is not None else "the value itself")
+        if step.lead_in is not None:
+            where += f" with the sentence stating its operation {gen.output[step.lead_in[0]:step.lead_in[1]]!r}"
         reason = f"{step.why}; explained: {where}, contrast = {how}"
         loc = span_location(gen, ctx, self.name, positions, index, contrast, reason,
                             "setup token" if step.setup else "value", rolled)
