@@ -141,11 +141,12 @@ def _divergence_hits(rows: list[dict]) -> list[bool]:
 # Measured on 2026-12-06 after the fifth collection (benchmarks/RESULTS.md, "An honest measure"): the trajectory step
 # from the text alone lies in the hand span in HELD_OUT_HITS of the HELD_OUT_N annotated math rows of the held-out
 # half (19/44 before the Qwen rows of the fourth collection, none of which it gets; 19/54 before the fifth, whose 7
-# held-out math spans it gets 2 of). The test does not
+# held-out math spans it gets 2 of; 21/61 before the sentence stating a setup's operation joined its step). The
+# test does not
 # assert that value: it accepts any share down to the measured share minus TOLERANCE_SE binomial standard errors
 # (sqrt(p(1-p)/n) at the measured p), so that re-annotation or added rows move it without failing it, while losing
 # the trajectory's hits on the held-out rows does fail it.
-HELD_OUT_HITS, HELD_OUT_N = 21, 61
+HELD_OUT_HITS, HELD_OUT_N = 22, 61
 TOLERANCE_SE = 2.0
 
 
