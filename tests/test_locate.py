@@ -501,6 +501,40 @@ def test_trajectory_explains_the_decision_point_of_the_wrong_step():
         make("trajectory").locate(gen_of(" 2520", doc={"problem": "LCM?", "solution": "\\boxed{2520}"}), ctx_for())
 
 
+def test_trajectory_lists_the_plan_sentence_and_the_setup_as_candidates():
+    """A planned operation (``We subtract the discount``) joins the step: the decision point may fall in the plan, and
+    the record's candidates say which tokens are the plan's and which the equation's."""
+    question = "A book costs 19 dollars after a 5 dollar discount. What did it cost before the discount?"
+    output = "We subtract the discount. Then:\n19 - 5 = 14"
+    gen = gen_of(output, doc={"question": question, "answer": "19+5=<<19+5=24>>24\n#### 24"})
+    topk = [[TOK.ids[ch], TOK.ids["a"], TOK.ids["b"]] for ch in output]
+    s = output.index("s")  # 'subtract': the model's best alternative 'a' (add) is most probable here
+    topk[s] = [TOK.ids["s"], TOK.ids["a"], TOK.ids["m"]]
+    scan_ = fixed_scan(topk, len(output))
+    scan_.topk_logprobs = scan_.topk_logprobs.clone()
+    scan_.topk_logprobs[s] = torch.log(torch.tensor([0.5, 0.45, 0.05]))
+    ctx = ctx_for(object())
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = scan_
+    loc = make("trajectory").locate(gen, ctx)
+    assert (loc.index, loc.target, loc.contrast) == (s, TOK.ids["s"], TOK.ids["a"])
+    assert "with the plan that names its operation 'We subtract the discount'" in loc.reason
+    whys = {c.offset: c.why for c in loc.candidates}
+    assert whys[s] == "plan sentence" and set(whys.values()) == {"plan sentence"}  # the span's first 12 tokens
+    # the decision point in the setup: the candidates around it, labelled as the setup's
+    minus = output.index("-")
+    topk[s], topk[minus] = [TOK.ids["s"], TOK.ids["a"], TOK.ids["b"]], [TOK.ids["-"], TOK.ids["+"], TOK.ids["b"]]
+    scan_ = fixed_scan(topk, len(output))
+    scan_.topk_logprobs = scan_.topk_logprobs.clone()
+    scan_.topk_logprobs[minus] = torch.log(torch.tensor([0.5, 0.45, 0.05]))
+    ctx = ctx_for(object())
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = scan_
+    loc = make("trajectory").locate(gen, ctx)
+    assert (loc.index, loc.contrast) == (minus, TOK.ids["+"])
+    whys = {c.offset: c.why for c in loc.candidates}
+    assert whys[minus] == "setup token" and whys[output.index("19")] == "setup token"
+    assert "plan sentence" in whys.values() and len(whys) == 12
+
+
 # ----------------------------------------------------------------------------- crash: where the task's tests raise
 
 ROLLING = {"prompt": "def rolling_max(numbers):\n", "entry_point": "rolling_max",

@@ -163,3 +163,39 @@ def test_the_sentence_that_states_the_operation_belongs_to_the_step():
 
     step = first_step_off(Generation([1], [5] * len(display), display, gold=SPRINTS[1], doc={"question": SPRINTS[0]}))
     assert [display[a:b] for a, b in step.spans] == [said, "60 \\times 3"]
+
+
+def _plan_of(output, question, solution):
+    from lm_eval_lrp.locate import Generation
+    from lm_eval_lrp.locate.trajectory import first_step_off
+
+    step = first_step_off(Generation([1], [5] * len(output), output, gold=solution, doc={"question": question}))
+    return step, (None if step is None or step.plan is None else output[slice(*step.plan)])
+
+
+BOOK = ("The discounted price of a book is $19.50 after a 25% discount. What was the original price?",
+        "The price paid is 100 - 25 = <<100-25=75>>75 percent of the original.\n19.50 / 0.75 = <<19.50/0.75=26>>26\n#### 26")
+
+
+def test_the_plan_that_names_the_operation_belongs_to_the_step():
+    """A model that plans in prose before computing ("2. Subtract the discount from the original price") decided the
+    operation in the plan; the equation ``19.50 - 25`` only carries it out. Without a sentence stating the operation
+    next to the equation, the first plan sentence naming the setup's operation joins the step."""
+    planned = "Subtract the discount from the original price to find the original price"
+    out = (f"We need to follow these steps:\n\n1. Identify the discounted price of the book.\n2. {planned}.\n\n"
+           "Let's calculate the original price:\n\\[ 19.50 - 25 = -5.50 \\]\nThe answer is -5.50.")
+    step, plan = _plan_of(out, *BOOK)
+    assert plan == planned
+    assert [out[a:b] for a, b in step.spans] == [planned, "19.50 - 25"]
+    # the plan must name the setup's own operation: a plan to divide does not join a subtraction
+    other = out.replace(planned, "Divide the discounted price by the share that was paid")
+    step, plan = _plan_of(other, *BOOK)
+    assert plan is None and [other[a:b] for a, b in step.spans] == ["19.50 - 25"]
+    # a sentence with a number is a computation, not the plan; prose after the first equation is not the plan
+    assert _plan_of(out.replace(planned, "Subtract 25 from the price"), *BOOK)[1] is None
+    late = "We get:\n\\[ 100 - 25 = 75 \\]\nThen we subtract the discount from the price.\n\\[ 19.50 - 25 = -5.50 \\]"
+    assert _plan_of(late, *BOOK)[1] is None
+    # a sentence that states the operation next to the equation wins over the plan (it is the nearer statement)
+    said = "Now we subtract the discount from the discounted price"
+    step, plan = _plan_of(out.replace("Let's calculate the original price", said), *BOOK)
+    assert plan is None and step.lead_in is not None

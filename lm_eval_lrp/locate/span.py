@@ -17,8 +17,17 @@ MAX_CANDIDATES = 12
 
 
 def span_location(gen: Generation, ctx: Context, locator: str, positions: Sequence[int], index: int,
-                  contrast: int | None, reason: str, why: str, rollouts: Sequence[Rollout] = ()) -> Location:
-    """The output token ``index`` (one of ``positions``, the span's output tokens) explained against ``contrast``."""
-    candidates = [ctx.candidate(gen, i, why) for i in list(positions)[:MAX_CANDIDATES]]
+                  contrast: int | None, reason: str, why: str | Sequence[str],
+                  rollouts: Sequence[Rollout] = ()) -> Location:
+    """The output token ``index`` (one of ``positions``, the span's output tokens) explained against ``contrast``;
+    ``why`` labels the candidates: one label for all, or one per position (a step's sentence and its setup)."""
+    whys = [why] * len(positions) if isinstance(why, str) else list(why)
+    if len(whys) != len(positions):
+        raise ValueError(f"{len(whys)} candidate labels for {len(positions)} positions")
+    listed = list(zip(positions, whys))
+    k = list(positions).index(index) if index in positions else 0
+    lo = 0 if k < MAX_CANDIDATES else min(k - MAX_CANDIDATES // 2, len(listed) - MAX_CANDIDATES)
+    # the span's first tokens, or, where the explained one lies further in, the tokens around it
+    candidates = [ctx.candidate(gen, i, w) for i, w in listed[lo: lo + MAX_CANDIDATES]]
     return Location(index, gen.output_ids[index], contrast, locator, reason,
                     output_offset=ctx.offsets(gen.output_ids)[index], candidates=candidates, rollouts=list(rollouts))

@@ -26,7 +26,13 @@ goes ``16 - 3 - 4 = 9``) — marks the step that went wrong; when no value is ne
   prose decides the operation there, and the equation only carries it out. It is the text before the setup on its
   line, or the line above a displayed equation when that line ends with ``:`` (its last sentence), and it counts only
   when it names an operation (multiply, divide, subtract, add, sum, product, difference); the decision point is then
-  chosen over that sentence and the setup together.
+  chosen over that sentence and the setup together;
+* where no such sentence stands next to the equation, the *plan* does: a sentence written before the output's first
+  equation, with no number in it, that names the setup's operation (``Subtract the discount from the original price
+  to find the original price.`` planned before ``19.50 - 25``; ``... and then multiply it by her weekly hours
+  worked``). The output decided the operation there and the equation carries it out, so the plan sentence joins the
+  step (the first such sentence; ``x`` / ``\\times`` / ``\\cdot`` / ``*`` name multiply, ``/`` / ``\\div`` /
+  ``\\frac`` divide, ``-`` subtract, ``+`` add).
 
 Cost: the scan's one forward; with the task's scorer and a model, the decision point's best alternatives (at most
 ``Budget.width``, within ``--lrp_rollouts``) are rolled out and judged, so the record says what would have fixed
@@ -130,12 +136,15 @@ class Step:
     why: str
     final_answer: bool = False  # the commitment to the wrong final answer after steps of the output's own
     lead_in: tuple[int, int] | None = None  # [start, end) of the sentence stating the setup's operation in words
+    plan: tuple[int, int] | None = None  # [start, end) of the earlier plan sentence naming it (when no lead-in)
 
     @property
     def spans(self) -> list[tuple[int, int]]:
-        """The step's character spans in the output: the lead-in sentence (if any), then the setup or the value."""
+        """The step's character spans in the output: the plan or lead-in sentence (if any), then the setup or the
+        value."""
         own = self.setup if self.setup is not None else (self.offset, self.offset + len(self.number))
-        return [self.lead_in, own] if self.lead_in is not None else [own]
+        said = self.lead_in if self.lead_in is not None else self.plan
+        return [said, own] if said is not None else [own]
 
 
 def first_step_off(gen: Generation) -> Step | None:
@@ -195,7 +204,8 @@ def _counting_runs(out: str, known: set[Fraction]) -> set[int]:
 def _step(out: str, offset: int, num: str, why: str, final_answer: bool = False) -> Step:
     setup = _setup(out, offset)
     lead = _lead_in(out, setup[0]) if setup is not None else None
-    return Step(offset, num, setup, why, final_answer, lead)
+    plan = _plan(out, setup) if setup is not None and lead is None else None
+    return Step(offset, num, setup, why, final_answer, lead, plan)
 
 
 # an operation named in words: what a lead-in sentence must say to belong to the step
@@ -234,6 +244,39 @@ def _lead_in(out: str, start: int) -> tuple[int, int] | None:
     return (sentence, sentence + len(text)) if text else None
 
 
+# the operations a setup carries out, by its operators, and the words that name each in a plan
+_OPERATORS = {
+    "multiply": re.compile(r"\\times|\\cdot|×|\*|(?<=\d)\s*x\s*(?=\d)"),
+    "divide": re.compile(r"\\div|÷|/|\\frac"),
+    "subtract": re.compile(r"(?<=[\d}\s)])-\s*[\d(]"),
+    "add": re.compile(r"\+"),
+}
+_NAMES = {
+    "multiply": re.compile(r"\b(?:multipl(?:y|ies|ying|ied|ication)|product)\b", re.I),
+    "divide": re.compile(r"\b(?:divid(?:e|es|ing|ed)|division|quotient)\b", re.I),
+    "subtract": re.compile(r"\b(?:subtract(?:s|ing|ed|ion)?|difference|minus|deduct(?:s|ing|ed)?)\b", re.I),
+    "add": re.compile(r"\b(?:add(?:s|ing|ed|ition)?|sum(?:s|ming)?|plus)\b", re.I),
+}
+# what ends the output's plan: its first equation (``=``, a displayed equation, gsm8k's ``<<``)
+_FIRST_EQUATION = re.compile(r"=|\\\[|<<|\$\$")
+
+
+def _plan(out: str, setup: tuple[int, int]) -> tuple[int, int] | None:
+    """[start, end) of the first sentence of the output's plan (the prose before its first equation and before the
+    setup) that names one of the setup's operations and writes no number; None when there is none."""
+    ops = [op for op, sign in _OPERATORS.items() if sign.search(out, setup[0], setup[1])]
+    first = _FIRST_EQUATION.search(out)
+    end = min(setup[0], first.start() if first else len(out))
+    for m in re.finditer(r"[^\n.:!?]+", out[:end]):
+        text = m.group()
+        if re.search(r"\d", text) or not re.search(r"[A-Za-z]{3}", text):
+            continue
+        if any(_NAMES[op].search(text) for op in ops):
+            lo = m.start() + len(text) - len(text.lstrip(" \t-*>"))
+            return lo, m.start() + len(text.rstrip())
+    return None
+
+
 def _setup(out: str, offset: int) -> tuple[int, int] | None:
     """[start, end) of the left side of the equation whose result starts at ``offset`` (None: not a result)."""
     line_start = out.rfind("\n", 0, offset) + 1
@@ -264,11 +307,16 @@ class TrajectoryLocator:
         if step is None:
             raise NotFound("every value of the output is on a correct trajectory, and no wrong final answer found")
         n = len(gen.output_ids)
+        said = "plan sentence" if step.plan is not None else "operation sentence"
         if step.setup is not None:
-            positions = [i for span in step.spans for i in ctx.tokens_in(gen, *span)]
+            *sentence, setup = step.spans  # the sentence stating the operation (if any), then the setup
+            labelled = ([(i, said) for span in sentence for i in ctx.tokens_in(gen, *span)]
+                        + [(i, "setup token") for i in ctx.tokens_in(gen, *setup)])
         else:
-            positions = [ctx.index_at(gen, step.offset)]
-        positions = [i for i in positions if i < n] or [min(ctx.index_at(gen, step.offset), max(n - 1, 0))]
+            labelled = [(ctx.index_at(gen, step.offset), "value")]
+        labelled = [(i, w) for i, w in labelled if i < n] or [(min(ctx.index_at(gen, step.offset), max(n - 1, 0)),
+                                                                "value")]
+        positions = [i for i, _ in labelled]
         if not gen.output_ids:
             raise NotFound("empty output")
         index, contrast, how = positions[0], None, "no model to rank alternatives"
@@ -291,9 +339,11 @@ class TrajectoryLocator:
                  if step.setup is not None else "the value itself")
         if step.lead_in is not None:
             where += f" with the sentence stating its operation {gen.output[step.lead_in[0]:step.lead_in[1]]!r}"
+        elif step.plan is not None:
+            where += f" with the plan that names its operation {gen.output[step.plan[0]:step.plan[1]]!r}"
         reason = f"{step.why}; explained: {where}, contrast = {how}"
         loc = span_location(gen, ctx, self.name, positions, index, contrast, reason,
-                            "setup token" if step.setup else "value", rolled)
+                            [w for _, w in labelled], rolled)
         loc.final_answer = step.final_answer
         return loc
 
