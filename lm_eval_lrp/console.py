@@ -90,6 +90,11 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         if t["top_wrong_tokens"]:
             details.append(f"[bold]{escape(name)}[/] tokens pushing towards the wrong answer: "
                            + ", ".join(escape(f"{tok!r}×{n}") for tok, n in t["top_wrong_tokens"][:8]))
+        cut = (t.get("locate") or {}).get("reached_max_gen_toks")
+        if cut:
+            details.append(f"[yellow]{escape(name)}: {cut} failures stopped at max_gen_toks before the task's stop "
+                           "sequence (their answer may be missing only because the output was cut; the located step "
+                           "may be right work): raise it with --gen_kwargs max_gen_toks=N[/]")
     located = {n: t["locate"]["confidence"] for n, t in summary.get("tasks", {}).items()
                if isinstance((t.get("locate") or {}).get("confidence"), dict)}
     columns = RUN_COLUMNS

@@ -178,6 +178,39 @@ def test_report_shows_shares_filters_and_candidates(tmp_path, capsys):
     # the fallback's view says nothing confident was found and lists the candidates; the confirmed one does not
     assert html.count("No confident location for this failure") == 1
     assert "output token 9 (character 9)" in html
+    assert "stopped at max_gen_toks" not in html
+
+
+def test_an_output_cut_at_max_gen_toks_says_so(tmp_path):
+    """lm-eval stops an output at the task's max_gen_toks: its answer may be missing for that alone, so the record,
+    the summary and the report say it, next to the location (which may be right work cut short)."""
+    from types import SimpleNamespace
+
+    from lm_eval_lrp.commands import report as report_cmd
+    from lm_eval_lrp.harness.results_block import results_block
+
+    assert Generation(TOK.encode("Q:"), TOK.encode("abcdef"), "abcdef", max_gen_toks=6).reached_max_gen_toks
+    assert not Generation(TOK.encode("Q:"), TOK.encode("abcde"), "abcde", max_gen_toks=6).reached_max_gen_toks
+    assert not Generation(TOK.encode("Q:"), TOK.encode("abcdef"), "abcdef").reached_max_gen_toks  # budget unknown
+    recs = []
+    for doc, cut in enumerate([256, None, 256]):
+        r = attributed("tiny_gen", doc, ["<s>", "Q", ":", " 3"], [0.5, 0.1, -0.2, 0.3], output="So 3 x 5 = 15")
+        r["locate"] = {"chain": ["trajectory"], "locator": "trajectory", "confidence": "single", "index": 3,
+                       **({"reached_max_gen_toks": cut} if cut else {})}
+        recs.append(r)
+    task = SimpleNamespace(metric="exact_match", filter="none", n_failures=3, file=None)
+    work = SimpleNamespace(tasks={"tiny_gen": task}, notes=[], stopped={}, fallbacks={}, write_seconds={},
+                           unwritten=[])
+    config = SimpleNamespace(max_length=None, rule="attnlrp", min_delta=1.0)
+    block = results_block({"tiny_gen": recs}, work, None, config)
+    assert block["tasks"]["tiny_gen"]["locate"]["reached_max_gen_toks"] == 2
+    assert any(n.startswith("tiny_gen: 2 of 3 failures stopped at max_gen_toks (256 tokens)")
+               and "--gen_kwargs max_gen_toks=512" in n for n in block["notes"])
+    summary = {"tiny_gen": {"accuracy": 0.2, "acc": 0.2, "failures": 3, "attributed": 3, "skipped": {}, "errors": {},
+                            "clean_case_rate": 1.0, "median_delta": 2.5, "median_conservation_ratio": 0.9}}
+    run = write_run(tmp_path / "run" / "model", {"tiny_gen": recs}, results_for(summary))
+    assert report_cmd.main([str(run), "--output", str(run / "r.html")]) == 0
+    assert report_text(run / "r.html").count("stopped at max_gen_toks (256 tokens)") == 2
 
 
 def test_records_written_before_confidence_existed_are_read_by_the_same_rules():

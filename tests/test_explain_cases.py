@@ -153,3 +153,12 @@ def test_a_run_says_how_each_location_was_established(world):
         k: counts.get(k, 0) for k in ("confirmed", "single", "fallback", "none")}
     assert sum(c["share"].values()) == pytest.approx(1.0, abs=1e-3)
     assert "tiny_gen locations:" in " ".join(world["stderr"].split())
+    # an output that ran to the task's max_gen_toks (6) before its stop sequence says so, and the summary counts them
+    cut = [r for r in recs if len(r["locate"]["output_ids"]) >= 6]
+    assert all(r["locate"].get("reached_max_gen_toks") == 6 for r in cut)
+    assert not any(r["locate"].get("reached_max_gen_toks") for r in recs if r not in cut)
+    block = th.results_json(world["auto"])["lrp"]
+    assert block["tasks"]["tiny_gen"]["locate"].get("reached_max_gen_toks", 0) == len(cut)
+    if cut:
+        assert any("stopped at max_gen_toks (6 tokens)" in note for note in block["notes"])
+        assert "failures stopped at max_gen_toks" in " ".join(world["stderr"].split())

@@ -81,6 +81,8 @@ class Locating:
         block = _block(result, self.chain)
         block["output_tokens"] = self.ids_source  # "generated" (recorded during the evaluation) or "re-encoded"
         block["output_ids"] = list(gen.output_ids)  # what ``lm-eval-lrp explain --cases`` re-explains, without re-evaluating
+        if gen.reached_max_gen_toks:  # cut by the budget: the located step may be right work that ran out of room
+            block["reached_max_gen_toks"] = gen.max_gen_toks
         loc = result.location
         if result.error or loc is None or loc.contrast is None:  # the record keeps no token ids: the prompt's are here
             block["prompt_ids"] = list(gen.prompt_ids)

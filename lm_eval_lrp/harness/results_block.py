@@ -96,6 +96,13 @@ def results_block(per_task: dict[str, list[dict]], work, results: dict | None, c
                 "seconds": round(sum(b.get("seconds_total") or 0.0 for b in located), 3),
                 "confidence": confidence_counts(located),
             }
+            cut = [b["reached_max_gen_toks"] for b in located if b.get("reached_max_gen_toks")]
+            if cut:
+                tasks[name]["locate"]["reached_max_gen_toks"] = len(cut)
+                notes.append(f"{name}: {len(cut)} of {len(located)} failures stopped at max_gen_toks ({max(cut)} tokens) "
+                             "before the task's stop sequence: the answer may be missing only because the output was "
+                             "cut, and the located step may be right work. Raise the budget to tell them apart "
+                             f"(--gen_kwargs max_gen_toks={2 * max(cut)})")
         if faithful:
             tasks[name]["faithfulness"] = {
                 "n": len(faithful),

@@ -58,6 +58,12 @@ class Generation:
         if not self.prompt_ids:
             raise ValueError("a Generation needs the prompt token ids the model generated from")
 
+    @property
+    def reached_max_gen_toks(self) -> bool:
+        """Whether the output is as long as the task's generation budget allows: lm-eval stopped it there, before
+        any stop sequence, so an answer may be missing for that alone (False when the budget is unknown)."""
+        return self.max_gen_toks is not None and len(self.output_ids) >= self.max_gen_toks
+
 
 @dataclass
 class Candidate:
