@@ -501,6 +501,30 @@ def test_trajectory_explains_the_decision_point_of_the_wrong_step():
         make("trajectory").locate(gen_of(" 2520", doc={"problem": "LCM?", "solution": "\\boxed{2520}"}), ctx_for())
 
 
+def test_trajectory_explains_an_arithmetic_slip_at_the_value():
+    """``3 * 68 = 181``: the setup is right and the value is wrong (a slip of arithmetic, not a wrong step), so the
+    value is explained, against the alternative that starts the equation's right value (204)."""
+    question = "He buys 3 dozen donuts at 68 dollars a dozen. How much does he pay?"
+    output = "He pays 3 * 68 = 181 dollars."
+    gen = gen_of(output, doc={"question": question, "answer": "3*68=<<3*68=204>>204\n#### 204"})
+    topk = [[TOK.ids[ch], TOK.ids["a"], TOK.ids["b"]] for ch in output]
+    v = output.index("181")
+    topk[v] = [TOK.ids["1"], TOK.ids["3"], TOK.ids["2"]]  # '2' starts 204; the final answer's '2' too, but it is later
+    ctx = ctx_for(object())
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = fixed_scan(topk, len(output))
+    loc = make("trajectory").locate(gen, ctx)
+    assert (loc.index, loc.target, loc.contrast) == (v, TOK.ids["1"], TOK.ids["2"])
+    assert "its own equation is wrong" in loc.reason and "'181' should be 204" in loc.reason
+    assert "the equation's right value" in loc.reason
+    # a wrong equation whose right value is off the trajectory too (16 x 3 = 48 where the gold goes 16 - 3 - 4): the
+    # operation is the error, so the setup stays the step (test_the_setup_of_the_first_invented_value)
+    from lm_eval_lrp.locate.trajectory import first_step_off
+
+    wrong_op = gen_of("He pays 3 + 68 = 70 dollars.", doc=gen.doc)
+    step = first_step_off(wrong_op)
+    assert step.correct is None and wrong_op.output[slice(*step.setup)] == "3 + 68"
+
+
 def test_trajectory_lists_the_plan_sentence_and_the_setup_as_candidates():
     """A planned operation (``We subtract the discount``) joins the step: the decision point may fall in the plan, and
     the record's candidates say which tokens are the plan's and which the equation's."""

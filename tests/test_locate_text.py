@@ -91,7 +91,10 @@ def test_the_setup_of_the_first_invented_value():
     step, why = step_of(" The number of eggs is 16 x 3 = 42.\nShe sells 42 x 2 = 84.\n#### 84", EGGS, EGGS_GOLD)
     assert step == "16 x 3" and "'42'" in why  # not '42' itself: the wrong step is the multiplication
     # number words of the question are given values; values the gold reaches are on the trajectory
-    assert step_of(" She has 16 - 3 - 4 = 9 eggs, so 9 * 2 = 20.", EGGS, EGGS_GOLD)[0] == "9 * 2"
+    assert step_of(" She has 16 - 3 - 4 = 9 eggs, so 9 * 3 = 27.", EGGS, EGGS_GOLD)[0] == "9 * 3"
+    # ... and a right setup whose arithmetic slips (9 * 2 = 20 where the gold reaches 18) is explained at the value
+    step, why = step_of(" She has 16 - 3 - 4 = 9 eggs, so 9 * 2 = 20.", EGGS, EGGS_GOLD)
+    assert step == "20" and "its own equation is wrong" in why
     # gsm8k's calculator annotation and a LaTeX equation: the chain's left side
     assert step_of(" 2*2*1 = <<2*2=4>>4 bolts", "2 bolts and half that much", "2/2=<<2/2=1>>1\n#### 3")[0] == "2*2*1"
     assert step_of(" 15 cups = 15*3 = <<35>>35.", "15 cups, 25 cups, 20 chickens", "3*20=<<3*20=60>>60")[0] == "15*3"

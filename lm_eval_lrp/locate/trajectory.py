@@ -27,6 +27,10 @@ goes ``16 - 3 - 4 = 9``) — marks the step that went wrong; when no value is ne
   line, or the line above a displayed equation when that line ends with ``:`` (its last sentence), and it counts only
   when it names an operation (multiply, divide, subtract, add, sum, product, difference); the decision point is then
   chosen over that sentence and the setup together;
+* a value that its own equation gets wrong while the equation's right value is on the trajectory (``3 * 68 = 181``
+  where the gold reaches 204: an arithmetic slip after a right setup) is explained at the value itself, contrast =
+  the highest-ranked alternative that starts the equation's right value; where the right value is off the
+  trajectory too (``16 x 3 = 42``), the setup stays the step;
 * where no such sentence stands next to the equation, the *plan* does: a sentence written before the output's first
   equation, with no number in it, that names the setup's operation (``Subtract the discount from the original price
   to find the original price.`` planned before ``19.50 - 25``; ``... and then multiply it by her weekly hours
@@ -45,6 +49,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from .arithmetic import arithmetic_errors
 from .context import Context
 from .rollout import confirm
 from .span import span_location
@@ -137,6 +142,7 @@ class Step:
     final_answer: bool = False  # the commitment to the wrong final answer after steps of the output's own
     lead_in: tuple[int, int] | None = None  # [start, end) of the sentence stating the setup's operation in words
     plan: tuple[int, int] | None = None  # [start, end) of the earlier plan sentence naming it (when no lead-in)
+    correct: str | None = None  # an arithmetic slip: the value the equation should have (the step is the value)
 
     @property
     def spans(self) -> list[tuple[int, int]]:
@@ -165,8 +171,14 @@ def first_step_off(gen: Generation) -> Step | None:
     for offset, num in candidates:
         v = value(num)
         if v is not None and v not in known:
-            return _step(out, offset, num, f"{num!r} is neither given by the problem nor reached by the gold "
-                         "solution: the first value off the trajectory")
+            why = f"{num!r} is neither given by the problem nor reached by the gold solution: the first value off the trajectory"
+            slip = next((e for e in arithmetic_errors(out) if e.offset == offset), None)
+            if slip is not None and value(slip.correct) in known:
+                # a setup on the trajectory whose arithmetic is wrong: the slip is the value, not the setup (when
+                # the setup's right value is off the trajectory too, ``16 x 3 = 42``, the setup stays the step)
+                return Step(offset, num, None, f"{why}, and its own equation is wrong ({slip.reason})",
+                            correct=slip.correct)
+            return _step(out, offset, num, why)
     last = value(candidates[-1][1])
     gold = final_answer(gen)
     if gold is not None and value(gold.lstrip("$")) == last:
@@ -324,6 +336,12 @@ class TrajectoryLocator:
             if step.setup is not None:
                 index, contrast = ctx.decision_point(gen, positions)
                 how = "the step's decision point (its most probable alternative)"
+            elif step.correct is not None:
+                contrast = _alternative(gen, ctx, index, _starts(step.correct))
+                how = "an alternative that starts the equation's right value"
+                if contrast is None:
+                    contrast = _alternative(gen, ctx, index, lambda piece: True)
+                    how = "the model's best alternative (none among its top-k starts the equation's right value)"
             else:
                 gold = final_answer(gen)
                 accept = _starts(gold) if gold else None
