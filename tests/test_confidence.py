@@ -223,3 +223,18 @@ def test_records_written_before_confidence_existed_are_read_by_the_same_rules():
     assert confidence_of({"locate": {"locator": "gold", "explains": "gold", "index": 2}}) == "fallback"
     assert confidence_of({"locate": {"chain": ["gold"], "attempts": []}}) == "none"
     assert confidence_of({"task": "mc"}) == ""
+
+
+def test_the_rollout_search_does_not_confirm_its_own_finding():
+    """``rollout`` places the token at the earliest position where forcing an alternative makes the scorer accept the
+    output: that acceptance is how it chose, not a check. On HumanEval it is mostly a rewrite of the whole solution
+    from an early token (session 6: 5 such records on Qwen2.5-Coder-0.5B, none inside the hand-marked error), so it is
+    `single`; the same accepted rollout at a token another locator chose confirms it."""
+    from lm_eval_lrp.report.summary import confidence_of
+
+    fixed = [Rollout(1, 9, " return", "''.join(...)", True)]
+    level, why = confidence(Location(1, 5, 9, "rollout", "r", output_offset=1, rollouts=fixed))
+    assert level == "single" and "rollout search's finding" in why and "rewrites" in why
+    assert confidence(Location(1, 5, 9, "crash", "r", output_offset=1, rollouts=fixed))[0] == "confirmed"
+    old = {"locator": "rollout", "index": 1, "explains": "output", "rollouts": [{"position": 1, "forced": 9, "verdict": True}]}
+    assert confidence_of({"locate": old, "contrast": {"id": 9}}) == "single"  # a record kept from before labels

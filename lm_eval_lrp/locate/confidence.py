@@ -1,7 +1,8 @@
 """How a location was established: ``confirmed``, ``single`` or ``fallback`` (each generate_until record says which).
 
 * ``confirmed`` — a rollout from the explained contrast at the explained token made the task's scorer accept the
-  output, or two independent locators name the same step of the output (an earliest-of link such as
+  output, where another locator than the rollout search chose the token (the search's own first acceptance is how it
+  chose, and on code it is usually a rewrite of the whole solution from an early token), or two independent locators name the same step of the output (an earliest-of link such as
   ``prm+trajectory`` where both fire inside one step), or a person annotated the position (``cases``). Independent:
   the two declare disjoint ``evidence`` (:data:`EVIDENCE`); ``trajectory`` and ``hindsight`` both read the gold
   solution, and two readers of the gold both see the first value that leaves it, wherever the error was made;
@@ -58,9 +59,14 @@ def step_of(text: str, offset: int | None) -> int | None:
     return next((n for n, (_, b) in enumerate(spans) if offset < b), len(spans) - 1)
 
 
+#: locators whose position *is* the first accepted rollout: that acceptance is their finding, not a check of it
+SEARCHES_BY_ROLLOUT = frozenset({"rollout"})
+
+
 def confirming_rollout(loc: Location) -> bool:
-    """Whether a rollout forcing the location's contrast at its token made the task's scorer accept the output."""
-    if loc.continuation is not None or loc.contrast is None:
+    """Whether a rollout forcing the location's contrast at its token made the task's scorer accept the output, where
+    another locator chose the token (the rollout search's own first acceptance checks nothing: it is how it chose)."""
+    if loc.continuation is not None or loc.contrast is None or loc.locator in SEARCHES_BY_ROLLOUT:
         return False
     return any(r.position == loc.index and r.forced == loc.contrast and r.verdict for r in loc.rollouts)
 
@@ -116,4 +122,8 @@ def confidence(loc: Location) -> tuple[str, str]:
                         f"evidence ({_shared(loc)}); no rollout from the contrast was accepted")
     if set(loc.locator.split("+")) <= GUESSES:
         return FALLBACK, "the first divergence from the gold solution (a guess: nothing confirmed it)"
+    if loc.locator in SEARCHES_BY_ROLLOUT and any(r.position == loc.index and r.verdict for r in loc.rollouts):
+        return SINGLE, ("the rollout search's finding: the earliest token where forcing an alternative makes the task's "
+                        "scorer accept the output; a different path from here passes, which does not show that the "
+                        "error is here (often the model rewrites the whole solution)")
     return SINGLE, f"one heuristic ({loc.locator}); no rollout from the contrast was accepted"

@@ -112,8 +112,9 @@ def confidence_of(record: dict) -> str:
     if locators & {"cases"}:
         return "confirmed"
     contrast = (record.get("contrast") or {}).get("id")
-    if any(r.get("position") == block.get("index") and r.get("forced") == contrast and r.get("verdict")
-           for r in block.get("rollouts") or [] if block.get("explains", "output") == "output"):
+    if locators.isdisjoint({"rollout"}) and any(
+            r.get("position") == block.get("index") and r.get("forced") == contrast and r.get("verdict")
+            for r in block.get("rollouts") or [] if block.get("explains", "output") == "output"):
         return "confirmed"
     return "fallback" if locators <= {"gold"} else "single"
 
