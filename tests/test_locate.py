@@ -525,6 +525,17 @@ def test_trajectory_explains_an_arithmetic_slip_at_the_value():
     assert step.correct is None and wrong_op.output[slice(*step.setup)] == "3 + 68"
 
 
+def _trajectory_close_call(gen, topk, at):
+    """``trajectory`` on a hand-made scan where the model's choice at output token ``at`` was a close call (0.5 against
+    its best alternative's 0.45): the step's decision point."""
+    scan_ = fixed_scan(topk, len(gen.output))
+    scan_.topk_logprobs = scan_.topk_logprobs.clone()
+    scan_.topk_logprobs[at] = torch.log(torch.tensor([0.5, 0.45, 0.05]))
+    ctx = ctx_for(object())
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = scan_
+    return make("trajectory").locate(gen, ctx)
+
+
 def test_trajectory_lists_the_plan_sentence_and_the_setup_as_candidates():
     """A planned operation (``We subtract the discount``) joins the step: the decision point may fall in the plan, and
     the record's candidates say which tokens are the plan's and which the equation's."""
@@ -534,12 +545,7 @@ def test_trajectory_lists_the_plan_sentence_and_the_setup_as_candidates():
     topk = [[TOK.ids[ch], TOK.ids["a"], TOK.ids["b"]] for ch in output]
     s = output.index("s")  # 'subtract': the model's best alternative 'a' (add) is most probable here
     topk[s] = [TOK.ids["s"], TOK.ids["a"], TOK.ids["m"]]
-    scan_ = fixed_scan(topk, len(output))
-    scan_.topk_logprobs = scan_.topk_logprobs.clone()
-    scan_.topk_logprobs[s] = torch.log(torch.tensor([0.5, 0.45, 0.05]))
-    ctx = ctx_for(object())
-    ctx._scans[(gen.prompt_ids, gen.output_ids)] = scan_
-    loc = make("trajectory").locate(gen, ctx)
+    loc = _trajectory_close_call(gen, topk, s)
     assert (loc.index, loc.target, loc.contrast) == (s, TOK.ids["s"], TOK.ids["a"])
     assert "with the plan that names its operation 'We subtract the discount'" in loc.reason
     whys = {c.offset: c.why for c in loc.candidates}
@@ -547,12 +553,7 @@ def test_trajectory_lists_the_plan_sentence_and_the_setup_as_candidates():
     # the decision point in the setup: the candidates around it, labelled as the setup's
     minus = output.index("-")
     topk[s], topk[minus] = [TOK.ids["s"], TOK.ids["a"], TOK.ids["b"]], [TOK.ids["-"], TOK.ids["+"], TOK.ids["b"]]
-    scan_ = fixed_scan(topk, len(output))
-    scan_.topk_logprobs = scan_.topk_logprobs.clone()
-    scan_.topk_logprobs[minus] = torch.log(torch.tensor([0.5, 0.45, 0.05]))
-    ctx = ctx_for(object())
-    ctx._scans[(gen.prompt_ids, gen.output_ids)] = scan_
-    loc = make("trajectory").locate(gen, ctx)
+    loc = _trajectory_close_call(gen, topk, minus)
     assert (loc.index, loc.contrast) == (minus, TOK.ids["+"])
     whys = {c.offset: c.why for c in loc.candidates}
     assert whys[minus] == "setup token" and whys[output.index("19")] == "setup token"
