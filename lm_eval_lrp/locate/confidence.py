@@ -2,7 +2,8 @@
 
 * ``confirmed`` — a rollout from the explained contrast at the explained token made the task's scorer accept the
   output, where another locator than the rollout search chose the token (the search's own first acceptance is how it
-  chose, and on code it is usually a rewrite of the whole solution from an early token), or two independent locators name the same step of the output (an earliest-of link such as
+  chose, and on code it is usually a rewrite of the whole solution from an early token), or two independent
+  locators name the same step of the output (an earliest-of link such as
   ``prm+trajectory`` where both fire inside one step), or a person annotated the position (``cases``). Independent:
   the two declare disjoint ``evidence`` (:data:`EVIDENCE`); ``trajectory`` and ``hindsight`` both read the gold
   solution, and two readers of the gold both see the first value that leaves it, wherever the error was made;

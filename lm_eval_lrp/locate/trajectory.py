@@ -172,7 +172,8 @@ def first_step_off(gen: Generation) -> Step | None:
     for offset, num in candidates:
         v = value(num)
         if v is not None and v not in known:
-            why = f"{num!r} is neither given by the problem nor reached by the gold solution: the first value off the trajectory"
+            why = (f"{num!r} is neither given by the problem nor reached by the gold solution: the first value off "
+                   "the trajectory")
             slip = next((e for e in arithmetic_errors(out) if e.offset == offset), None)
             if slip is not None and value(slip.correct) in known:
                 # a setup on the trajectory whose arithmetic is wrong: the slip is the value, not the setup (when
