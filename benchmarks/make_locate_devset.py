@@ -223,6 +223,9 @@ def collect(lm, model: str, task: str, chat: bool, limit: str, max_gen_toks: int
             continue
         context = failure.requests[0][0]
         gold, target = gold_and_target(task, sample["doc"], sample)
+        # the text of the explained tokens (as documented above): where lm-eval's stop sequence ends inside the model's
+        # last token (``]\n\n\n`` before ``def``), the logged response has white space that no whole token covers
+        output = lm.tokenizer.decode(list(gen.output_ids), skip_special_tokens=True)
         yield {
             "task": task,
             "doc_id": doc_id,
@@ -232,7 +235,7 @@ def collect(lm, model: str, task: str, chat: bool, limit: str, max_gen_toks: int
             "prompt_ids": list(gen.prompt_ids),
             "output_ids": list(gen.output_ids),
             "prompt": context,
-            "output": gen.output,
+            "output": output,
             "gold": gold,
             "target": target,
             "doc": sample["doc"],
@@ -242,7 +245,7 @@ def collect(lm, model: str, task: str, chat: bool, limit: str, max_gen_toks: int
             "tuned_on": False,  # no locator, chain or threshold was chosen with this row in view (README_locate_devset)
             "matched_lm_eval": check["generated"] and check["greedy_mismatch"] is None,
             "greedy_mismatch": check["greedy_mismatch"],
-            "output_is_whole_response": gen.output == logged,
+            "output_is_whole_response": output == logged,
             "divergence": divergence(locating, gen),
         }
 
