@@ -130,6 +130,7 @@ def evaluate(rows: list[dict], specs: dict[str, Callable[[dict], Chain]], make_c
                         "split": row.get("split") or split_of(row), "tuned_on": bool(row.get("tuned_on", True)),
                         "locator": loc.locator if loc else None, "offset": offset, "span": [s, e],
                         "hit": offset is not None and s <= offset < e, "located": loc is not None,
+                        "reached_max_gen_toks": gen.reached_max_gen_toks,
                         "error": result.error, "reason": loc.reason if loc else result.reason,
                         "seconds": round(seconds, 3), "rollouts": calls[0],
                         "budget_exhausted": bool(loc and loc.budget_exhausted),
@@ -175,6 +176,9 @@ def summarise(per: list[dict]) -> dict:
         "confirmed_in_span": (round(sum(p["hit"] for p in per if p.get("confidence") == "confirmed")
                                     / sum(p.get("confidence") == "confirmed" for p in per), 3)
                               if any(p.get("confidence") == "confirmed" for p in per) else None),
+        # outputs that ran to max_gen_toks, and the in-span hits among them (the located step may be right work)
+        "reached_max_gen_toks": sum(bool(p.get("reached_max_gen_toks")) for p in per),
+        "hits_reached_max_gen_toks": sum(p["hit"] for p in per if p.get("reached_max_gen_toks")),
     }
 
 

@@ -80,6 +80,12 @@ def test_share_in_span_for_a_text_locator(tmp_path):
     assert (r["failures"], r["hit_share"], r["located_share"], r["errors"]) == (3, round(1 / 3, 3), round(2 / 3, 3), 0)
     assert [c["hit"] for c in r["cases"]] == [True, False, False]
     assert r["cases"][1]["offset"] == out2.index("5") and r["by_locator"] == {"verifier": 2, "none": 1}
+    # outputs that ran to their max_gen_toks are counted apart, with their hits
+    cut = bench.load_devset(write(tmp_path, [{**row(out1, (out1.index("180"), out1.index("180") + 3)),
+                                              "max_gen_toks": len(TOK.encode(out1))}, row(out2, (0, 1), doc_id=1)]))
+    r = bench.evaluate(cut, {"verifier": lambda r: Chain([make("verifier")])}, lambda: Context.from_tokenizer(TOK))["verifier"]
+    assert [c["reached_max_gen_toks"] for c in r["cases"]] == [True, False]
+    assert (r["reached_max_gen_toks"], r["hits_reached_max_gen_toks"]) == (1, 1)
 
 
 def test_gold_share_reads_the_divergence_in_the_output(tmp_path):
