@@ -269,20 +269,14 @@ class TrajectoryLocator:
             if step.setup is not None:
                 index, contrast = ctx.decision_point(gen, positions)
                 how = "the step's decision point (its most probable alternative)"
-            elif step.correct is not None:
-                contrast = _alternative(gen, ctx, index, _starts(step.correct))
-                how = "an alternative that starts the equation's right value"
+            else:  # a bare value: towards the equation's right value (a slip), else the correct final answer
+                want, what = ((step.correct, "the equation's right value") if step.correct is not None
+                              else (final_answer(gen), "the correct answer"))
+                contrast = _alternative(gen, ctx, index, _starts(want)) if want else None
+                how = f"an alternative that starts {what}"
                 if contrast is None:
                     contrast = _alternative(gen, ctx, index, lambda piece: True)
-                    how = "the model's best alternative (none among its top-k starts the equation's right value)"
-            else:
-                gold = final_answer(gen)
-                accept = _starts(gold) if gold else None
-                contrast = _alternative(gen, ctx, index, accept) if accept else None
-                how = "an alternative that starts the correct answer"
-                if contrast is None:
-                    contrast = _alternative(gen, ctx, index, lambda piece: True)
-                    how = "the model's best alternative (none among its top-k starts the correct answer)"
+                    how = f"the model's best alternative (none among its top-k starts {what})"
         fix, rolled = confirm(gen, ctx, index, contrast)
         if fix is not None:
             contrast, how = fix, "the highest-ranked alternative whose rollout the task's scorer accepts"
