@@ -166,7 +166,7 @@ def test_default_code_chain_end_to_end(world):
     (r,) = th.records(out, "humaneval_tiny")
     assert r["model_output"] == "777777"
     loc = r["locate"]
-    assert loc["chain"] == ["code", "crash", "rollout", "gold"]
+    assert loc["chain"] == ["code", "crash", "coverage", "rollout", "gold"]
     assert [a["status"] for a in loc["attempts"]] == ["not_found", "located"]  # it compiles; the tests crash
     assert r["locator"] == "crash"
     assert loc["reason"].startswith("the task's tests raise IndexError: list index out of range at line 1 of the output")

@@ -121,7 +121,7 @@ def test_chain_first_success_wins_and_collects_reasons():
     # a reference model given: the default chains use it
     with_ref = {"reference": {"model": object()}}
     assert Chain.default("math", with_ref).names == ["trajectory+hindsight+reference", "arithmetic", "rollout", "gold"]
-    assert Chain.default("code", with_ref).names == ["code", "crash+reference", "rollout", "gold"]
+    assert Chain.default("code", with_ref).names == ["code", "crash+reference", "coverage", "rollout", "gold"]
     assert Chain.default("instructions", with_ref).names == ["instructions", "reference", "rollout"]
 
 
@@ -603,4 +603,4 @@ def test_crash_locator_explains_the_crashing_line(model):
     assert len(loc.rollouts) == 2 and len(verdicts) == 2  # its best alternatives were rolled out and judged
     with pytest.raises(NotFound, match="do not crash"):
         make("crash").locate(gen_of("    return []", prompt=ROLLING["prompt"], doc=ROLLING), ctx)
-    assert Chain.default("code").names == ["code", "crash", "rollout", "gold"]
+    assert Chain.default("code").names == ["code", "crash", "coverage", "rollout", "gold"]

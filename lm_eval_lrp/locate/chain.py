@@ -95,6 +95,7 @@ def _builtins() -> None:
         return
     _BUILTINS_LOADED.append(True)
     from .cases import CasesLocator
+    from .coverage import CoverageLocator
     from .crash import CrashLocator
     from .gold import GoldLocator
     from .reference import HindsightLocator, ReferenceLocator
@@ -105,7 +106,8 @@ def _builtins() -> None:
     from .verifier import ArithmeticVerifier, CodeVerifier, InstructionVerifier, Verifier
 
     for cls in (GoldLocator, Verifier, ArithmeticVerifier, InstructionVerifier, CodeVerifier, RolloutLocator,
-                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator, HindsightLocator, PRMLocator):
+                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator, CoverageLocator, HindsightLocator,
+                PRMLocator):
         _REGISTRY.setdefault(cls.name, cls)
 
 
@@ -209,7 +211,7 @@ def same_step(gen: Generation, a: Location, b: Location) -> bool:
 #: (bounded by --lrp_rollouts) tries the rest; gold is the last resort where a task has a gold solution.
 DEFAULT_CHAINS = {
     "math": ("trajectory+hindsight", "arithmetic", "rollout", "gold"),
-    "code": ("code", "crash", "rollout", "gold"),
+    "code": ("code", "crash", "coverage", "rollout", "gold"),
     "instructions": ("instructions", "rollout"),
     None: ("verifier", "rollout", "gold"),
 }
@@ -218,7 +220,7 @@ DEFAULT_CHAINS = {
 #: trajectory's and the reference's finding reaches errors written as prose that trajectory alone explains late
 WITH_REFERENCE = {
     "math": ("trajectory+hindsight+reference", "arithmetic", "rollout", "gold"),
-    "code": ("code", "crash+reference", "rollout", "gold"),
+    "code": ("code", "crash+reference", "coverage", "rollout", "gold"),
     "instructions": ("instructions", "reference", "rollout"),
     None: ("verifier", "reference", "rollout", "gold"),
 }
