@@ -16,14 +16,14 @@ FIELDS = {
     "task": str, "doc_id": int, "model": str, "chat_template": bool, "prompt_ids": list, "output_ids": list,
     "prompt": str, "output": str, "doc": dict, "matched_lm_eval": bool,
 }
-KINDS = {"arithmetic", "reasoning", "misread", "code", "format", "other"}
+KINDS = {"arithmetic", "reasoning", "misread", "code", "instruction", "format", "other"}
 SMOL = "SmolLM2-135M-Instruct"
 QWEN = "Qwen2.5-Coder-0.5B-Instruct"
 QWEN15 = "Qwen2.5-Coder-1.5B-Instruct"
 QWEN_GGUF = {QWEN: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", QWEN15: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"}
 # Issue #21 asks for >= 80 annotated failures with a fixed held-out half (tests/data/README_locate_devset.md); the
 # collection of 2026-12-06 reached MIN_SPANS. Raise it as rows are annotated.
-MIN_SPANS = 138
+MIN_SPANS = 148
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -151,7 +151,9 @@ TOLERANCE_SE = 2.0
 
 
 def test_held_out_half_trajectory_share_within_tolerance():
-    rows = [r for r in bench.load_devset(DATA) if not r["task"].startswith("humaneval") and r["split"] == "held-out"]
+    from lm_eval_lrp.locate import kind_of_task
+
+    rows = [r for r in bench.load_devset(DATA) if kind_of_task(r["task"]) == "math" and r["split"] == "held-out"]
     assert len(rows) >= 25, f"only {len(rows)} annotated math rows in the held-out half"
     hits = _trajectory_hits(rows)
     p = HELD_OUT_HITS / HELD_OUT_N
@@ -162,6 +164,31 @@ def test_held_out_half_trajectory_share_within_tolerance():
     assert sum(hits) > sum(_divergence_hits(rows))
     fresh = [r for r in rows if not r["tuned_on"]]
     assert sum(_trajectory_hits(fresh)) > sum(_divergence_hits(fresh)), "no better than the gold divergence on new rows"
+
+
+# Measured on 2026-12-07 (benchmarks/RESULTS.md, "Wrong code that does not crash"): the line `coverage` picks from the
+# task's tests alone (no model) overlaps the hand span in COVERAGE_HITS of the COVERAGE_N annotated HumanEval rows of
+# the held-out half; it finds a line in 3 and says why it finds none in the others. Accepted down to one row fewer.
+COVERAGE_HITS, COVERAGE_N = 3, 11
+
+
+def test_held_out_humaneval_coverage_lines_within_tolerance():
+    from lm_eval_lrp.locate.coverage import suspect_line
+    from lm_eval_lrp.locate.types import NotFound
+
+    rows = [r for r in bench.load_devset(DATA) if r["task"].startswith("humaneval") and r["split"] == "held-out"]
+    assert len(rows) >= COVERAGE_N - 2, f"only {len(rows)} annotated HumanEval rows in the held-out half"
+    hits, reasons = 0, []
+    for r in rows:
+        try:
+            found = suspect_line(r["doc"], r["output"])
+        except NotFound as why:
+            reasons.append(str(why))
+            continue
+        a, b = r["span"]
+        hits += max(a, found.offset) < min(b, found.end)
+    assert hits >= COVERAGE_HITS - 1, f"coverage's line overlaps the hand span in {hits} of {len(rows)}"
+    assert reasons and all(reasons), "every row without a line says why"
 
 
 # --- the fixed design / held-out split (benchmarks/locate.py:split_of; README_locate_devset.md) --------------------
