@@ -28,8 +28,7 @@ import tempfile
 from dataclasses import dataclass
 
 from .context import Context
-from .rollout import confirm
-from .span import span_location
+from .crash import explain_line, line_bounds
 from .types import Generation, Location, NotFound, TimedOut
 
 MARK = "@@lm-eval-lrp-coverage@@"
@@ -203,10 +202,7 @@ def suspect_line(doc: dict, output: str, limit: float = 3.0) -> Suspect:
     if set(top) == run_by_failing and len(top) > 1:
         raise NotFound(f"the {failed} failing and {len(runs) - failed} passing tests run the same lines of the output")
     line = top[0]
-    start = sum(len(x) + 1 for x in lines[: line - 1])
-    text = lines[line - 1]
-    ef = sum(f and line in ls for f, ls in runs)
-    return Suspect(line, start + len(text) - len(text.lstrip()), start + len(text.rstrip()), best, ef,
+    return Suspect(line, *line_bounds(output, line), best, sum(f and line in ls for f, ls in runs),
                    sum((not f) and line in ls for f, ls in runs), len(runs), failed, len(top))
 
 
@@ -225,16 +221,8 @@ class CoverageLocator:
         if not gen.output_ids:
             raise NotFound("empty output")
         found = suspect_line(gen.doc, gen.output, self.limit)
-        positions = [i for i in ctx.tokens_in(gen, found.offset, found.end) if i < len(gen.output_ids)]
-        if not positions:
-            raise NotFound("the suspect line lies past the output's tokens")
-        index, contrast = ctx.decision_point(gen, positions)
-        how = "the line's decision point (its most probable alternative)" if ctx.model is not None else "no model"
-        fix, rolled = confirm(gen, ctx, index, contrast)
-        if fix is not None:
-            contrast, how = fix, "the highest-ranked alternative whose rollout the task's scorer accepts"
         tied = f", tied with {found.tied - 1} later line(s)" if found.tied > 1 else ""
-        reason = (f"{found.failed} of the task's {found.tests} tests fail; line {found.line} of the output "
-                  f"({gen.output[found.offset:found.end][:80]!r}) is run by {found.failing} failing and "
-                  f"{found.passing} passing tests (Ochiai {found.score:.2f}, the highest{tied}); explained: {how}")
-        return span_location(gen, ctx, self.name, positions, index, contrast, reason, f"line {found.line}", rolled)
+        finding = (f"{found.failed} of the task's {found.tests} tests fail; line {found.line} of the output "
+                   f"({gen.output[found.offset:found.end][:80]!r}) is run by {found.failing} failing and "
+                   f"{found.passing} passing tests (Ochiai {found.score:.2f}, the highest{tied})")
+        return explain_line(gen, ctx, self.name, found.offset, found.end, found.line, finding)

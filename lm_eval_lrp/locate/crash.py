@@ -93,12 +93,33 @@ def crash_in_output(doc: dict, output: str, timeout: float = 5.0) -> Crash | Non
     if not inside:
         return None
     line = inside[-1]  # the innermost frame in the output
-    start = sum(len(x) + 1 for x in lines[: line - 1])
-    text = lines[line - 1]
-    if not text.strip():
+    if not lines[line - 1].strip():
         return None
     error = outcome["error"] + (f": {outcome['message']}" if outcome.get("message") else "")
-    return Crash(line, start + len(text) - len(text.lstrip()), start + len(text.rstrip()), error)
+    return Crash(line, *line_bounds(output, line), error)
+
+
+def line_bounds(output: str, line: int) -> tuple[int, int]:
+    """The char offsets (into ``output``) of the 1-based ``line``'s first non-blank character and of its end."""
+    lines = output.split("\n")
+    start, text = sum(len(x) + 1 for x in lines[: line - 1]), lines[line - 1]
+    return start + len(text) - len(text.lstrip()), start + len(text.rstrip())
+
+
+def explain_line(gen: Generation, ctx: Context, locator: str, offset: int, end: int, line: int,
+                 finding: str) -> Location:
+    """A line of the output that the task's tests point at (chars ``offset``..``end``), explained at its decision
+    point and confirmed by rolling out its best alternatives; ``finding`` (what the tests showed) opens the reason."""
+    positions = [i for i in ctx.tokens_in(gen, offset, end) if i < len(gen.output_ids)]
+    if not positions:
+        raise NotFound(f"line {line} lies past the output's tokens")
+    index, contrast = ctx.decision_point(gen, positions)
+    how = "the line's decision point (its most probable alternative)" if ctx.model is not None else "no model"
+    fix, rolled = confirm(gen, ctx, index, contrast)
+    if fix is not None:
+        contrast, how = fix, "the highest-ranked alternative whose rollout the task's scorer accepts"
+    return span_location(gen, ctx, locator, positions, index, contrast, f"{finding}; explained: {how}",
+                         f"line {line}", rolled)
 
 
 class CrashLocator:
@@ -118,14 +139,6 @@ class CrashLocator:
         crash = crash_in_output(gen.doc, gen.output, self.timeout)
         if crash is None:
             raise NotFound("the task's tests do not crash inside the output (they pass, or fail an assertion)")
-        positions = [i for i in ctx.tokens_in(gen, crash.offset, crash.end) if i < len(gen.output_ids)]
-        if not positions:
-            raise NotFound("the crashing line lies past the output's tokens")
-        index, contrast = ctx.decision_point(gen, positions)
-        how = "the line's decision point (its most probable alternative)" if ctx.model is not None else "no model"
-        fix, rolled = confirm(gen, ctx, index, contrast)
-        if fix is not None:
-            contrast, how = fix, "the highest-ranked alternative whose rollout the task's scorer accepts"
-        reason = (f"the task's tests raise {crash.error} at line {crash.line} of the output "
-                  f"({gen.output[crash.offset:crash.end][:80]!r}); explained: {how}")
-        return span_location(gen, ctx, self.name, positions, index, contrast, reason, f"line {crash.line}", rolled)
+        finding = (f"the task's tests raise {crash.error} at line {crash.line} of the output "
+                   f"({gen.output[crash.offset:crash.end][:80]!r})")
+        return explain_line(gen, ctx, self.name, crash.offset, crash.end, crash.line, finding)
