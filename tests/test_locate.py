@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import tiny_model
@@ -228,6 +230,35 @@ def test_a_missing_ending_explains_the_models_stop():
     ctx._scans[(gen.prompt_ids, gen.output_ids)] = fixed_scan(topk, 3)
     loc = make("instructions").locate(gen, ctx)
     assert (loc.index, loc.target, loc.contrast, loc.output_offset) == (2, TOK.eos_token_id, TOK.ids["B"], 2)
+
+
+def test_a_word_limit_is_explained_against_ending_even_outside_the_top_k():
+    """At the word that reaches a word limit the right move is to stop: where no top-k alternative stops, the contrast
+    is the model's most probable end-of-text token (its log-prob is kept by the scan for every end token)."""
+    doc = {"prompt": "p", "instruction_id_list": ["length_constraints:number_words"],
+           "kwargs": [{"num_words": 2, "relation": "less than"}]}
+    output = "ab cd ef"
+    gen = gen_of(output, doc=doc)
+    topk = [[TOK.ids[ch], TOK.ids["x"], TOK.ids["y"]] for ch in output]  # nothing that stops
+    ctx = replace(ctx_for(object()), eos_ids=frozenset({TOK.eos_token_id, 1}))
+    scan = fixed_scan(topk, len(output))
+    scan.watched = {TOK.eos_token_id: torch.full((len(output) + 1,), -3.0), 1: torch.full((len(output) + 1,), -5.0)}
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = scan
+    loc = make("instructions").locate(gen, ctx)
+    assert (loc.index, loc.target, loc.contrast) == (3, TOK.ids["c"], TOK.eos_token_id)  # word 2 starts at "c"
+    assert "the end of text, which is not among the model's top-k" in loc.reason
+    scan.watched[1] = torch.full((len(output) + 1,), -1.0)  # the other end token is the more probable one
+    assert make("instructions").locate(gen, ctx).contrast == 1
+    # a stopping alternative in the top-k is taken as before, and other instructions never fall back to ending
+    topk[3] = [TOK.ids["c"], TOK.ids[" "], TOK.ids["x"]]
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = fixed_scan(topk, len(output))
+    assert make("instructions").locate(gen, ctx).contrast == TOK.ids[" "]
+    comma = {"prompt": "p", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    gen = gen_of("a,b", doc=comma)
+    scan = fixed_scan([[TOK.ids[ch], TOK.ids[","], TOK.ids[","]] for ch in "a,b"], 3)
+    scan.watched = {TOK.eos_token_id: torch.zeros(4)}
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = scan
+    assert make("instructions").locate(gen, ctx).contrast is None
 
 
 def test_code_verifier():

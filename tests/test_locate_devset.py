@@ -23,7 +23,7 @@ QWEN15 = "Qwen2.5-Coder-1.5B-Instruct"
 QWEN_GGUF = {QWEN: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", QWEN15: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"}
 # Issue #21 asks for >= 80 annotated failures with a fixed held-out half (tests/data/README_locate_devset.md); the
 # collection of 2026-12-06 reached MIN_SPANS. Raise it as rows are annotated.
-MIN_SPANS = 148
+MIN_SPANS = 169
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -38,13 +38,15 @@ class Scan:
     chosen_logprobs: torch.Tensor  # [n]
     cache: Any = None
     last_logits: torch.Tensor | None = None  # logits after the whole output (a position past the last token)
+    watched: dict[int, torch.Tensor] | None = None  # token id -> its log-prob at every position [n + 1] (end tokens)
 
     def alternatives(self, i: int, decode) -> list[dict]:
         return [{"id": int(t), "token": decode([int(t)]), "logprob": round(float(v), 4)}
                 for t, v in zip(self.topk_ids[i], self.topk_logprobs[i])]
 
 
-def scan(model, prompt_ids: Sequence[int], output_ids: Sequence[int], k: int = 10, keep_cache: bool = True) -> Scan:
+def scan(model, prompt_ids: Sequence[int], output_ids: Sequence[int], k: int = 10, keep_cache: bool = True,
+         watch: Sequence[int] = ()) -> Scan:
     device = input_device(model)
     ids = torch.tensor([list(prompt_ids) + list(output_ids)], device=device)
     n_p = len(prompt_ids)
@@ -55,8 +57,9 @@ def scan(model, prompt_ids: Sequence[int], output_ids: Sequence[int], k: int = 1
     top = logp.topk(min(k, logp.shape[-1]), dim=-1)
     n = len(output_ids)
     chosen = logp[torch.arange(n, device=logp.device), torch.tensor(list(output_ids), device=logp.device, dtype=torch.long)]
+    watched = {int(t): logp[:, int(t)].cpu() for t in watch if 0 <= int(t) < logp.shape[-1]}
     return Scan(top.indices[:n].cpu(), top.values[:n].cpu(), chosen.cpu(),
-                cache_of(out) if keep_cache else None, logits[n].cpu())
+                cache_of(out) if keep_cache else None, logits[n].cpu(), watched)
 
 
 @dataclass
@@ -94,7 +97,7 @@ class Context:
             raise LookupError("no model in the locate context: the model's top-k is unavailable")
         key = (gen.prompt_ids, gen.output_ids)
         if key not in self._scans:
-            self._scans[key] = scan(self.model, gen.prompt_ids, gen.output_ids, self.topk)
+            self._scans[key] = scan(self.model, gen.prompt_ids, gen.output_ids, self.topk, watch=sorted(self.eos_ids))
         return self._scans[key]
 
     def release(self) -> None:
@@ -154,6 +157,15 @@ class Context:
             if t != target and accept(self.decode([t]) if t not in self.eos_ids else ""):
                 return int(t)
         return None
+
+    def end_token(self, gen: Generation, index: int) -> int | None:
+        """The model's most probable end-of-text token at output position ``index`` (``len(output_ids)``: after the
+        whole output), whether or not it is among the top-k; None without a model or end tokens."""
+        if self.model is None or not self.eos_ids:
+            return None
+        watched = self.scan(gen).watched or {}
+        best = max(((float(lp[index]), t) for t, lp in watched.items() if index < len(lp)), default=None)
+        return None if best is None else best[1]
 
     def decision_point(self, gen: Generation, positions: Sequence[int]) -> tuple[int, int | None]:
         """Among ``positions`` (output token indices), the one where the model's best alternative to its own token

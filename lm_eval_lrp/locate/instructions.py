@@ -24,7 +24,8 @@ class Violation:
     accept: Callable[[str], bool]  # which alternative token texts keep the instruction (contrast candidates)
 
 
-def _stop(piece: str) -> bool:
+def stops(piece: str) -> bool:
+    """Kept by ending here: an alternative that writes nothing visible (the end of text, white space)."""
     return piece.strip() == ""
 
 
@@ -52,9 +53,9 @@ def _words(text, kw):
     n, relation = int(kw.get("num_words") or 0), kw.get("relation") or "less than"
     words = list(re.finditer(r"\w+", text))
     if relation == "less than" and len(words) >= n:
-        return words[n - 1].start(), f"word {n} reaches the limit (fewer than {n} words)", _stop
+        return words[n - 1].start(), f"word {n} reaches the limit (fewer than {n} words)", stops
     if relation == "at least" and len(words) < n:
-        return len(text), f"stopped after {len(words)} words (at least {n})", lambda p: not _stop(p)
+        return len(text), f"stopped after {len(words)} words (at least {n})", lambda p: not stops(p)
     return None
 
 
@@ -98,7 +99,7 @@ def _ending(text, kw):
         return None
     i = text.lower().find(phrase.lower())
     if i >= 0:
-        return i + len(phrase), f"went on after the required ending {phrase!r}", _stop
+        return i + len(phrase), f"went on after the required ending {phrase!r}", stops
     return len(text), f"stopped without the required ending {phrase!r}", _starts(phrase)
 
 
@@ -154,7 +155,7 @@ def _paragraphs(text, kw):
     n = int(kw.get("num_paragraphs") or 0)
     seps = list(re.finditer(r"\s?\*\*\*\s?", text))
     if len(seps) + 1 > n and n > 0:
-        return seps[n - 1].start(), f"paragraph {n + 1} of exactly {n}", _stop
+        return seps[n - 1].start(), f"paragraph {n + 1} of exactly {n}", stops
     if len(seps) + 1 < n:
         return len(text), f"{len(seps) + 1} paragraphs of {n}", lambda p: "*" in p
     return None

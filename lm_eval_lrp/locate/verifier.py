@@ -18,7 +18,7 @@ from typing import Callable
 from .arithmetic import arithmetic_errors
 from .code import syntax_error
 from .context import Context
-from .instructions import violations
+from .instructions import stops, violations
 from ..task_kinds import kind_of_doc
 from .types import Generation, Location, NotFound
 
@@ -67,6 +67,9 @@ class _Check:
         target = ctx.target_at(gen, index)
         contrast = ctx.pick_contrast(gen, index, hit.accept) if hit.accept is not None else None
         why = f"{hit.check}: {hit.reason}"
+        if contrast is None and hit.accept is stops:  # the instruction asks to stop here: contrast = ending now
+            contrast = ctx.end_token(gen, index)
+            why += "" if contrast is None else " (contrast: the end of text, which is not among the model's top-k)"
         candidates = [ctx.candidate(gen, i, f"{h.check}: {h.reason}") for i, h in cands]
         return Location(index, target, contrast, self.name, why + ("" if contrast is not None else
                         " (no alternative among the model's top-k fixes it: no contrast)"),
