@@ -39,6 +39,13 @@ def test_plain_equations_and_precision():
         ("a quick brown fox", ["keywords:forbidden_words"], [{"forbidden_words": ["Brown"]}], 8),
         ("Bye now.", ["startend:end_checker"], [{"end_phrase": "Is there anything else?"}], 8),
         ("Done. Is there anything else? Yes.", ["startend:end_checker"], [{"end_phrase": "Is there anything else?"}], 29),
+        # a near copy of the required ending as the last sentence: the first word where it departs
+        ("Sure! Is there anything else I can assist with?", ["startend:end_checker"],
+         [{"end_phrase": "Is there anything else I can help with?"}], 35),
+        ("Yes, there are many things I can help with.", ["startend:end_checker"],
+         [{"end_phrase": "Is there anything else I can help with?"}], 0),
+        ("Thanks. Is there anything else I can", ["startend:end_checker"],
+         [{"end_phrase": "Is there anything else I can help with?"}], 36),
         ("a\n* x\n* y\n* z", ["detectable_format:number_bullet_lists"], [{"num_bullets": 2}], 10),
         ('{"a": 1,}', ["detectable_format:json_format"], [{}], 8),
     ],
@@ -46,6 +53,17 @@ def test_plain_equations_and_precision():
 def test_instruction_violations(text, ids, kwargs, offset):
     found = violations(text, ids, kwargs)
     assert found and found[0].offset == offset, found
+
+
+def test_a_misquoted_ending_wants_the_phrase_word_there():
+    (v,) = violations("Sure! Is there anything else I can assist with?", ["startend:end_checker"],
+                      [{"end_phrase": "Is there anything else I can help with?"}])
+    assert "misquotes the required ending" in v.reason and "'assist'" in v.reason
+    assert v.accept(" help") and v.accept("help") and not v.accept(" assist")
+    # a last sentence sharing less than half of the phrase's words is no copy: the missing ending at the end
+    (v,) = violations("I like cats. I can help.", ["startend:end_checker"],
+                      [{"end_phrase": "Is there anything else I can help with?"}])
+    assert v.offset == len("I like cats. I can help.") and v.reason.startswith("stopped without")
 
 
 def test_instructions_kept_and_unlocatable_ones():

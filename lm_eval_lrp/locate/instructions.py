@@ -10,6 +10,7 @@ Instructions that need nltk's punkt data (``length_constraints:number_sentences`
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -100,7 +101,25 @@ def _ending(text, kw):
     i = text.lower().find(phrase.lower())
     if i >= 0:
         return i + len(phrase), f"went on after the required ending {phrase!r}", stops
-    return len(text), f"stopped without the required ending {phrase!r}", _starts(phrase)
+    return _misquoted(text, phrase) or (len(text), f"stopped without the required ending {phrase!r}", _starts(phrase))
+
+
+def _misquoted(text, phrase):
+    """The output's last sentence as a near copy of the required ending (at least half of the phrase's words, in
+    order): the first word where it departs from the phrase, whose alternative is the phrase's word there."""
+    body = text.rstrip()
+    start = max((m.end() for m in re.finditer(r"[.!?]\s+|\n", body[:-1])), default=0)
+    said = list(re.finditer(r"\w+", body[start:]))
+    wanted = list(re.finditer(r"\w+", phrase))
+    matcher = difflib.SequenceMatcher(None, [w.group().lower() for w in wanted], [w.group().lower() for w in said],
+                                      autojunk=False)
+    if not said or 2 * sum(b.size for b in matcher.get_matching_blocks()) < len(wanted):
+        return None
+    op, a, _, b, _ = next(op for op in matcher.get_opcodes() if op[0] != "equal")
+    at = start + (said[b].start() if b < len(said) else len(body) - start)
+    rest = phrase[wanted[a].start():] if a < len(wanted) else ""
+    word = said[b].group() if b < len(said) else "the end"
+    return at, f"the last sentence misquotes the required ending {phrase!r} at {word!r}", _starts(rest or phrase)
 
 
 def _quotation(text, kw):
