@@ -60,6 +60,10 @@ def test_a_misquoted_ending_wants_the_phrase_word_there():
                       [{"end_phrase": "Is there anything else I can help with?"}])
     assert "misquotes the required ending" in v.reason and "'assist'" in v.reason
     assert v.accept(" help") and v.accept("help") and not v.accept(" assist")
+    # the same words with other punctuation: the punctuation departs
+    (v,) = violations("Is there anything else I can help with.", ["startend:end_checker"],
+                      [{"end_phrase": "Is there anything else I can help with?"}])
+    assert v.offset == len("Is there anything else I can help with") and v.accept("?") and not v.accept(".")
     # a last sentence sharing less than half of the phrase's words is no copy: the missing ending at the end
     (v,) = violations("I like cats. I can help.", ["startend:end_checker"],
                       [{"end_phrase": "Is there anything else I can help with?"}])

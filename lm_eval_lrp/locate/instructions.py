@@ -115,7 +115,12 @@ def _misquoted(text, phrase):
                                       autojunk=False)
     if not said or 2 * sum(b.size for b in matcher.get_matching_blocks()) < len(wanted):
         return None
-    op, a, _, b, _ = next(op for op in matcher.get_opcodes() if op[0] != "equal")
+    first = next((op for op in matcher.get_opcodes() if op[0] != "equal"), None)
+    if first is None:  # the same words: the punctuation after them departs ("... help with." for "... with?")
+        rest = phrase[wanted[-1].end():]
+        return (start + said[-1].end(), f"the last sentence ends the required ending {phrase!r} with other "
+                "punctuation", _starts(rest) if rest.strip() else stops)
+    _, a, _, b, _ = first
     at = start + (said[b].start() if b < len(said) else len(body) - start)
     rest = phrase[wanted[a].start():] if a < len(wanted) else ""
     word = said[b].group() if b < len(said) else "the end"
