@@ -192,7 +192,7 @@ def suspect_line(doc: dict, output: str, limit: float = 3.0) -> Suspect:
     if not failed:
         raise NotFound(f"all {len(runs)} tests pass when run one by one")
     if failed == len(runs):
-        raise NotFound(f"all {len(runs)} tests fail: every line they run scores the same")
+        raise NotFound(f"all {len(runs)} tests fail: no passing test sets the lines they run apart")
     scores = ochiai(runs)
     if not scores or max(scores.values()) == 0:
         raise NotFound("the failing tests run no line of the output")
