@@ -48,6 +48,9 @@ def test_plain_equations_and_precision():
          [{"end_phrase": "Is there anything else I can help with?"}], 36),
         ("a\n* x\n* y\n* z", ["detectable_format:number_bullet_lists"], [{"num_bullets": 2}], 10),
         ('{"a": 1,}', ["detectable_format:json_format"], [{}], 8),
+        # paragraphs set apart by blank lines only: the divider belongs where the second one starts
+        ("One.\n\nTwo.\n\nThree.", ["length_constraints:number_paragraphs"], [{"num_paragraphs": 2}], 6),
+        ("One only.", ["length_constraints:number_paragraphs"], [{"num_paragraphs": 2}], 9),
     ],
 )
 def test_instruction_violations(text, ids, kwargs, offset):
@@ -68,6 +71,11 @@ def test_a_misquoted_ending_wants_the_phrase_word_there():
     (v,) = violations("I like cats. I can help.", ["startend:end_checker"],
                       [{"end_phrase": "Is there anything else I can help with?"}])
     assert v.offset == len("I like cats. I can help.") and v.reason.startswith("stopped without")
+
+
+def test_a_missing_divider_wants_the_divider():
+    (v,) = violations("One.\n\n1. **Two**", ["length_constraints:number_paragraphs"], [{"num_paragraphs": 2}])
+    assert v.accept("***") and v.accept(" **") and not v.accept("**Two") and not v.accept("1")
 
 
 def test_instructions_kept_and_unlocatable_ones():

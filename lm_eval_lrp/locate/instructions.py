@@ -181,6 +181,11 @@ def _paragraphs(text, kw):
     if len(seps) + 1 > n and n > 0:
         return seps[n - 1].start(), f"paragraph {n + 1} of exactly {n}", stops
     if len(seps) + 1 < n:
+        breaks = list(re.finditer(r"\n[ \t]*\n\s*(?=\S)", text.strip())) if not seps else []
+        if breaks:  # paragraphs set apart by blank lines only: the divider belongs at the first break
+            at = len(text) - len(text.lstrip()) + breaks[0].end()
+            return (at, f"paragraph 2 starts without the *** divider ({n} paragraphs asked)",
+                    lambda p: bool(p.strip()) and set(p.strip()) == {"*"})
         return len(text), f"{len(seps) + 1} paragraphs of {n}", lambda p: "*" in p
     return None
 
