@@ -106,8 +106,8 @@ def _builtins() -> None:
     from .verifier import ArithmeticVerifier, CodeVerifier, InstructionVerifier, Verifier
 
     for cls in (GoldLocator, Verifier, ArithmeticVerifier, InstructionVerifier, CodeVerifier, RolloutLocator,
-                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator, CoverageLocator, HindsightLocator,
-                PRMLocator):
+                ReferenceLocator, CasesLocator, TrajectoryLocator, JudgeLocator, CrashLocator, CoverageLocator,
+                HindsightLocator, PRMLocator):
         _REGISTRY.setdefault(cls.name, cls)
 
 
