@@ -11,6 +11,7 @@ from locate_helpers import CharTokenizer
 
 from lm_eval_lrp.locate import Budget, Chain, Context, Generation, LocateError, Location, NotFound, Rollout, Scan, make
 from lm_eval_lrp.locate.decoding import greedy_after, greedy_fresh, prefix_cache
+from lm_eval_lrp.locate.counterfactual import TRUNCATE
 from lm_eval_lrp.locate import rollout as rollout_module
 from lm_eval_lrp.locate.verifier import Hit
 
@@ -261,6 +262,58 @@ def test_a_word_limit_is_explained_against_ending_even_outside_the_top_k():
     assert make("instructions").locate(gen, ctx).contrast is None
 
 
+def test_an_instruction_violation_is_confirmed_when_its_rollout_passes_the_scorer(model):
+    """A verifier's finding is checked as other locators' are: its contrast (and the model's next-best tokens) is
+    rolled out there and judged by the task's scorer. Stopping at the word that reaches a word limit passes a scorer
+    that counts the words, so the record is confirmed; a scorer that accepts nothing leaves it single."""
+    import re
+
+    from lm_eval_lrp.locate.confidence import confidence
+
+    doc = {"prompt": "p", "instruction_id_list": ["length_constraints:number_words"],
+           "kwargs": [{"num_words": 2, "relation": "less than"}]}
+    gen = gen_of("ab cd ef", doc=doc)
+    judged = []
+
+    def fewer_than_two_words(text):
+        judged.append(text)
+        return len(re.findall(r"\w+", text)) < 2
+
+    budget = Budget(max_rollouts=8, max_new_tokens=4, width=2)
+    ctx = ctx_for(model, budget=budget).for_doc(fewer_than_two_words)
+    loc = make("instructions").locate(gen, ctx)
+    assert (loc.index, loc.target) == (3, TOK.ids["c"])
+    assert loc.contrast in ctx.eos_ids  # no alternative of the random model stops: the end of text is the contrast
+    assert judged[0] == "ab " and loc.rollouts[0].forced == loc.contrast and loc.rollouts[0].verdict
+    assert confidence(loc)[0] == "confirmed"
+    nothing = ctx_for(model, budget=budget).for_doc(lambda text: False)
+    loc = make("instructions").locate(gen, nothing)
+    assert loc.contrast in ctx.eos_ids and len(loc.rollouts) == 2 and not any(r.verdict for r in loc.rollouts)
+    assert confidence(loc)[0] == "single"
+    # without a budget nothing is rolled out, and the location is the same
+    none = ctx_for(model, budget=Budget(max_rollouts=0)).for_doc(fewer_than_two_words)
+    loc = make("instructions").locate(gen, none)
+    assert loc.index == 3 and loc.rollouts == [] and confidence(loc)[0] == "single"
+
+
+def test_a_confirming_rollout_after_the_whole_output(model):
+    """Where a violation is due where the model stopped, the explained token is the model's own next choice after the
+    output; the rollouts force the contrast and the model's other alternatives there and continue greedily."""
+    from lm_eval_lrp.locate.counterfactual import confirm
+
+    gen = rollout_case(model)
+    n = len(gen.output_ids)
+    ctx = ctx_for(model, budget=Budget(max_rollouts=8, max_new_tokens=3, width=2)).for_doc(lambda text: "!" in text)
+    ranked = ctx.scan(gen).last_logits.topk(5).indices.tolist()
+    contrast = ranked[2]
+    fix, rolled = confirm(gen, ctx, n, contrast)
+    assert [r.position for r in rolled] == [n, n] and rolled[0].forced == contrast
+    assert rolled[1].forced not in (ranked[0], contrast)  # the model's own choice there is not an alternative
+    ahead = greedy_fresh(model, [*gen.prompt_ids, *gen.output_ids, contrast], 3)
+    assert rolled[0].continuation == TOK.decode([contrast] + ahead)
+    assert fix == next((r.forced for r in rolled if r.verdict), None)
+
+
 def test_code_verifier():
     output = "def f(x):\n    return (x\n"
     loc = make("code").locate(gen_of(output), ctx_for())
@@ -318,7 +371,7 @@ def test_rollout_finds_the_earliest_fixing_position(model, monkeypatch):
     assert loc.contrast == next(t for t in ctx.scan(gen).topk_ids[5].tolist() if t != gen.output_ids[5])
     assert {r.position for r in loc.rollouts} == set(range(6)) and len(loc.rollouts) == 12 == scorer.calls
     assert all(r.verdict is (r.position == 5) for r in loc.rollouts)
-    assert all(len(r.continuation) <= rollout_module.TRUNCATE and r.tokens <= 4 for r in loc.rollouts)
+    assert all(len(r.continuation) <= TRUNCATE and r.tokens <= 4 for r in loc.rollouts)
     # a verifier hit at 8 is tried first; earlier forks are then searched and 5 still wins
     monkeypatch.setattr(rollout_module, "verifier_hits", lambda gen, ctx: [Hit(8, "planted", None, "test")])
     loc = make("rollout", min_alternative=1e-9).locate(gen, ctx.for_doc(FirstChangeScorer(gen.output, {5, 8})))

@@ -206,9 +206,10 @@ def same_step(gen: Generation, a: Location, b: Location) -> bool:
 
 #: the chain per kind of task when the user names none. Chosen on the hand-annotated dev set
 #: (tests/data/locate_devset.jsonl, benchmarks/locate.py): the verifiers place the most explained tokens inside the
-#: annotated error and cost no model call, so they go first (math: ``trajectory`` with ``hindsight`` in one
-#: earliest-of link: hindsight fires rarely and where it fires before trajectory's step it was right); rollout
-#: (bounded by --lrp_rollouts) tries the rest; gold is the last resort where a task has a gold solution.
+#: annotated error and need no model to find it (the model's top-k picks the contrast, and a few rollouts check it),
+#: so they go first (math: ``trajectory`` with ``hindsight`` in one earliest-of link: hindsight fires rarely and where
+#: it fires before trajectory's step it was right); rollout (bounded by --lrp_rollouts) tries the rest; gold is the
+#: last resort where a task has a gold solution.
 DEFAULT_CHAINS = {
     "math": ("trajectory+hindsight", "arithmetic", "rollout", "gold"),
     "code": ("code", "crash", "coverage", "rollout", "gold"),

@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 
 from .context import Context
-from .rollout import confirm
+from .counterfactual import confirm
 from .span import span_location
 from .types import Generation, Location, NotFound, TimedOut
 

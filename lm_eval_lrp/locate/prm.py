@@ -24,7 +24,7 @@ import torch
 from ..lrp.dispatch import input_device
 from .context import Context
 from .judge import steps
-from .rollout import confirm
+from .counterfactual import confirm
 from .trajectory import question_of
 from .types import Generation, Location, NotFound
 

@@ -52,7 +52,7 @@ from fractions import Fraction
 from .arithmetic import arithmetic_errors
 from .context import Context
 from .operation_sentence import lead_in, plan_sentence
-from .rollout import confirm
+from .counterfactual import confirm
 from .span import span_location
 from .types import Generation, Location, NotFound
 

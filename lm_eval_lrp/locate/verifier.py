@@ -7,7 +7,9 @@
 * ``code``: the first token of the first line Python's ``compile`` rejects;
 * ``verifier``: whichever of these applies to the document (``Context.kind``, else the doc's fields), earliest hit.
 
-Hits are also the first positions the ``rollout`` locator tries.
+Each finding is checked by rolling out its contrast and the model's next-best tokens there
+(:func:`lm_eval_lrp.locate.counterfactual.confirm`): where the task's scorer accepts one, the record is
+``confirmed``. Hits are also the first positions the ``rollout`` locator tries.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Callable
 from .arithmetic import arithmetic_errors
 from .code import syntax_error
 from .context import Context
+from .counterfactual import confirm
 from .instructions import stops, violations
 from ..task_kinds import kind_of_doc
 from .types import Generation, Location, NotFound
@@ -70,10 +73,15 @@ class _Check:
         if contrast is None and hit.accept is stops:  # the instruction asks to stop here: contrast = ending now
             contrast = ctx.end_token(gen, index)
             why += "" if contrast is None else " (contrast: the end of text, which is not among the model's top-k)"
+        if contrast is None:
+            why += " (no alternative among the model's top-k fixes it: no contrast)"
+        fix, rolled = confirm(gen, ctx, index, contrast)
+        if fix is not None and fix != contrast:
+            contrast = fix
+            why += "; contrast: the highest-ranked alternative whose rollout the task's scorer accepts"
         candidates = [ctx.candidate(gen, i, f"{h.check}: {h.reason}") for i, h in cands]
-        return Location(index, target, contrast, self.name, why + ("" if contrast is not None else
-                        " (no alternative among the model's top-k fixes it: no contrast)"),
-                        output_offset=_token_start(gen, ctx, index), candidates=candidates)
+        return Location(index, target, contrast, self.name, why, output_offset=_token_start(gen, ctx, index),
+                        candidates=candidates, rollouts=rolled)
 
 
 def _token_start(gen: Generation, ctx: Context, index: int) -> int:
