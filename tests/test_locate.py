@@ -234,8 +234,9 @@ def test_a_missing_ending_explains_the_models_stop():
 
 
 def test_a_word_limit_is_explained_against_ending_even_outside_the_top_k():
-    """At the word that reaches a word limit the right move is to stop: where no top-k alternative stops, the contrast
-    is the model's most probable end-of-text token (its log-prob is kept by the scan for every end token)."""
+    """At the word that reaches a word limit the right move is to stop: the contrast is the model's most probable
+    end-of-text token (its log-prob is kept by the scan for every end token), in the top-k or not. White space also
+    "stops" visibly, but the model writes on after it: it is the contrast only where no end token is known."""
     doc = {"prompt": "p", "instruction_id_list": ["length_constraints:number_words"],
            "kwargs": [{"num_words": 2, "relation": "less than"}]}
     output = "ab cd ef"
@@ -247,13 +248,19 @@ def test_a_word_limit_is_explained_against_ending_even_outside_the_top_k():
     ctx._scans[(gen.prompt_ids, gen.output_ids)] = scan
     loc = make("instructions").locate(gen, ctx)
     assert (loc.index, loc.target, loc.contrast) == (3, TOK.ids["c"], TOK.eos_token_id)  # word 2 starts at "c"
-    assert "the end of text, which is not among the model's top-k" in loc.reason
+    assert "(contrast: the end of text)" in loc.reason
     scan.watched[1] = torch.full((len(output) + 1,), -1.0)  # the other end token is the more probable one
     assert make("instructions").locate(gen, ctx).contrast == 1
-    # a stopping alternative in the top-k is taken as before, and other instructions never fall back to ending
+    # white space among the top-k does not replace the end of text ...
     topk[3] = [TOK.ids["c"], TOK.ids[" "], TOK.ids["x"]]
+    spaced = fixed_scan(topk, len(output))
+    spaced.watched = scan.watched
+    ctx._scans[(gen.prompt_ids, gen.output_ids)] = spaced
+    assert make("instructions").locate(gen, ctx).contrast == 1
+    # ... and is the contrast where the scan knows no end token; other instructions never fall back to ending
     ctx._scans[(gen.prompt_ids, gen.output_ids)] = fixed_scan(topk, len(output))
-    assert make("instructions").locate(gen, ctx).contrast == TOK.ids[" "]
+    loc = make("instructions").locate(gen, ctx)
+    assert loc.contrast == TOK.ids[" "] and "end of text" not in loc.reason
     comma = {"prompt": "p", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
     gen = gen_of("a,b", doc=comma)
     scan = fixed_scan([[TOK.ids[ch], TOK.ids[","], TOK.ids[","]] for ch in "a,b"], 3)

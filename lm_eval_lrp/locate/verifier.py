@@ -68,11 +68,13 @@ class _Check:
             raise NotFound(f"{self.name}: the violation lies past the output and there is no model to ask")
         index, hit = cands[0]
         target = ctx.target_at(gen, index)
-        contrast = ctx.pick_contrast(gen, index, hit.accept) if hit.accept is not None else None
         why = f"{hit.check}: {hit.reason}"
-        if contrast is None and hit.accept is stops:  # the instruction asks to stop here: contrast = ending now
-            contrast = ctx.end_token(gen, index)
-            why += "" if contrast is None else " (contrast: the end of text, which is not among the model's top-k)"
+        contrast = None
+        if hit.accept is stops:  # the instruction asks to stop here: the contrast is ending the text now (white space
+            contrast = ctx.end_token(gen, index)  # also "stops" visibly, but the model writes on after it)
+            why += "" if contrast is None else " (contrast: the end of text)"
+        if contrast is None and hit.accept is not None:
+            contrast = ctx.pick_contrast(gen, index, hit.accept)
         if contrast is None:
             why += " (no alternative among the model's top-k fixes it: no contrast)"
         fix, rolled = confirm(gen, ctx, index, contrast)
